@@ -1,0 +1,77 @@
+//! The admin listener: `/metrics` (Prometheus), `/healthz` (the process is
+//! up), `/readyz` (listeners bound and not draining).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Method, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use switchyard_plugins::error::{Code, ErrorResponse};
+use switchyard_plugins::stage::{Response, full_body};
+use tokio::net::TcpListener;
+
+use crate::edge::{Gateway, Shutdown};
+
+/// Serves the admin endpoints until shutdown.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Shutdown) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let gateway = gateway.clone();
+                let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let gateway = gateway.clone();
+                    async move { Ok::<_, Infallible>(answer(&gateway, req.method(), req.uri().path())) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+}
+
+fn answer(gateway: &Gateway, method: &Method, path: &str) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return ErrorResponse::with_status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Code::Unimplemented,
+            "admin endpoints answer GET",
+        )
+        .into_response();
+    }
+    match path {
+        "/metrics" => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            gateway.metrics.render(),
+        ),
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" if gateway.is_ready() => text(StatusCode::OK, "text/plain", "ready\n".into()),
+        "/readyz" => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready\n".into(),
+        ),
+        _ => {
+            ErrorResponse::new(Code::NotFound, format!("no admin endpoint {path}")).into_response()
+        }
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut res = http::Response::new(full_body(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    res
+}

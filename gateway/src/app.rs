@@ -1,0 +1,131 @@
+//! Starting and stopping a whole gateway: compile the config, bind the
+//! listeners and the admin listener, serve until told to stop, then drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::admin;
+use crate::config::{ConfigError, KeyPath, LoadedConfig};
+use crate::edge::{self, EdgeSettings, Gateway, Shutdown};
+use crate::observability::Metrics;
+use crate::runtime::Runtime;
+
+/// A started gateway.
+pub struct Running {
+    /// Bound public addresses, in `listeners:` order (port 0 resolved).
+    pub listeners: Vec<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub gateway: Arc<Gateway>,
+    shutdown: Shutdown,
+    tasks: JoinSet<()>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+}
+
+/// Compiles `loaded` and starts serving it.
+pub async fn start(loaded: LoadedConfig) -> Result<Running, StartError> {
+    let source = loaded.source.clone();
+    let settings = EdgeSettings::from(&loaded.config.limits);
+    let listeners_cfg = loaded.config.listeners.clone();
+    let admin_cfg = loaded.config.admin.clone();
+    let runtime = Runtime::build(loaded, Arc::new(Metrics::new())).await?;
+    let gateway = Gateway::new(runtime);
+    let shutdown = Shutdown::new();
+    let mut tasks = JoinSet::new();
+    let mut bound = Vec::new();
+    for (i, listener) in listeners_cfg.iter().enumerate() {
+        let key = KeyPath::root().key("listeners").index(i).key("address");
+        let socket = bind(&listener.address)
+            .await
+            .map_err(|e| source.error_at(&key, e))?;
+        bound.push(
+            socket
+                .local_addr()
+                .map_err(|e| source.error_at(&key, e.to_string()))?,
+        );
+        tracing::info!(listener = %listener.name, address = %bound[i], "listening");
+        tasks.spawn(edge::serve(
+            socket,
+            gateway.clone(),
+            settings.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let mut admin_addr = None;
+    if admin_cfg.enabled {
+        let key = KeyPath::root().key("admin").key("address");
+        let socket = bind(&admin_cfg.address)
+            .await
+            .map_err(|e| source.error_at(&key, e))?;
+        let addr = socket
+            .local_addr()
+            .map_err(|e| source.error_at(&key, e.to_string()))?;
+        tracing::info!(address = %addr, "admin listening");
+        admin_addr = Some(addr);
+        tasks.spawn(admin::serve(socket, gateway.clone(), shutdown.clone()));
+    }
+    gateway.set_ready(true);
+    Ok(Running {
+        listeners: bound,
+        admin: admin_addr,
+        gateway,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn bind(address: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))
+}
+
+// === impl Running ===
+
+impl Running {
+    /// Stops accepting, drains in-flight requests (bounded by
+    /// `limits.shutdown_grace`), and returns when every listener is done.
+    pub async fn stop(mut self) {
+        self.gateway.set_ready(false);
+        self.shutdown.trigger();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining connections");
+        self.stop().await;
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,27 @@
+//! Configuration: the YAML model, loading with located errors, and the
+//! JSON Schema generated from the model.
+
+pub mod load;
+pub mod model;
+pub mod span;
+pub mod units;
+
+pub use load::{ConfigError, ConfigSource, LoadedConfig, load, parse};
+pub use model::*;
+pub use span::KeyPath;
+
+/// The JSON Schema of the config file, generated from the types.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Config);
+    serde_json::to_value(schema).unwrap_or_default()
+}
+
+/// The schema as committed in `schemas/gateway.schema.json` (pretty, newline-terminated).
+pub fn json_schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(&json_schema()).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests;

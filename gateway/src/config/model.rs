@@ -1,0 +1,309 @@
+//! The configuration file's types. Doc comments here become the descriptions in
+//! `schemas/gateway.schema.json` and the configuration reference, so they are
+//! written for the person editing the YAML.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use switchyard_plugins::PluginConfig;
+
+use super::units::{ByteSize, HumanDuration};
+
+/// Switchyard's configuration: where to listen, which `.proto` files describe
+/// the upstream services, where those services run, and which of their methods
+/// to expose on which routes.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Public listeners: each accepts HTTP/1.1 and HTTP/2 (h2c) on one address.
+    #[serde(default = "default_listeners")]
+    pub listeners: Vec<Listener>,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`. Keep it on loopback
+    /// or a private network.
+    #[serde(default)]
+    pub admin: Admin,
+    /// Limits applied at the edge, before any route is chosen.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Where the service descriptions come from: `.proto` files compiled at
+    /// start-up (no `protoc` needed), or binary descriptor sets.
+    pub protos: Protos,
+    /// Upstream gRPC services by name, referenced by routes.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Upstream>,
+    /// Routes: which services' methods are exposed, how, and to which upstream.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Plugins applied to every route before the route's own `plugins`.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// One public listener.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// A name for logs and metrics.
+    #[serde(default = "default_listener_name")]
+    pub name: String,
+    /// `host:port` to bind, e.g. `0.0.0.0:8080`.
+    pub address: String,
+}
+
+/// The admin listener.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// `host:port` to bind; loopback by default.
+    #[serde(default = "default_admin_address")]
+    pub address: String,
+    /// Set to `false` to run without the admin listener.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// Edge limits. The defaults are safe on the public internet.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body accepted by any route (413 above it). Routes may set lower.
+    #[serde(default = "default_max_body")]
+    pub max_request_body: ByteSize,
+    /// Most request headers accepted on HTTP/1.1 (431 above it).
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Largest HTTP/2 header block (decoded), and HTTP/1.1 read buffer.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: ByteSize,
+    /// Time a client has to send the complete request head (slowloris defence).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
+    /// HTTP/2 concurrent streams per connection.
+    #[serde(default = "default_h2_streams")]
+    pub h2_max_concurrent_streams: u32,
+    /// Largest message accepted from an upstream (gRPC max decoding size).
+    #[serde(default = "default_max_upstream_message")]
+    pub max_upstream_message: ByteSize,
+    /// On SIGTERM/SIGINT: time given to in-flight requests before connections are closed.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
+}
+
+/// Where `.proto` descriptions come from.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Protos {
+    /// Directories, `.proto` files, or binary `FileDescriptorSet` files (`.pb`,
+    /// `.binpb`, `.desc`). A directory is an import root and every `.proto` file
+    /// below it is compiled; a `.proto` file is compiled on its own. Relative
+    /// paths are relative to the config file.
+    pub sources: Vec<String>,
+    /// Extra import roots for `import` statements (the well-known types and our
+    /// `google/api` annotations are always available).
+    #[serde(default)]
+    pub includes: Vec<String>,
+}
+
+/// An upstream gRPC service.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Endpoints as `http://host:port`; requests are balanced across them.
+    pub endpoints: Vec<String>,
+    /// Time allowed to open a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Default deadline of a call, sent as `grpc-timeout`; routes may override it.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout: HumanDuration,
+}
+
+/// A route: the methods of one gRPC service exposed over REST.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// A name for metrics and logs; defaults to the service name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The fully-qualified gRPC service, e.g. `demo.users.v1.UserService`.
+    pub service: String,
+    /// Only these methods (by simple name); all of the service's methods when omitted.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// The upstream (a key of `upstreams`) that serves the service.
+    pub upstream: String,
+    /// Deadline for calls on this route; the upstream's `timeout` when omitted.
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// Also expose methods without a `google.api.http` annotation at
+    /// `POST /{package.Service}/{Method}` with the whole request as the JSON body.
+    #[serde(default)]
+    pub expose_unannotated: bool,
+    /// Largest request body on this route; the edge limit when omitted.
+    #[serde(default)]
+    pub max_request_body: Option<ByteSize>,
+    /// How JSON is read and written on this route.
+    #[serde(default)]
+    pub json: JsonOptions,
+    /// Which request headers become gRPC metadata, and how response metadata comes back.
+    #[serde(default)]
+    pub headers: HeaderRules,
+    /// Plugins for this route, after the top-level `plugins`; the first listed
+    /// sees the request first.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// JSON mapping options (proto3 JSON).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonOptions {
+    /// Unknown fields in a request body or query: `reject` (400, the default) or `ignore`.
+    #[serde(default)]
+    pub unknown_fields: UnknownFields,
+    /// Write fields with default values (0, "", false, empty lists) instead of omitting them.
+    #[serde(default)]
+    pub emit_defaults: bool,
+    /// Write proto field names (`user_id`) instead of lowerCamelCase (`userId`).
+    #[serde(default)]
+    pub use_proto_names: bool,
+    /// Write enums as numbers instead of names.
+    #[serde(default)]
+    pub enums_as_ints: bool,
+}
+
+/// What to do with a field the message does not define.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFields {
+    /// Answer 400 naming the field.
+    #[default]
+    Reject,
+    /// Drop it silently.
+    Ignore,
+}
+
+/// Header ↔ metadata rules. Only allowed headers cross: a gateway must not leak
+/// hop-by-hop or internal headers to upstreams.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRules {
+    /// Request headers forwarded as gRPC metadata, by exact name (lower case).
+    #[serde(default = "default_forward_headers")]
+    pub forward: Vec<String>,
+    /// Request headers forwarded when their name starts with one of these prefixes.
+    #[serde(default)]
+    pub forward_prefixes: Vec<String>,
+    /// Prefix given to response metadata returned as HTTP headers.
+    #[serde(default = "default_response_prefix")]
+    pub response_prefix: String,
+}
+
+// === defaults ===
+
+fn yes() -> bool {
+    true
+}
+
+fn default_listeners() -> Vec<Listener> {
+    vec![Listener {
+        name: default_listener_name(),
+        address: "127.0.0.1:8080".into(),
+    }]
+}
+
+fn default_listener_name() -> String {
+    "public".into()
+}
+
+fn default_admin_address() -> String {
+    "127.0.0.1:9090".into()
+}
+
+fn default_max_body() -> ByteSize {
+    ByteSize::mib(4)
+}
+
+fn default_max_headers() -> usize {
+    100
+}
+
+fn default_max_header_bytes() -> ByteSize {
+    ByteSize::kib(64)
+}
+
+fn default_header_read_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+
+fn default_h2_streams() -> u32 {
+    200
+}
+
+fn default_max_upstream_message() -> ByteSize {
+    ByteSize::mib(4)
+}
+
+fn default_shutdown_grace() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration::from_secs(2)
+}
+
+fn default_upstream_timeout() -> HumanDuration {
+    HumanDuration::from_secs(15)
+}
+
+fn default_forward_headers() -> Vec<String> {
+    ["authorization", "x-request-id", "traceparent", "tracestate"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+fn default_response_prefix() -> String {
+    "grpc-metadata-".into()
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            address: default_admin_address(),
+            enabled: true,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_body: default_max_body(),
+            max_headers: default_max_headers(),
+            max_header_bytes: default_max_header_bytes(),
+            header_read_timeout: default_header_read_timeout(),
+            h2_max_concurrent_streams: default_h2_streams(),
+            max_upstream_message: default_max_upstream_message(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+impl Default for HeaderRules {
+    fn default() -> Self {
+        HeaderRules {
+            forward: default_forward_headers(),
+            forward_prefixes: Vec::new(),
+            response_prefix: default_response_prefix(),
+        }
+    }
+}
+
+impl Route {
+    /// The route's name for metrics and logs.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.service)
+    }
+}

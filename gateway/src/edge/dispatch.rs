@@ -1,0 +1,89 @@
+//! Per-request dispatch: take the live runtime, match the route, run the
+//! route's pipeline, record metrics. Requests keep the runtime they started
+//! on, so a config swap never changes a request mid-flight.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use switchyard_plugins::stage::{BoxFuture, Request, Response};
+use tower::{Service, ServiceExt};
+
+use crate::observability::Metrics;
+use crate::runtime::Runtime;
+
+/// The gateway's shared state: the live runtime and process-wide metrics.
+pub struct Gateway {
+    runtime: ArcSwap<Runtime>,
+    pub metrics: Arc<Metrics>,
+    ready: AtomicBool,
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    pub fn new(runtime: Runtime) -> Arc<Gateway> {
+        let metrics = runtime.metrics.clone();
+        metrics.config_version.inc();
+        Arc::new(Gateway {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// The live runtime.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Replaces the live runtime; in-flight requests finish on the old one.
+    pub fn swap(&self, next: Runtime) {
+        self.runtime.store(Arc::new(next));
+        self.metrics.config_version.inc();
+    }
+
+    /// Ready once the listeners are bound, not ready once draining.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Serves one request. The future is boxed with an explicit `Send` bound
+    /// (see `transcode::handler::service`).
+    pub fn dispatch(self: Arc<Self>, req: Request) -> BoxFuture<Result<Response, Infallible>> {
+        Box::pin(async move { self.dispatch_inner(req).await })
+    }
+
+    async fn dispatch_inner(&self, mut req: Request) -> Result<Response, Infallible> {
+        let started = Instant::now();
+        let runtime = self.runtime();
+        let method = req.method().clone();
+        let (route_name, response) = match runtime.table.lookup(&method, req.uri().path()) {
+            Ok(matched) => {
+                let route = matched.binding.route.clone();
+                req.extensions_mut().insert(matched);
+                let mut stack = runtime.stacks[route.index].clone();
+                // `ready` then `call` rather than `oneshot`: the request must not be
+                // held across an await in this future (rust-lang/rust#102211).
+                stack.ready().await?;
+                let response = stack.call(req).await?;
+                (Some(route), response)
+            }
+            Err(error) => (None, error.into_response()),
+        };
+        let name = route_name.as_ref().map_or("-", |r| r.name.as_str());
+        self.metrics.observe_http(
+            name,
+            method.as_str(),
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        Ok(response)
+    }
+}

@@ -1,0 +1,8 @@
+//! The edge: listeners, the hyper-util auto (HTTP/1.1 + h2c) server with its
+//! limits and timers, dispatch into the live runtime, and graceful drain.
+
+pub mod dispatch;
+pub mod server;
+
+pub use dispatch::Gateway;
+pub use server::{EdgeSettings, Shutdown, serve};

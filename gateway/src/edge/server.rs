@@ -1,0 +1,161 @@
+//! Listeners and connections. One hyper-util auto builder (HTTP/1.1 and h2c
+//! by preface) per listener, with the edge limits from the config; every
+//! connection is watched so shutdown can drain it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use switchyard_plugins::stage::box_body;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::Gateway;
+use crate::config::Limits;
+
+/// Connection-level settings, taken from `limits:`.
+#[derive(Clone, Debug)]
+pub struct EdgeSettings {
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub h2_max_concurrent_streams: u32,
+    pub shutdown_grace: Duration,
+}
+
+/// Signals listeners to stop accepting and drain.
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+    rx: watch::Receiver<bool>,
+}
+
+// === impl EdgeSettings ===
+
+impl From<&Limits> for EdgeSettings {
+    fn from(l: &Limits) -> Self {
+        EdgeSettings {
+            max_headers: l.max_headers,
+            max_header_bytes: l.max_header_bytes.as_usize(),
+            header_read_timeout: l.header_read_timeout.0,
+            h2_max_concurrent_streams: l.h2_max_concurrent_streams,
+            shutdown_grace: l.shutdown_grace.0,
+        }
+    }
+}
+
+// === impl Shutdown ===
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        let (tx, rx) = watch::channel(false);
+        Shutdown {
+            tx: Arc::new(tx),
+            rx,
+        }
+    }
+
+    pub fn trigger(&self) {
+        let _ = self.tx.send(true);
+    }
+
+    /// Resolves once shutdown was triggered.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new()
+    }
+}
+
+// === serving ===
+
+fn builder(settings: &EdgeSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_headers(settings.max_headers)
+        .max_buf_size(settings.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
+/// Accepts on `listener` until `shutdown`, then drains open connections for
+/// at most the grace period.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    settings: EdgeSettings,
+    shutdown: Shutdown,
+) {
+    let builder = builder(&settings);
+    let graceful = GracefulShutdown::new();
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                serve_connection(&builder, &graceful, stream, peer, gateway.clone());
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::debug!("connections drained"),
+        () = tokio::time::sleep(settings.shutdown_grace) => tracing::warn!("drain deadline passed; closing remaining connections"),
+    }
+}
+
+fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    gateway: Arc<Gateway>,
+) {
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let mut req = req.map(box_body);
+        req.extensions_mut().insert(ClientAddr(peer));
+        gateway.clone().dispatch(req)
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let conn = graceful.watch(conn.into_owned());
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        }
+    });
+}
+
+/// The client's socket address, for plugins (rate limits, logs).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);

@@ -1,0 +1,152 @@
+//! The `switchyard` command.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchyard::{app, config, runtime::Runtime};
+
+/// Switchyard: an API gateway that exposes gRPC services as REST/JSON, driven
+/// by their .proto files and google.api.http annotations.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter, e.g. `info` or `switchyard=debug` (also RUST_LOG).
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a config file.
+    Run {
+        /// The YAML config file.
+        #[arg(short, long, default_value = "config/gateway.yaml")]
+        config: PathBuf,
+    },
+    /// Start the sample users, orders and inventory gRPC services on
+    /// 127.0.0.1:50051-50053 and the gateway in front of them on :8080
+    /// (admin on :9090). Try: curl http://127.0.0.1:8080/v1/users/1
+    Demo {
+        /// The gateway config for the demo.
+        #[arg(short, long, default_value = "config/gateway.yaml")]
+        config: PathBuf,
+    },
+    /// Check a config file (YAML, types, protos, routes) without starting.
+    /// Prints the file, line and column of the first problem and exits 1.
+    Validate {
+        /// The YAML config file.
+        config: PathBuf,
+    },
+    /// Print the JSON Schema of the config file (or write it with --out).
+    Schema {
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run { config } => run(&config).await,
+            Command::Demo { config } => demo(&config).await,
+            Command::Validate { config } => validate(&config).await,
+            Command::Schema { out } => schema(out.as_deref()),
+        }
+    })
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+async fn run(path: &Path) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    match app::start(loaded).await {
+        Ok(running) => {
+            running.run_until_signal().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+async fn demo(path: &Path) -> ExitCode {
+    let addr = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let services = match switchyard_demo::spawn(addr(50051), addr(50052), addr(50053)).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot start the demo services on 127.0.0.1:50051-50053: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(users = %services.users, orders = %services.orders, inventory = %services.inventory, "demo services up");
+    let code = run(path).await;
+    services.shutdown().await;
+    code
+}
+
+async fn validate(path: &Path) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let routes = loaded.config.routes.len();
+    match Runtime::build(loaded, Default::default()).await {
+        Ok(runtime) => {
+            println!(
+                "{}: ok ({} routes, {} HTTP bindings)",
+                path.display(),
+                routes,
+                runtime.table.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn schema(out: Option<&Path>) -> ExitCode {
+    let text = config::json_schema_text();
+    match out {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::FAILURE
+}

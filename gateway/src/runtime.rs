@@ -1,0 +1,259 @@
+//! A config version compiled into everything the request path needs: the
+//! descriptor pool, upstream channels, the route table and each route's
+//! plugin stack. Built completely (and so validated) before it serves, then
+//! swapped in whole; in-flight requests keep the version they started on.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::HeaderName;
+use prost_reflect::{DescriptorPool, ServiceDescriptor};
+use switchyard_plugins::registry::build_stack;
+use switchyard_plugins::stage::HttpService;
+
+use crate::config::{ConfigError, KeyPath, LoadedConfig, Route};
+use crate::observability::Metrics;
+use crate::protos::{self, ProtoSources};
+use crate::routing::{HeaderForwarding, RouteCtx, RouteTable, RouteTableBuilder};
+use crate::transcode::binding::Binding;
+use crate::transcode::http_rule::{self, RuleSpec};
+use crate::transcode::{handler, response};
+use crate::upstream::Upstream;
+
+/// One compiled config version.
+pub struct Runtime {
+    pub loaded: LoadedConfig,
+    pub pool: DescriptorPool,
+    pub table: RouteTable,
+    /// Each route's pipeline (plugins around the handler), by route index.
+    pub stacks: Vec<HttpService>,
+    pub metrics: Arc<Metrics>,
+}
+
+// === impl Runtime ===
+
+impl Runtime {
+    /// Compiles `loaded`. Every error names the config key it is about.
+    pub async fn build(
+        loaded: LoadedConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Runtime, ConfigError> {
+        let source = loaded.source.clone();
+        let config = &loaded.config;
+        let pool = load_protos(&loaded)?;
+        let upstreams = build_upstreams(&loaded)?;
+        let mut table = RouteTableBuilder::default();
+        let mut stacks = Vec::with_capacity(config.routes.len());
+        let handler = handler::service();
+        for (index, route) in config.routes.iter().enumerate() {
+            let key = KeyPath::root().key("routes").index(index);
+            let ctx = Arc::new(route_ctx(
+                &loaded, index, route, &upstreams, &pool, &metrics,
+            )?);
+            let service = find_service(&loaded, &pool, route, &key)?;
+            let mut exposed = 0;
+            for (rpc, spec) in route_rules(&loaded, &pool, &service, route, &key)? {
+                let binding = Binding::compile(ctx.clone(), &rpc, &spec)
+                    .map_err(|e| source.error_at(&key, e.to_string()))?;
+                table
+                    .insert(Arc::new(binding))
+                    .map_err(|e| source.error_at(&key, format!("HTTP binding conflict: {e}")))?;
+                exposed += 1;
+            }
+            if exposed == 0 {
+                return Err(source.error_at(
+                    &key,
+                    format!(
+                        "route exposes no method: {} has no google.api.http annotations; set `expose_unannotated: true` to expose them at POST /{}/{{Method}}",
+                        service.full_name(),
+                        service.full_name()
+                    ),
+                ));
+            }
+            let plugins: Vec<_> = config
+                .plugins
+                .iter()
+                .chain(&route.plugins)
+                .cloned()
+                .collect();
+            let stack = build_stack(&plugins, handler.clone())
+                .await
+                .map_err(|e| source.error_at(&key.key("plugins"), e.to_string()))?;
+            stacks.push(stack);
+        }
+        Ok(Runtime {
+            pool,
+            table: table.build(),
+            stacks,
+            metrics,
+            loaded,
+        })
+    }
+}
+
+fn load_protos(loaded: &LoadedConfig) -> Result<DescriptorPool, ConfigError> {
+    let source = &loaded.source;
+    let protos = &loaded.config.protos;
+    let sources = ProtoSources {
+        sources: protos.sources.iter().map(|p| source.resolve(p)).collect(),
+        includes: protos.includes.iter().map(|p| source.resolve(p)).collect(),
+    };
+    protos::load(&sources)
+        .map_err(|e| source.error_at(&KeyPath::root().key("protos").key("sources"), e.to_string()))
+}
+
+fn build_upstreams(loaded: &LoadedConfig) -> Result<BTreeMap<String, Upstream>, ConfigError> {
+    let config = &loaded.config;
+    let mut out = BTreeMap::new();
+    for (name, up) in &config.upstreams {
+        let upstream = Upstream::new(
+            name,
+            &up.endpoints,
+            up.connect_timeout.0,
+            up.timeout.0,
+            config.limits.max_upstream_message.as_usize(),
+        )
+        .map_err(|e| {
+            loaded.source.error_at(
+                &KeyPath::root().key("upstreams").key(name).key("endpoints"),
+                e.to_string(),
+            )
+        })?;
+        out.insert(name.clone(), upstream);
+    }
+    Ok(out)
+}
+
+fn route_ctx(
+    loaded: &LoadedConfig,
+    index: usize,
+    route: &Route,
+    upstreams: &BTreeMap<String, Upstream>,
+    pool: &DescriptorPool,
+    metrics: &Arc<Metrics>,
+) -> Result<RouteCtx, ConfigError> {
+    let key = KeyPath::root().key("routes").index(index);
+    let upstream = upstreams.get(&route.upstream).cloned().ok_or_else(|| {
+        let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+        loaded.source.error_at(
+            &key.key("upstream"),
+            format!(
+                "unknown upstream `{}`; defined upstreams: [{}]",
+                route.upstream,
+                known.join(", ")
+            ),
+        )
+    })?;
+    let limits = &loaded.config.limits;
+    Ok(RouteCtx {
+        index,
+        name: route.display_name().to_owned(),
+        timeout: route.timeout.map_or(upstream.timeout, |t| t.0),
+        upstream,
+        max_body: route
+            .max_request_body
+            .unwrap_or(limits.max_request_body)
+            .min(limits.max_request_body)
+            .as_usize(),
+        serialize: response::serialize_options(&route.json),
+        json: route.json.clone(),
+        headers: header_rules(loaded, route, &key)?,
+        pool: pool.clone(),
+        metrics: metrics.clone(),
+    })
+}
+
+fn header_rules(
+    loaded: &LoadedConfig,
+    route: &Route,
+    key: &KeyPath,
+) -> Result<HeaderForwarding, ConfigError> {
+    let mut forward = Vec::new();
+    for (i, name) in route.headers.forward.iter().enumerate() {
+        let at = key.key("headers").key("forward").index(i);
+        let parsed = HeaderName::try_from(name.as_str()).map_err(|_| {
+            loaded
+                .source
+                .error_at(&at, format!("{name:?} is not a valid header name"))
+        })?;
+        if HeaderForwarding::is_reserved(parsed.as_str()) {
+            return Err(loaded.source.error_at(
+                &at,
+                format!("header `{parsed}` is hop-by-hop or owned by gRPC and cannot be forwarded"),
+            ));
+        }
+        forward.push(parsed);
+    }
+    Ok(HeaderForwarding {
+        forward,
+        forward_prefixes: route
+            .headers
+            .forward_prefixes
+            .iter()
+            .map(|p| p.to_ascii_lowercase())
+            .collect(),
+        response_prefix: route.headers.response_prefix.to_ascii_lowercase(),
+    })
+}
+
+fn find_service(
+    loaded: &LoadedConfig,
+    pool: &DescriptorPool,
+    route: &Route,
+    key: &KeyPath,
+) -> Result<ServiceDescriptor, ConfigError> {
+    pool.get_service_by_name(&route.service).ok_or_else(|| {
+        let known: Vec<String> = pool.services().map(|s| s.full_name().to_owned()).collect();
+        loaded.source.error_at(
+            &key.key("service"),
+            format!(
+                "service `{}` is not in the loaded protos; known services: [{}]",
+                route.service,
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+/// The (method, rule) pairs a route exposes, honouring `methods:` and
+/// `expose_unannotated`.
+fn route_rules(
+    loaded: &LoadedConfig,
+    pool: &DescriptorPool,
+    service: &ServiceDescriptor,
+    route: &Route,
+    key: &KeyPath,
+) -> Result<Vec<(prost_reflect::MethodDescriptor, RuleSpec)>, ConfigError> {
+    if let Some(methods) = &route.methods {
+        for (i, name) in methods.iter().enumerate() {
+            if !service.methods().any(|m| m.name() == name) {
+                let known: Vec<String> = service.methods().map(|m| m.name().to_owned()).collect();
+                return Err(loaded.source.error_at(
+                    &key.key("methods").index(i),
+                    format!(
+                        "{} has no method `{name}`; its methods: [{}]",
+                        service.full_name(),
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for rpc in service.methods() {
+        if route
+            .methods
+            .as_ref()
+            .is_some_and(|m| !m.iter().any(|n| n == rpc.name()))
+        {
+            continue;
+        }
+        let mut rules = http_rule::rules_of(pool, &rpc)
+            .map_err(|e| loaded.source.error_at(key, e.to_string()))?;
+        if rules.is_empty() && route.expose_unannotated {
+            rules.push(http_rule::default_rule(&rpc));
+        }
+        out.extend(rules.into_iter().map(|r| (rpc.clone(), r)));
+    }
+    Ok(out)
+}

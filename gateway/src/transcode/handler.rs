@@ -1,0 +1,177 @@
+//! The transcoding handler: the innermost stage of a REST route. It reads the
+//! body (bounded), builds the request message, calls the upstream and renders
+//! the answer — or the error — as JSON.
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http_body_util::BodyExt;
+use switchyard_plugins::error::{Code, ErrorResponse};
+use switchyard_plugins::stage::{Body, BoxFuture, HttpService, Request, Response, full_body};
+use tonic::metadata::MetadataMap;
+
+use super::binding::Binding;
+use super::{request, response};
+use crate::routing::{HeaderForwarding, Matched};
+use crate::upstream::Call;
+
+/// The handler service shared by every REST route.
+pub fn service() -> HttpService {
+    HttpService::new(tower::service_fn(
+        |req: Request| -> BoxFuture<Result<Response, Infallible>> {
+            // Boxed with an explicit `Send` bound: rustc cannot prove `Send` for the
+            // un-erased future through the boxed-error body type (rust-lang/rust#102211).
+            Box::pin(async move {
+                Ok(handle(req)
+                    .await
+                    .unwrap_or_else(ErrorResponse::into_response))
+            })
+        },
+    ))
+}
+
+async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
+    let Some(Matched { binding, captures }) = req.extensions_mut().remove::<Matched>() else {
+        return Err(ErrorResponse::new(
+            Code::Internal,
+            "request reached the transcoder without a route",
+        ));
+    };
+    if binding.rpc.is_server_streaming() {
+        return Err(ErrorResponse::new(
+            Code::Unimplemented,
+            format!(
+                "{} is server-streaming; streaming over REST (SSE/NDJSON) is not available yet",
+                binding.rpc.full_name()
+            ),
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(&parts.headers, body, binding.route.max_body).await?;
+    let message = request::build_message(
+        &binding,
+        &captures,
+        parts.uri.query(),
+        &parts.headers,
+        &bytes,
+    )?;
+    let route = &binding.route;
+    let call = Call {
+        path: &binding.grpc_path,
+        output: &binding.output,
+        metadata: forward_metadata(&parts.headers, &route.headers),
+        timeout: route.timeout,
+    };
+    let started = Instant::now();
+    let result = route.upstream.unary(call, message).await;
+    let code = match &result {
+        Ok(_) => Code::Ok,
+        Err(status) => Code::from_i32(status.code() as i32),
+    };
+    route
+        .metrics
+        .observe_upstream(&route.upstream.name, code, started.elapsed());
+    match result {
+        Ok(reply) => ok_response(&binding, reply),
+        Err(status) => Err(response::status_to_error(&route.pool, &status)),
+    }
+}
+
+fn ok_response(
+    binding: &Binding,
+    reply: tonic::Response<prost_reflect::DynamicMessage>,
+) -> Result<Response, ErrorResponse> {
+    let (metadata, message, _) = reply.into_parts();
+    let json = response::render(binding, &message)?;
+    let mut res = http::Response::new(full_body(json));
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    copy_response_metadata(&metadata, &binding.route.headers, headers);
+    Ok(res)
+}
+
+/// Reads the whole body, refusing more than `limit` bytes: up front from
+/// `content-length`, and while streaming for chunked bodies.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ErrorResponse> {
+    let too_large = || {
+        ErrorResponse::with_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::InvalidArgument,
+            format!("request body is larger than the route's limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ErrorResponse::new(
+                Code::InvalidArgument,
+                format!("could not read the request body: {e}"),
+            )
+        })?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Only allowed headers become metadata: hop-by-hop and internal headers must
+/// not reach upstreams.
+fn forward_metadata(headers: &HeaderMap, rules: &HeaderForwarding) -> MetadataMap {
+    let mut out = HeaderMap::new();
+    for name in &rules.forward {
+        for value in headers.get_all(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    if !rules.forward_prefixes.is_empty() {
+        for (name, value) in headers {
+            let forwarded = rules
+                .forward_prefixes
+                .iter()
+                .any(|p| name.as_str().starts_with(p.as_str()));
+            if forwarded
+                && !HeaderForwarding::is_reserved(name.as_str())
+                && !rules.forward.contains(name)
+            {
+                out.append(name.clone(), value.clone());
+            }
+        }
+    }
+    MetadataMap::from_headers(out)
+}
+
+/// Response metadata comes back as `{prefix}{key}` headers (binary `-bin`
+/// metadata included, still base64 as on the wire).
+fn copy_response_metadata(metadata: &MetadataMap, rules: &HeaderForwarding, out: &mut HeaderMap) {
+    if metadata.is_empty() {
+        return;
+    }
+    for (name, value) in metadata.clone().into_headers() {
+        let Some(name) = name else { continue };
+        if HeaderForwarding::is_reserved(name.as_str()) || name == header::DATE {
+            continue;
+        }
+        if let Ok(prefixed) =
+            HeaderName::try_from(format!("{}{}", rules.response_prefix, name.as_str()))
+        {
+            out.append(prefixed, value);
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The plugin trait and the registry of built-in plugins.
+//!
+//! Registering a plugin is one line in the `plugins!` invocation below: it adds
+//! a variant to [`PluginConfig`] (so YAML `- request_id: {...}` parses into the
+//! plugin's typed config, and the JSON Schema documents it) and a branch to the
+//! stack builder.
+
+use std::future::Future;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::stage::HttpService;
+
+/// A plugin: a tower layer over the pipeline's [`HttpService`] with a typed config.
+pub trait Plugin: Sized + Send + Sync + 'static {
+    /// The name used in YAML.
+    const NAME: &'static str;
+    /// The plugin's configuration: `deny_unknown_fields`, documented fields.
+    type Config: DeserializeOwned + JsonSchema + Clone + std::fmt::Debug;
+
+    /// Validates the config and prepares shared state. Runs once per config
+    /// version, off the request path, so it may do I/O.
+    fn new(config: Self::Config) -> impl Future<Output = Result<Self, PluginError>> + Send;
+
+    /// Wraps the next stage of the pipeline.
+    fn wrap(&self, inner: HttpService) -> HttpService;
+}
+
+/// A plugin could not be built from its config.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin `{plugin}`: {message}")]
+pub struct PluginError {
+    pub plugin: &'static str,
+    pub message: String,
+}
+
+/// Declares the registered plugins: one line each, `Variant(module::Type)`.
+macro_rules! plugins {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty)),* $(,)?) => {
+        /// One entry of a route's `plugins:` list: the plugin's name as the only
+        /// key, its configuration as the value.
+        #[derive(Clone, Debug, Deserialize, JsonSchema)]
+        #[serde(rename_all = "snake_case", deny_unknown_fields)]
+        pub enum PluginConfig {
+            $($(#[$doc])* $variant(<$ty as Plugin>::Config),)*
+        }
+
+        impl PluginConfig {
+            /// The plugin's YAML name.
+            pub fn name(&self) -> &'static str {
+                match self { $(PluginConfig::$variant(_) => <$ty as Plugin>::NAME,)* }
+            }
+
+            /// Builds the plugin and wraps `inner` with it.
+            pub async fn wrap(&self, inner: HttpService) -> Result<HttpService, PluginError> {
+                match self {
+                    $(PluginConfig::$variant(config) => {
+                        let plugin = <$ty>::new(config.clone()).await?;
+                        Ok(plugin.wrap(inner))
+                    })*
+                }
+            }
+        }
+    };
+}
+
+plugins! {
+    /// Generates or propagates a request id header.
+    RequestId(crate::request_id::RequestId),
+}
+
+/// Wraps `handler` with `plugins`, the first listed being the outermost (it
+/// sees the request first and the response last).
+pub async fn build_stack(
+    plugins: &[PluginConfig],
+    handler: HttpService,
+) -> Result<HttpService, PluginError> {
+    let mut service = handler;
+    for plugin in plugins.iter().rev() {
+        service = plugin.wrap(service).await?;
+    }
+    Ok(service)
+}

@@ -1,0 +1,113 @@
+//! Plugin `request_id`: gives every request an id and echoes it in the response.
+//!
+//! An id sent by the client is kept (so a caller's id follows the request
+//! through every hop); otherwise a UUID v4 is generated. The id is forwarded
+//! upstream like any allowed header.
+
+use http::HeaderName;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tower::Layer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::registry::{Plugin, PluginError};
+use crate::stage::HttpService;
+
+/// Configuration of the `request_id` plugin.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestIdConfig {
+    /// The header carrying the id.
+    #[serde(default = "default_header")]
+    pub header: String,
+}
+
+/// The built plugin.
+pub struct RequestId {
+    header: HeaderName,
+}
+
+fn default_header() -> String {
+    "x-request-id".to_owned()
+}
+
+// === impl RequestId ===
+
+impl Plugin for RequestId {
+    const NAME: &'static str = "request_id";
+    type Config = RequestIdConfig;
+
+    async fn new(config: RequestIdConfig) -> Result<Self, PluginError> {
+        let header = HeaderName::try_from(config.header.as_str()).map_err(|e| PluginError {
+            plugin: Self::NAME,
+            message: format!("invalid header name {:?}: {e}", config.header),
+        })?;
+        Ok(RequestId { header })
+    }
+
+    fn wrap(&self, inner: HttpService) -> HttpService {
+        // Set first (outer), so the propagate layer sees the id on the request.
+        let set = SetRequestIdLayer::new(self.header.clone(), MakeRequestUuid);
+        let propagate = PropagateRequestIdLayer::new(self.header.clone());
+        HttpService::new(set.layer(propagate.layer(inner)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::{Request, Response, empty_body};
+    use std::convert::Infallible;
+    use tower::ServiceExt;
+
+    fn echo_handler() -> HttpService {
+        HttpService::new(tower::service_fn(|req: Request| async move {
+            let seen = req.headers().get("x-request-id").cloned();
+            let mut res = Response::new(empty_body());
+            if let Some(v) = seen {
+                res.headers_mut().insert("x-seen", v);
+            }
+            Ok::<_, Infallible>(res)
+        }))
+    }
+
+    async fn plugin() -> RequestId {
+        RequestId::new(RequestIdConfig {
+            header: default_header(),
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn generates_an_id_when_the_client_sent_none() {
+        let svc = plugin().await.wrap(echo_handler());
+        let res = svc.oneshot(Request::new(empty_body())).await.unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(id.len(), 36, "uuid: {id}");
+        assert_eq!(res.headers()["x-seen"], id.as_str());
+    }
+
+    #[tokio::test]
+    async fn keeps_the_clients_id() {
+        let svc = plugin().await.wrap(echo_handler());
+        let req = http::Request::builder()
+            .header("x-request-id", "abc-123")
+            .body(empty_body())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.headers()["x-request-id"], "abc-123");
+        assert_eq!(res.headers()["x-seen"], "abc-123");
+    }
+
+    #[tokio::test]
+    async fn rejects_an_invalid_header_name() {
+        let err = RequestId::new(RequestIdConfig {
+            header: "bad header".into(),
+        })
+        .await
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("invalid header name"), "{err}");
+    }
+}

@@ -1,0 +1,52 @@
+//! The types every stage of the request pipeline shares.
+//!
+//! One body type and one boxed service type for the whole pipeline: each stage
+//! (edge → route → plugins → handler) is a [`HttpService`], so stacks are built
+//! from YAML at run time without generic explosion, and errors never escape a
+//! stage (`Infallible`): by the time a value leaves a service it is a response.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use tower::util::BoxCloneSyncService;
+
+/// Boxed error used inside bodies and services.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The body of every request and response inside the pipeline.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A request inside the pipeline.
+pub type Request = http::Request<Body>;
+
+/// A response inside the pipeline.
+pub type Response = http::Response<Body>;
+
+/// A pipeline stage: cloneable, shareable across connections, and infallible
+/// (failures are already responses).
+pub type HttpService = BoxCloneSyncService<Request, Response, Infallible>;
+
+/// A boxed, `Send` future, for services whose futures must be type-erased.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+/// A body holding `bytes` in full.
+pub fn full_body(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty_body() -> Body {
+    full_body(Bytes::new())
+}
+
+/// Boxes any body whose error converts into [`BoxError`].
+pub fn box_body<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
