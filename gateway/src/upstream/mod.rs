@@ -91,12 +91,23 @@ impl Upstream {
                 .map_err(|e| tonic::Status::unavailable(format!("upstream not ready: {e}")))?;
             grpc.unary(request, path, codec).await
         };
-        match tokio::time::timeout(call.timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+        let deadline_passed = || {
+            tonic::Status::deadline_exceeded(format!(
                 "upstream `{}` did not answer within {:?}",
                 self.name, call.timeout
-            ))),
+            ))
+        };
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(call.timeout, work).await {
+            // tonic enforces `grpc-timeout` on the client side too, and reports it
+            // as CANCELLED "Timeout expired"; to the caller that is the deadline.
+            Ok(Err(status))
+                if status.code() == tonic::Code::Cancelled && started.elapsed() >= call.timeout =>
+            {
+                Err(deadline_passed())
+            }
+            Ok(result) => result,
+            Err(_) => Err(deadline_passed()),
         }
     }
 }

@@ -1,0 +1,395 @@
+//! REST → gRPC through the real gateway and the real demo services: the
+//! commands from the README, errors in the shared shape, and every
+//! gateway-side failure with its status.
+
+mod common;
+
+use bytes::Bytes;
+use common::TestGateway;
+use http::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test]
+async fn get_user_returns_proto3_json() {
+    let gw = TestGateway::demo().await;
+    let reply = gw.get("/v1/users/1").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.headers["content-type"], "application/json");
+    assert_eq!(
+        reply.json(),
+        json!({"id": "1", "name": "Ada Lovelace", "email": "ada@example.com", "role": "ROLE_ADMIN", "createTime": "2024-01-01T01:00:00Z"})
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn create_order_from_a_camel_case_body_with_int64_as_strings() {
+    let gw = TestGateway::demo().await;
+    let reply = gw
+        .post_json(
+            "/v1/orders",
+            r#"{"userId":"1","items":[{"sku":"A-1","qty":2}]}"#,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let order = reply.json();
+    assert_eq!(order["userId"], "1");
+    assert_eq!(order["totalCents"], "2500", "int64 is a JSON string");
+    assert_eq!(order["status"], "ORDER_STATUS_PLACED");
+    // Original proto field names are accepted on input too.
+    let reply = gw
+        .post_json(
+            "/v1/orders",
+            r#"{"user_id":"2","items":[{"sku":"A-2","qty":1}]}"#,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["userId"], "2");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_id_is_404_with_code_message_and_details() {
+    let gw = TestGateway::demo().await;
+    let reply = gw.get("/v1/users/999").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        reply.json(),
+        json!({"code": 5, "message": "user \"999\" not found", "details": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "USER_NOT_FOUND", "domain": "users.demo", "metadata": {"id": "999"}}
+        ]})
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_invalid_argument_is_400_with_bad_request_details() {
+    let gw = TestGateway::demo().await;
+    let reply = gw
+        .post_json("/v1/orders", r#"{"userId":"1","items":[]}"#)
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["code"], 3);
+    assert_eq!(
+        body["details"][0]["@type"],
+        "type.googleapis.com/google.rpc.BadRequest"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn query_parameters_fill_the_remaining_fields() {
+    let gw = TestGateway::demo().await;
+    let reply = gw.get("/v1/users?pageSize=2&role=ROLE_CUSTOMER").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let body = reply.json();
+    let users = body["users"].as_array().unwrap();
+    assert_eq!(users.len(), 2);
+    assert!(users.iter().all(|u| u["role"] == "ROLE_CUSTOMER"));
+    assert_eq!(body["nextPageToken"], "2");
+    // Enum by number, repeated parameters, snake_case name.
+    let reply = gw.get("/v1/users?page_size=1&role=2").await;
+    assert_eq!(reply.json()["users"][0]["id"], "1");
+    let reply = gw.get("/v1/users:batchGet?ids=3&ids=1").await;
+    let ids: Vec<_> = reply.json()["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!("3"), json!("1")]);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn additional_bindings_and_response_body_and_custom_verbs() {
+    let gw = TestGateway::demo().await;
+    // additional_bindings: POST with body "*" next to the GET.
+    let reply = gw.post_json("/v1/users:batchGet", r#"{"ids":["2"]}"#).await;
+    assert_eq!(reply.json()["users"][0]["id"], "2");
+    // response_body: "orders" gives the bare list.
+    let reply = gw.get("/v1/users/1/orders").await;
+    let list = reply.json();
+    assert!(list.is_array(), "{list}");
+    assert!(list.as_array().unwrap().iter().all(|o| o["userId"] == "1"));
+    // Custom verb with a path variable.
+    let reply = gw
+        .post_json("/v1/orders/2:cancel", r#"{"reason":"changed my mind"}"#)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["status"], "ORDER_STATUS_CANCELLED");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn body_field_and_nested_path_variable() {
+    let gw = TestGateway::demo().await;
+    let reply = gw
+        .send(
+            Method::PATCH,
+            "/v1/users/2?updateMask=name",
+            &[("content-type", "application/json")],
+            Bytes::from_static(br#"{"name":"Grace B. Hopper","email":"ignored@example.com"}"#),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let user = reply.json();
+    assert_eq!(user["id"], "2", "user.id comes from the path");
+    assert_eq!(user["name"], "Grace B. Hopper");
+    assert_eq!(
+        user["email"], "grace@example.com",
+        "update_mask limited the update to name"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_and_names_the_problem() {
+    let gw = TestGateway::demo().await;
+    let reply = gw
+        .post_json("/v1/orders", r#"{"userId": "1", "items": [}"#)
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let (code, message) = reply.error();
+    assert_eq!(code, 3);
+    assert!(message.starts_with("invalid JSON body"), "{message}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_field_type_is_400() {
+    let gw = TestGateway::demo().await;
+    let reply = gw
+        .post_json(
+            "/v1/orders",
+            r#"{"userId":"1","items":[{"sku":"A-1","qty":"many"}]}"#,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let (_, message) = reply.error();
+    assert!(message.contains("invalid JSON body"), "{message}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_fields_are_rejected_by_default() {
+    let gw = TestGateway::demo().await;
+    let reply = gw
+        .post_json(
+            "/v1/orders",
+            r#"{"userId":"1","colour":"red","items":[{"sku":"A-1","qty":1}]}"#,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.error().1.contains("colour"), "{}", reply.text());
+    let reply = gw.get("/v1/users?colour=red").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.error().1.contains("colour"), "{}", reply.text());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_fields_can_be_ignored_per_route() {
+    let gw = TestGateway::demo_with(", json: { unknown_fields: ignore }", "").await;
+    let reply = gw
+        .post_json(
+            "/v1/orders",
+            r#"{"userId":"1","colour":"red","items":[{"sku":"A-1","qty":1}]}"#,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_path_is_404_and_wrong_method_is_405_with_allow() {
+    let gw = TestGateway::demo().await;
+    let reply = gw.get("/v2/nothing").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.error().0, 5);
+    let reply = gw
+        .send(Method::DELETE, "/v1/users/1", &[], Bytes::new())
+        .await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(reply.headers["allow"], "GET, PATCH");
+    reply.error();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn body_over_the_route_limit_is_413() {
+    let gw = TestGateway::demo_with(", max_request_body: 64", "").await;
+    let big = format!(
+        r#"{{"userId":"1","items":[{{"sku":"{}","qty":1}}]}}"#,
+        "A".repeat(100)
+    );
+    let reply = gw.post_json("/v1/orders", &big).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    reply.error();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn non_json_content_type_is_415() {
+    let gw = TestGateway::demo().await;
+    let reply = gw
+        .send(
+            Method::POST,
+            "/v1/orders",
+            &[("content-type", "text/xml")],
+            Bytes::from_static(b"<order/>"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    reply.error();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_path_variable_value_is_400() {
+    let gw = TestGateway::demo().await;
+    let reply = gw.get("/v1/users/%ZZ").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    reply.error();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_down_is_503() {
+    let mut gw = TestGateway::demo().await;
+    gw.demo.stop(switchyard_demo::Service::Users).await;
+    let reply = gw.get("/v1/users/1").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.error().0, 14);
+    // The channel reconnects once the service is back.
+    gw.demo
+        .restart(switchyard_demo::Service::Users)
+        .await
+        .unwrap();
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = gw.get("/v1/users/1").await.status;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_that_never_answers_is_504_at_the_route_deadline() {
+    // A socket that accepts and then says nothing: the call must end at the deadline.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let top = format!(
+        "  - {{ name: slow, service: demo.inventory.v1.InventoryService, upstream: silent, timeout: 300ms }}\n"
+    );
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let demo = switchyard_demo::spawn(any, any, any).await.unwrap();
+    let yaml = format!(
+        r#"
+listeners: [{{ address: "127.0.0.1:0" }}]
+admin: {{ address: "127.0.0.1:0" }}
+protos: {{ sources: ["{}"] }}
+upstreams:
+  silent: {{ endpoints: ["http://{silent_addr}"] }}
+routes:
+{top}"#,
+        common::repo_root().join("proto").display()
+    );
+    let gw = TestGateway::start_yaml(demo, &yaml).await;
+    let started = std::time::Instant::now();
+    let reply = gw.get("/v1/inventory/A-1").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.error().0, 4);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "ended at the deadline, not later"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn request_metadata_is_forwarded_and_request_id_echoed() {
+    let gw = TestGateway::demo_with("", "plugins: [ { request_id: {} } ]").await;
+    let reply = gw
+        .send(
+            Method::GET,
+            "/v1/users/1",
+            &[("x-request-id", "req-42")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["x-request-id"], "req-42");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn server_streaming_methods_answer_501_until_streaming_lands() {
+    let gw = TestGateway::demo().await;
+    let reply = gw.get("/v1/users/1/orders:watch").await;
+    assert_eq!(reply.status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(reply.error().0, 12);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn admin_serves_metrics_health_and_readiness() {
+    let gw = TestGateway::demo().await;
+    gw.get("/v1/users/1").await;
+    gw.get("/v1/users/999").await;
+    let metrics = gw.admin_get("/metrics").await.text();
+    assert!(
+        metrics.contains(
+            r#"switchyard_http_requests_total{method="GET",route="users",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"switchyard_http_requests_total{method="GET",route="users",status="404"} 1"#
+        )
+    );
+    assert!(metrics.contains(
+        r#"switchyard_upstream_requests_total{grpc_status="NOT_FOUND",upstream="users"} 1"#
+    ));
+    assert!(metrics.contains("switchyard_upstream_request_duration_seconds_bucket"));
+    assert_eq!(gw.admin_get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(gw.admin_get("/readyz").await.status, StatusCode::OK);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_is_served() {
+    let gw = TestGateway::demo().await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<Bytes>>();
+    let req = http::Request::get(format!("http://{}/v1/users/1", gw.addr))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    gw.stop().await;
+}
