@@ -295,9 +295,7 @@ async fn upstream_that_never_answers_is_504_at_the_route_deadline() {
             held.push(s);
         }
     });
-    let top = format!(
-        "  - {{ name: slow, service: demo.inventory.v1.InventoryService, upstream: silent, timeout: 300ms }}\n"
-    );
+    let top = "  - { name: slow, service: demo.inventory.v1.InventoryService, upstream: silent, timeout: 300ms }\n";
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let demo = switchyard_demo::spawn(any, any, any).await.unwrap();
     let yaml = format!(

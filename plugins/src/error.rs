@@ -4,7 +4,7 @@
 //! "details"}`, with `code` the numeric gRPC code — the shape grpc-gateway and
 //! Google APIs use, so clients parse upstream errors and gateway errors alike.
 
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderName, HeaderValue, StatusCode, header};
 use serde::Serialize;
 
 use crate::stage::{Response, full_body};
@@ -41,7 +41,7 @@ pub struct ErrorResponse {
     pub code: Code,
     pub message: String,
     pub details: Vec<serde_json::Value>,
-    pub headers: HeaderMap,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 #[derive(Serialize)]
@@ -139,7 +139,7 @@ impl ErrorResponse {
             code,
             message: message.into(),
             details: Vec::new(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -151,7 +151,7 @@ impl ErrorResponse {
             code,
             message: message.into(),
             details: Vec::new(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -163,7 +163,7 @@ impl ErrorResponse {
 
     /// Adds a response header.
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.append(name, value);
+        self.headers.push((name, value));
         self
     }
 
@@ -182,7 +182,9 @@ impl ErrorResponse {
     pub fn into_response(self) -> Response {
         let mut response = http::Response::new(full_body(self.body_json()));
         *response.status_mut() = self.http_status;
-        *response.headers_mut() = self.headers;
+        for (name, value) in self.headers {
+            response.headers_mut().append(name, value);
+        }
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

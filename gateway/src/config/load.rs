@@ -164,15 +164,20 @@ fn env_properties() -> HashMap<String, String> {
 
 fn from_yaml_error(source: &ConfigSource, e: &serde_saphyr::Error) -> ConfigError {
     let location = e.location();
+    let message = strip_position(&e.without_snippet().to_string());
     let key = match (&source.tree, location) {
-        (Some(tree), Some(loc)) => Node::path_at(tree, loc).to_string(),
+        (Some(tree), Some(loc)) => {
+            let mut path = Node::path_at(tree, loc);
+            // A missing field is reported at the start of the mapping that lacks
+            // it, which is its first key: the mapping itself is what is wrong.
+            if message.starts_with("missing field") {
+                path.0.pop();
+            }
+            path.to_string()
+        }
         _ => String::new(),
     };
-    source.error(
-        location,
-        key,
-        strip_position(&e.without_snippet().to_string()),
-    )
+    source.error(location, key, message)
 }
 
 /// serde-saphyr appends " at line N, column M" to its messages; we print the

@@ -87,14 +87,12 @@ pub fn load(sources: &ProtoSources) -> Result<DescriptorPool, ProtoError> {
         } else if source.is_file() {
             // A lone file imports relative to its own directory unless an
             // include root already contains it.
-            if !roots
+            let included = roots
                 .iter()
                 .chain(&sources.includes)
-                .any(|r| source.starts_with(r))
-            {
-                if let Some(parent) = source.parent() {
-                    roots.push(parent.to_path_buf());
-                }
+                .any(|r| source.starts_with(r));
+            if !included && let Some(parent) = source.parent() {
+                roots.push(parent.to_path_buf());
             }
             files.push(source.clone());
         } else {

@@ -124,7 +124,7 @@ impl RouteTableBuilder {
         let describe = binding.describe();
         self.by_method
             .entry(method)
-            .or_insert_with(PathRouterBuilder::new)
+            .or_default()
             .insert(template, binding)
             .map_err(|e| Conflict {
                 new: describe,
@@ -156,13 +156,13 @@ impl RouteTable {
         let bad_path = |e: path_router::PathError| {
             ErrorResponse::new(Code::InvalidArgument, format!("invalid request path: {e}"))
         };
-        if let Some(router) = self.by_method.get(method) {
-            if let Some(m) = router.at(path).map_err(bad_path)? {
-                return Ok(Matched {
-                    binding: m.value.clone(),
-                    captures: m.captures,
-                });
-            }
+        if let Some(router) = self.by_method.get(method)
+            && let Some(m) = router.at(path).map_err(bad_path)?
+        {
+            return Ok(Matched {
+                binding: m.value.clone(),
+                captures: m.captures,
+            });
         }
         let mut allowed: Vec<&str> = self
             .by_method

@@ -86,9 +86,18 @@ impl Binding {
         let body = match spec.body.as_str() {
             "" => BodyRule::None,
             "*" => BodyRule::Whole,
-            name => BodyRule::Field(
-                FieldPath::resolve(&input, name).map_err(|e| err(format!("body {name:?}: {e}")))?,
-            ),
+            name => {
+                let field = FieldPath::resolve(&input, name)
+                    .map_err(|e| err(format!("body {name:?}: {e}")))?;
+                // HttpRule: "the referred field must be present at the top-level of the request message type".
+                if field.fields().len() != 1 {
+                    return Err(err(format!(
+                        "body {name:?} must name a top-level field of {}",
+                        input.full_name()
+                    )));
+                }
+                BodyRule::Field(field)
+            }
         };
         let response_body = match spec.response_body.as_str() {
             "" => None,

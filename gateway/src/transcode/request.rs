@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
-use prost_reflect::{DeserializeOptions, DynamicMessage, FieldDescriptor, MessageDescriptor};
+use prost_reflect::{DeserializeOptions, DynamicMessage, MessageDescriptor, ReflectMessage};
 use switchyard_plugins::error::{Code, ErrorResponse};
 
 use super::binding::{Binding, BodyRule};
@@ -42,13 +42,13 @@ pub fn build_message(
             .map_err(|e| invalid(format!("path: {e}")))?;
     }
     // With `body: "*"` every field not in the path comes from the body.
-    if !matches!(binding.body, BodyRule::Whole) {
-        if let Some(query) = query.filter(|q| !q.is_empty()) {
-            binding
-                .query
-                .apply(&mut message, query)
-                .map_err(|e| invalid(format!("query: {e}")))?;
-        }
+    if !matches!(binding.body, BodyRule::Whole)
+        && let Some(query) = query.filter(|q| !q.is_empty())
+    {
+        binding
+            .query
+            .apply(&mut message, query)
+            .map_err(|e| invalid(format!("query: {e}")))?;
     }
     Ok(message)
 }
@@ -103,48 +103,29 @@ fn parse_json(
     Ok(message)
 }
 
-/// `body: "field"`: the body is the JSON of that one field, whatever its kind
-/// (message, list, scalar). It is parsed as `{"field": BODY}` into the field's
-/// parent message so prost-reflect's proto3 JSON rules apply unchanged.
+/// `body: "field"`: the body is the JSON of that one top-level field,
+/// whatever its kind (message, list, scalar). It is parsed as
+/// `{"field": BODY}` into the request type so prost-reflect's proto3 JSON rules
+/// apply unchanged; only that field is taken from the result, so nothing else
+/// in the body can reach the message.
 fn set_body_field(
     message: &mut DynamicMessage,
     field: &FieldPath,
     body: &[u8],
     options: &DeserializeOptions,
 ) -> Result<(), ErrorResponse> {
-    let fields = field.fields();
-    let (leaf, parents) = fields
-        .split_last()
-        .ok_or_else(|| invalid("empty body field".into()))?;
-    let parent_desc = leaf.parent_message().clone();
+    let leaf = field.leaf();
     let mut wrapped = Vec::with_capacity(body.len() + leaf.name().len() + 8);
     wrapped.extend_from_slice(b"{\"");
     wrapped.extend_from_slice(leaf.name().as_bytes());
     wrapped.extend_from_slice(b"\":");
     wrapped.extend_from_slice(body);
     wrapped.extend_from_slice(b"\n}");
-    let mut parsed = parse_json(&parent_desc, &wrapped, options)?;
-    let parent = message_at_mut(message, parents).ok_or_else(|| {
-        ErrorResponse::new(
-            Code::Internal,
-            "body field path crosses a non-message field",
-        )
-    })?;
+    let mut parsed = parse_json(&message.descriptor(), &wrapped, options)?;
     if let Some(value) = parsed.take_field(leaf) {
-        parent.set_field(leaf, value);
+        field
+            .set_value(message, value)
+            .map_err(|e| invalid(format!("body: {e}")))?;
     }
     Ok(())
-}
-
-/// The nested message at `path`, created (empty) where missing. `None` only
-/// if the path crosses a non-message field, which `FieldPath::resolve` rejects.
-fn message_at_mut<'a>(
-    message: &'a mut DynamicMessage,
-    path: &[FieldDescriptor],
-) -> Option<&'a mut DynamicMessage> {
-    let mut current = message;
-    for field in path {
-        current = current.get_field_mut(field).as_message_mut()?;
-    }
-    Some(current)
 }
