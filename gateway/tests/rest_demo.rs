@@ -391,3 +391,15 @@ async fn http2_prior_knowledge_is_served() {
     assert_eq!(res.version(), http::Version::HTTP_2);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn too_many_request_headers_is_431() {
+    let gw = TestGateway::demo_with("", "limits: { max_headers: 20 }").await;
+    let names: Vec<String> = (0..40).map(|i| format!("x-h{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    let reply = gw
+        .send(Method::GET, "/v1/users/1", &headers, Bytes::new())
+        .await;
+    assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    gw.stop().await;
+}
