@@ -403,3 +403,47 @@ async fn too_many_request_headers_is_431() {
     assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn upstream_reply_over_the_message_limit_is_502() {
+    let gw = TestGateway::demo_with("", "limits: { max_upstream_message: 512 }").await;
+    let reply = gw.get("/v1/users?pageSize=20").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
+    assert!(
+        reply.error().1.contains("max_upstream_message"),
+        "{}",
+        reply.text()
+    );
+    // A small reply still passes.
+    assert_eq!(gw.get("/v1/users/1").await.status, StatusCode::OK);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_binary_descriptor_set_can_replace_the_proto_sources() {
+    let dir = std::env::temp_dir().join(format!("sy-fds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let set = dir.join("demo.pb");
+    std::fs::write(&set, switchyard_demo::FILE_DESCRIPTOR_SET).unwrap();
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let demo = switchyard_demo::spawn(any, any, any).await.unwrap();
+    let yaml = format!(
+        r#"
+listeners: [{{ address: "127.0.0.1:0" }}]
+admin: {{ address: "127.0.0.1:0" }}
+protos: {{ sources: ["{}"] }}
+upstreams:
+  users: {{ endpoints: ["{}"] }}
+routes:
+  - {{ service: demo.users.v1.UserService, upstream: users }}
+"#,
+        set.display(),
+        demo.url(switchyard_demo::Service::Users)
+    );
+    let gw = TestGateway::start_yaml(demo, &yaml).await;
+    let reply = gw.get("/v1/users/1").await;
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["name"], "Ada Lovelace");
+    gw.stop().await;
+}

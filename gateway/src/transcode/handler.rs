@@ -75,8 +75,25 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         .observe_upstream(&route.upstream.name, code, started.elapsed());
     match result {
         Ok(reply) => ok_response(&binding, reply),
+        Err(status) if is_oversized_reply(&status) => Err(ErrorResponse::with_status(
+            StatusCode::BAD_GATEWAY,
+            Code::Internal,
+            format!(
+                "the upstream's reply is larger than limits.max_upstream_message: {}",
+                status.message()
+            ),
+        )),
         Err(status) => Err(response::status_to_error(&route.pool, &status)),
     }
+}
+
+/// tonic refuses an oversized reply with OUT_OF_RANGE, a code that would
+/// otherwise map to 400 and blame the client; it is the upstream's fault.
+fn is_oversized_reply(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::OutOfRange
+        && status
+            .message()
+            .contains("decoded message length too large")
 }
 
 fn ok_response(
