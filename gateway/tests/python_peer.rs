@@ -17,6 +17,9 @@
 //!
 //! Numbers are compared by value (`1` equals `1.0`): proto3 JSON lets a
 //! writer choose either spelling, and 64-bit integers are strings anyway.
+//!
+//! Every reply also carries a field peer.proto does not define (as from a
+//! server with a newer schema), which the gateway must skip.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +42,9 @@ use tokio::process::{Child, Command};
 // ============================================================================
 // Harness: the Python peer, a gateway in front of it, an HTTP client.
 // ============================================================================
+
+/// The upstream's `timeout`: the deadline the Python server must see.
+const UPSTREAM_TIMEOUT_SECS: f64 = 5.0;
 
 fn gateway_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -82,12 +88,14 @@ struct PythonPeer {
 }
 
 impl PythonPeer {
-    async fn start() -> PythonPeer {
+    /// `args` go to server.py (e.g. `--compression gzip`).
+    async fn start(args: &[&str]) -> PythonPeer {
         let python = python();
         require_python_grpc(&python);
         let script = gateway_dir().join("tests/peers/python/server.py");
         let mut child = Command::new(&python)
             .arg(&script)
+            .args(args)
             .env("GRPC_VERBOSITY", "ERROR")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())
@@ -116,7 +124,7 @@ impl PythonPeer {
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
         let port = match first {
-            Ok(Ok(Some(line))) => line
+            Ok(Ok(Some(ref line))) => line
                 .strip_prefix("PORT ")
                 .and_then(|p| p.trim().parse::<u16>().ok()),
             _ => None,
@@ -171,12 +179,13 @@ impl Reply {
 impl PeerGateway {
     /// The peer route with default settings.
     async fn start() -> PeerGateway {
-        PeerGateway::start_with("").await
+        PeerGateway::start_with("", &[]).await
     }
 
-    /// `route_extra` is appended inside the route's flow mapping (`, headers: {…}`).
-    async fn start_with(route_extra: &str) -> PeerGateway {
-        let peer = PythonPeer::start().await;
+    /// `route_extra` is appended inside the route's flow mapping (`, headers: {…}`);
+    /// `peer_args` go to server.py.
+    async fn start_with(route_extra: &str, peer_args: &[&str]) -> PeerGateway {
+        let peer = PythonPeer::start(peer_args).await;
         let yaml = format!(
             r#"
 listeners: [{{ address: "127.0.0.1:0" }}]
@@ -185,7 +194,7 @@ protos:
   sources: ["{sources}"]
   includes: ["{includes}"]
 upstreams:
-  peer: {{ endpoints: ["{url}"], timeout: 5s }}
+  peer: {{ endpoints: ["{url}"], timeout: {UPSTREAM_TIMEOUT_SECS}s }}
 routes:
   - {{ name: peer, service: peer.v1.PeerService, upstream: peer {route_extra} }}
 "#,
@@ -217,7 +226,10 @@ routes:
         let mut req = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr));
-        if body.is_some() {
+        let typed = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !typed {
             req = req.header("content-type", "application/json");
         }
         for (k, v) in headers {
@@ -238,6 +250,10 @@ routes:
         }
     }
 
+    async fn get_path(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, &[], None).await
+    }
+
     async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;
@@ -256,13 +272,12 @@ enum Want {
     /// 200 with an `EchoReply`: `rpc` answered and received `request` as its
     /// `field` (`item`, `update` or `book`). The gateway's rendering must equal
     /// `request`, and so must the Python runtime's rendering of what arrived
-    /// (unless `seen` gives Python's view separately). `mask_paths` are the
-    /// FieldMask paths as they arrived on the wire. No metadata is expected.
+    /// (`seen`). `mask_paths` are the FieldMask paths as they arrived on the wire. No metadata is expected,
+    /// and the server must have seen the upstream timeout as the call's deadline.
     Echo {
         rpc: &'static str,
         field: &'static str,
         request: Value,
-        seen: Option<Value>,
         mask_paths: &'static [&'static str],
     },
     /// This status and exactly this JSON body.
@@ -286,7 +301,6 @@ fn echo(rpc: &'static str, field: &'static str, request: Value) -> Want {
         rpc,
         field,
         request,
-        seen: None,
         mask_paths: &[],
     }
 }
@@ -301,7 +315,6 @@ fn echo_mask(
         rpc,
         field,
         request,
-        seen: None,
         mask_paths,
     }
 }
@@ -342,11 +355,9 @@ fn normalize(value: &Value) -> Value {
             .and_then(serde_json::Number::from_f64)
             .map_or_else(|| value.clone(), Value::Number),
         Value::Array(items) => Value::Array(items.iter().map(normalize).collect()),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), normalize(v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), normalize(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -365,7 +376,6 @@ fn check(case: &Case, reply: &Reply) -> Result<(), String> {
             rpc,
             field,
             request,
-            seen,
             mask_paths,
         } => {
             if reply.status != StatusCode::OK {
@@ -377,22 +387,33 @@ fn check(case: &Case, reply: &Reply) -> Result<(), String> {
             let python_view = body
                 .as_object_mut()
                 .and_then(|o| o.remove("seen"))
-                .and_then(|s| s.as_str().and_then(|s| serde_json::from_str::<Value>(s).ok()));
+                .and_then(|s| {
+                    s.as_str()
+                        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                });
+            let deadline = body
+                .as_object_mut()
+                .and_then(|o| o.remove("deadlineSeconds"))
+                .and_then(|d| d.as_f64());
             let mut expected = json!({ "method": rpc, *field: request });
             if !mask_paths.is_empty() {
                 expected["maskPaths"] = json!(mask_paths);
             }
             let mut problems = Vec::new();
+            if !deadline.is_some_and(|d| d > 0.0 && d <= UPSTREAM_TIMEOUT_SECS) {
+                problems.push(format!(
+                    "the server saw deadline {deadline:?}, want (0, {UPSTREAM_TIMEOUT_SECS}] seconds"
+                ));
+            }
             if normalize(&body) != normalize(&expected) {
                 problems.push(format!(
                     "gateway rendering differs\n    want:   {expected}\n    got:    {body}"
                 ));
             }
-            let want_seen = seen.as_ref().unwrap_or(request);
             match python_view {
-                Some(view) if normalize(&view) == normalize(want_seen) => {}
+                Some(view) if normalize(&view) == normalize(request) => {}
                 view => problems.push(format!(
-                    "the Python server saw something else\n    want:   {want_seen}\n    seen:   {}",
+                    "the Python server saw something else\n    want:   {request}\n    seen:   {}",
                     view.map_or_else(|| "<missing>".into(), |v| v.to_string())
                 )),
             }
@@ -487,6 +508,30 @@ async fn http_rule_mapping() {
                 json!({"id": "c1", "name": "created", "count": 3}),
             ),
         ),
+        Case {
+            name: "body \"*\" with an empty body is the empty message",
+            method: Method::POST,
+            path: "/v1/items",
+            headers: &[],
+            body: None,
+            want: echo("CreateItem", "item", json!({})),
+        },
+        Case {
+            name: "body \"*\" and a query string: the query is ignored (all fields come from the body)",
+            method: Method::POST,
+            path: "/v1/items?name=from-query",
+            headers: &[],
+            body: Some(r#"{"id":"c2"}"#),
+            want: echo("CreateItem", "item", json!({"id": "c2"})),
+        },
+        Case {
+            name: "a body that is not JSON by content type is 415",
+            method: Method::POST,
+            path: "/v1/items",
+            headers: &[("content-type", "text/plain")],
+            body: Some(r#"{"id":"c3"}"#),
+            want: Want::Rejected(415, 3, "content type"),
+        },
         with_body(
             "additional binding with body \"*\": the path variable wins over the body",
             Method::PUT,
@@ -555,6 +600,67 @@ async fn http_rule_mapping() {
                 json!({"name": "shelves/s%2F1/books/b two"}),
             ),
         ),
+        get(
+            "open-ended variable {name=**}: several segments, %2F kept",
+            "/v1/archive/a/b%2Fc/d%20e",
+            echo("GetBook", "book", json!({"name": "a/b%2Fc/d e"})),
+        ),
+        get(
+            "open-ended variable {name=**} matches zero segments",
+            "/v1/archive",
+            echo("GetBook", "book", json!({})),
+        ),
+        with_body(
+            "multi-segment variable then a custom verb, body \"*\" (the path wins)",
+            Method::POST,
+            "/v1/shelves/s1/books/b2:publish",
+            r#"{"view":"v","name":"ignored"}"#,
+            echo(
+                "GetBook",
+                "book",
+                json!({"name": "shelves/s1/books/b2", "view": "v"}),
+            ),
+        ),
+        get(
+            "without a verb in the template, a colon is data",
+            "/v1/shelves/s1/books/b2:publish",
+            echo(
+                "GetBook",
+                "book",
+                json!({"name": "shelves/s1/books/b2:publish"}),
+            ),
+        ),
+        get(
+            "path variables of int32, int64, enum, bool, nested int32 and double",
+            "/v1/typed/-5/-9223372036854775808/COLOR_RED/true/7/1.5",
+            echo(
+                "GetItem",
+                "item",
+                json!({"count": -5, "big": "-9223372036854775808", "color": "COLOR_RED", "flag": true, "filter": {"min": 7}, "ratio": 1.5}),
+            ),
+        ),
+        get(
+            "typed path variables: enum by number, false, NaN; {filter.min}=0 still creates filter",
+            "/v1/typed/0/18/3/false/0/NaN",
+            echo(
+                "GetItem",
+                "item",
+                json!({"big": "18", "color": "COLOR_BLUE", "ratio": "NaN", "filter": {}}),
+            ),
+        ),
+        get(
+            "a path variable that does not parse as its field's type is 400",
+            "/v1/typed/x/1/2/0/-1/0",
+            Want::Rejected(400, 3, "count"),
+        ),
+        Case {
+            name: "a method the path does not allow is 405",
+            method: Method::DELETE,
+            path: "/v1/shelves/s1/books/b2",
+            headers: &[],
+            body: None,
+            want: Want::Rejected(405, 12, "allowed: GET"),
+        },
         get(
             "a path the template does not match is 404",
             "/v1/shelves/s1/books",
@@ -736,14 +842,14 @@ async fn proto3_json_and_well_known_types() {
             ),
         ),
         with_body(
-            "int64 extremes as numbers and strings",
+            "int64 extremes as JSON numbers (no float rounding) and strings",
             Method::POST,
             "/v1/items",
-            r#"{"big":"-9223372036854775808","ubig":0,"number":9007199254740991,"ids":["9223372036854775807",-1]}"#,
+            r#"{"big":"-9223372036854775808","ubig":0,"number":9223372036854775807,"ids":["9223372036854775807",-1]}"#,
             echo(
                 "CreateItem",
                 "item",
-                json!({"big": "-9223372036854775808", "number": "9007199254740991", "ids": ["9223372036854775807", "-1"]}),
+                json!({"big": "-9223372036854775808", "number": "9223372036854775807", "ids": ["9223372036854775807", "-1"]}),
             ),
         ),
         with_body(
@@ -971,6 +1077,10 @@ async fn upstream_errors_map_to_http_statuses_with_details() {
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
+fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+    reply.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 #[tokio::test]
 async fn default_header_forwarding() {
     let gw = PeerGateway::start().await;
@@ -996,15 +1106,32 @@ async fn default_header_forwarding() {
         "exactly the default allow-list reaches the upstream"
     );
     assert_eq!(
-        reply.headers.get("grpc-metadata-x-peer-server").map(|v| v.to_str().unwrap()),
+        header(&reply, "grpc-metadata-x-peer-server"),
         Some("python-grpcio"),
-        "response metadata comes back prefixed: {:?}",
+        "initial response metadata comes back prefixed: {:?}",
+        reply.headers
+    );
+    assert_eq!(
+        header(&reply, "grpc-metadata-x-peer-trailer"),
+        Some("done"),
+        "trailing response metadata comes back prefixed: {:?}",
         reply.headers
     );
     assert!(
         reply.headers.get("x-peer-server").is_none(),
         "response metadata is not copied unprefixed"
     );
+    // A header sent twice reaches the upstream with both values.
+    let reply = gw
+        .send(
+            Method::GET,
+            "/v1/headers",
+            &[("x-request-id", "first"), ("x-request-id", "second")],
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json(), json!({"x-request-id": "first,second"}));
     // Without any allowed header, the upstream sees no metadata at all.
     let reply = gw
         .send(
@@ -1023,6 +1150,7 @@ async fn default_header_forwarding() {
 async fn configured_header_forwarding() {
     let gw = PeerGateway::start_with(
         r#", headers: { forward: ["authorization"], forward_prefixes: ["x-peer-"], response_prefix: "x-upstream-" }"#,
+        &[],
     )
     .await;
     let reply = gw
@@ -1045,10 +1173,151 @@ async fn configured_header_forwarding() {
         json!({"authorization": "Basic YTpi", "x-peer-tenant": "acme", "x-peer-region": "eu"})
     );
     assert_eq!(
-        reply.headers.get("x-upstream-x-peer-server").map(|v| v.to_str().unwrap()),
+        header(&reply, "x-upstream-x-peer-server"),
         Some("python-grpcio"),
         "{:?}",
         reply.headers
     );
+    assert!(reply.headers.get("grpc-metadata-x-peer-server").is_none());
+    gw.stop().await;
+}
+
+// ============================================================================
+// The route's JSON options.
+// ============================================================================
+
+#[tokio::test]
+async fn route_json_options() {
+    let gw = PeerGateway::start_with(
+        ", json: { emit_defaults: true, use_proto_names: true, enums_as_ints: true, unknown_fields: ignore }",
+        &[],
+    )
+    .await;
+    // response_body, proto names, enum numbers, every default written (unset
+    // message fields stay absent); unknown query parameters ignored.
+    let reply = gw
+        .get_path("/v1/items/o1/view?color=COLOR_BLUE&display_name=d&bogus=1&filter.bogus=2")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        normalize(&reply.json()),
+        normalize(&json!({
+            "id": "o1", "name": "", "count": 0, "big": "0", "ubig": "0", "flag": false,
+            "ratio": 0, "ratio32": 0, "color": 3, "tags": [], "ids": [], "colors": [],
+            "data": "", "counters": {}, "display_name": "d"
+        }))
+    );
+    // Unknown body fields are ignored, at the top and nested.
+    let reply = gw
+        .send(
+            Method::POST,
+            "/v1/items/o2:archive",
+            &[],
+            Some(r#"{"bogus":{"x":1},"tag":{"key":"k","zzz":1},"createTime":"2024-01-02T03:04:05Z"}"#),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["method"], "ArchiveItem");
+    assert_eq!(
+        normalize(&body["item"]),
+        normalize(&json!({
+            "id": "o2", "name": "", "count": 0, "big": "0", "ubig": "0", "flag": false,
+            "ratio": 0, "ratio32": 0, "color": 0, "tags": [], "ids": [], "colors": [],
+            "data": "", "counters": {}, "display_name": "", "tag": {"key": "k", "value": ""},
+            "create_time": "2024-01-02T03:04:05Z"
+        }))
+    );
+    assert_eq!(
+        body["seen"]
+            .as_str()
+            .map(serde_json::from_str::<Value>)
+            .and_then(Result::ok),
+        Some(json!({"createTime": "2024-01-02T03:04:05Z", "id": "o2", "tag": {"key": "k"}})),
+        "the upstream received only the known fields"
+    );
+    gw.stop().await;
+}
+
+// ============================================================================
+// An upstream that compresses its responses.
+// ============================================================================
+
+/// A grpcio server created with `compression=grpc.Compression.Gzip`
+/// compresses every response (gRPC core assumes a client that sends no
+/// `grpc-accept-encoding` accepts gzip); the gateway must read it.
+#[tokio::test]
+async fn gzip_compressing_upstream_is_read() {
+    let gw = PeerGateway::start_with("", &["--compression", "gzip"]).await;
+    let reply = gw.get_path("/v1/items/gz1/view?name=zipped").await;
+    let text = reply.text();
+    let status = reply.status;
+    gw.stop().await;
+    assert_eq!(
+        (status, text.as_str()),
+        (StatusCode::OK, r#"{"id":"gz1","name":"zipped"}"#),
+        "a gzip-compressing upstream (grpcio server compression) must be readable"
+    );
+}
+
+// ============================================================================
+// A slow upstream, and one that is gone.
+// ============================================================================
+
+#[tokio::test]
+async fn slow_upstream_is_504_and_stopped_upstream_is_503() {
+    let gw = PeerGateway::start_with(", timeout: 300ms", &[]).await;
+    let started = std::time::Instant::now();
+    let reply = gw
+        .send(
+            Method::POST,
+            "/v1/items/slow:fail",
+            &[],
+            Some(r#"{"ttl":"3s","count":5}"#),
+        )
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.json()["code"], 4, "{}", reply.text());
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "the route timeout (300ms) bounds the call, took {elapsed:?}"
+    );
+    // The deadline is shorter on this route: the server sees it.
+    let reply = gw.get_path("/v1/items/d1").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let deadline = reply.json()["deadlineSeconds"].as_f64().unwrap_or(0.0);
+    assert!(
+        deadline > 0.0 && deadline <= 0.3,
+        "grpc-timeout carries the route's 300ms, the server saw {deadline}s"
+    );
+
+    let PeerGateway {
+        running,
+        addr,
+        client,
+        mut peer,
+    } = gw;
+    peer.child.start_kill().expect("kill the peer");
+    peer.child.wait().await.expect("peer exits");
+    let gw = PeerGateway {
+        running,
+        addr,
+        client,
+        peer,
+    };
+    let reply = gw.get_path("/v1/items/gone").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.json()["code"], 14, "{}", reply.text());
     gw.stop().await;
 }

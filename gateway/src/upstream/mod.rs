@@ -79,7 +79,10 @@ impl Upstream {
         call: Call<'_>,
         message: DynamicMessage,
     ) -> Result<tonic::Response<DynamicMessage>, tonic::Status> {
+        // Accept gzip: gRPC servers that compress may do so to a client that
+        // did not say otherwise (grpc-core does), and tonic refuses it unless accepted.
         let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .max_decoding_message_size(self.max_message);
         let mut request = tonic::Request::from_parts(call.metadata, Default::default(), message);
         request.set_timeout(call.timeout);
