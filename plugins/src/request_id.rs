@@ -1,14 +1,22 @@
 //! Plugin `request_id`: gives every request an id and echoes it in the response.
 //!
 //! An id sent by the client is kept (so a caller's id follows the request
-//! through every hop); otherwise a UUID v4 is generated. The id is forwarded
-//! upstream like any allowed header.
+//! through every hop); otherwise a random UUID v4 is generated. The id is
+//! forwarded upstream like any allowed header.
+//!
+//! Ids come from a per-thread generator seeded once from the OS (fastrand's
+//! wyrand), not from a `getrandom` syscall per request: a request id must be
+//! unique, not secret.
 
-use http::HeaderName;
+use std::cell::RefCell;
+
+use http::{HeaderName, HeaderValue, Request};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tower::Layer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId as Id, SetRequestIdLayer,
+};
 
 use crate::registry::{Plugin, PluginError};
 use crate::stage::HttpService;
@@ -27,8 +35,46 @@ pub struct RequestId {
     header: HeaderName,
 }
 
+/// Generates UUID v4 text from a thread-local generator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FastUuid;
+
 fn default_header() -> String {
     "x-request-id".to_owned()
+}
+
+thread_local! {
+    static RNG: RefCell<fastrand::Rng> = RefCell::new(fastrand::Rng::new());
+}
+
+// === impl FastUuid ===
+
+impl FastUuid {
+    /// A random (version 4, RFC 9562 variant) UUID in its 36-character form.
+    pub fn generate() -> [u8; 36] {
+        let mut bits = RNG.with(|rng| rng.borrow_mut().u128(..));
+        bits = (bits & !(0xF << 76)) | (0x4 << 76); // version 4
+        bits = (bits & !(0x3 << 62)) | (0x2 << 62); // variant 10
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 36];
+        let mut nibble = 32;
+        for (i, slot) in out.iter_mut().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                continue;
+            }
+            nibble -= 1;
+            *slot = HEX[((bits >> (nibble * 4)) & 0xF) as usize];
+        }
+        out
+    }
+}
+
+impl MakeRequestId for FastUuid {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<Id> {
+        HeaderValue::from_bytes(&FastUuid::generate())
+            .ok()
+            .map(Id::new)
+    }
 }
 
 // === impl RequestId ===
@@ -47,7 +93,7 @@ impl Plugin for RequestId {
 
     fn wrap(&self, inner: HttpService) -> HttpService {
         // Set first (outer), so the propagate layer sees the id on the request.
-        let set = SetRequestIdLayer::new(self.header.clone(), MakeRequestUuid);
+        let set = SetRequestIdLayer::new(self.header.clone(), FastUuid);
         let propagate = PropagateRequestIdLayer::new(self.header.clone());
         HttpService::new(set.layer(propagate.layer(inner)))
     }
@@ -86,6 +132,25 @@ mod tests {
         let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
         assert_eq!(id.len(), 36, "uuid: {id}");
         assert_eq!(res.headers()["x-seen"], id.as_str());
+    }
+
+    #[test]
+    fn generated_ids_are_distinct_version_4_uuids() {
+        let a = FastUuid::generate();
+        let b = FastUuid::generate();
+        assert_ne!(a, b);
+        let text = std::str::from_utf8(&a).unwrap();
+        let groups: Vec<&str> = text.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(groups[2].starts_with('4'), "version nibble: {text}");
+        assert!(
+            matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+            "variant: {text}"
+        );
+        assert!(text.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()));
     }
 
     #[tokio::test]

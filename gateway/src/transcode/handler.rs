@@ -10,12 +10,12 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::{Body, BoxFuture, HttpService, Request, Response, full_body};
-use tonic::metadata::MetadataMap;
 
 use super::binding::Binding;
 use super::{request, response};
 use crate::routing::{HeaderForwarding, Matched};
-use crate::upstream::Call;
+use crate::upstream::grpc::Reply;
+use crate::upstream::{Call, UpstreamError};
 
 /// The handler service shared by every REST route.
 pub fn service() -> HttpService {
@@ -65,50 +65,39 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         timeout: route.timeout,
     };
     let started = Instant::now();
-    let result = route.upstream.unary(call, message).await;
+    let result = route.upstream.unary(call, &message).await;
     let code = match &result {
         Ok(_) => Code::Ok,
-        Err(status) => Code::from_i32(status.code() as i32),
+        Err(UpstreamError::Status(status)) => Code::from_i32(status.code() as i32),
+        Err(_) => Code::Internal,
     };
     route
         .metrics
         .observe_upstream(&route.upstream.name, code, started.elapsed());
     match result {
         Ok(reply) => ok_response(&binding, reply),
-        Err(status) if is_oversized_reply(&status) => Err(ErrorResponse::with_status(
-            StatusCode::BAD_GATEWAY,
-            Code::Internal,
-            format!(
-                "the upstream's reply is larger than limits.max_upstream_message: {}",
-                status.message()
-            ),
-        )),
-        Err(status) => Err(response::status_to_error(&route.pool, &status)),
+        Err(UpstreamError::Status(status)) => Err(response::status_to_error(&route.pool, &status)),
+        Err(UpstreamError::ReplyTooLarge { limit }) => Err(bad_gateway(format!(
+            "the upstream's reply is larger than limits.max_upstream_message ({limit} bytes)"
+        ))),
+        Err(UpstreamError::Protocol(message)) => Err(bad_gateway(message)),
     }
 }
 
-/// tonic refuses an oversized reply with OUT_OF_RANGE, a code that would
-/// otherwise map to 400 and blame the client; it is the upstream's fault.
-fn is_oversized_reply(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::OutOfRange
-        && status
-            .message()
-            .contains("decoded message length too large")
+/// The upstream, not the client, is at fault: 502.
+fn bad_gateway(message: String) -> ErrorResponse {
+    ErrorResponse::with_status(StatusCode::BAD_GATEWAY, Code::Internal, message)
 }
 
-fn ok_response(
-    binding: &Binding,
-    reply: tonic::Response<prost_reflect::DynamicMessage>,
-) -> Result<Response, ErrorResponse> {
-    let (metadata, message, _) = reply.into_parts();
-    let json = response::render(binding, &message)?;
+fn ok_response(binding: &Binding, reply: Reply) -> Result<Response, ErrorResponse> {
+    let json = response::render(binding, &reply.message)?;
     let mut res = http::Response::new(full_body(json));
     let headers = res.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    copy_response_metadata(&metadata, &binding.route.headers, headers);
+    copy_response_metadata(reply.metadata, &binding.route.headers, headers);
     Ok(res)
 }
 
@@ -150,7 +139,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 
 /// Only allowed headers become metadata: hop-by-hop and internal headers must
 /// not reach upstreams.
-fn forward_metadata(headers: &HeaderMap, rules: &HeaderForwarding) -> MetadataMap {
+fn forward_metadata(headers: &HeaderMap, rules: &HeaderForwarding) -> HeaderMap {
     let mut out = HeaderMap::new();
     for name in &rules.forward {
         for value in headers.get_all(name) {
@@ -171,17 +160,19 @@ fn forward_metadata(headers: &HeaderMap, rules: &HeaderForwarding) -> MetadataMa
             }
         }
     }
-    MetadataMap::from_headers(out)
+    out
 }
 
 /// Response metadata comes back as `{prefix}{key}` headers (binary `-bin`
 /// metadata included, still base64 as on the wire).
-fn copy_response_metadata(metadata: &MetadataMap, rules: &HeaderForwarding, out: &mut HeaderMap) {
-    if metadata.is_empty() {
-        return;
-    }
-    for (name, value) in metadata.clone().into_headers() {
-        let Some(name) = name else { continue };
+fn copy_response_metadata(metadata: HeaderMap, rules: &HeaderForwarding, out: &mut HeaderMap) {
+    let mut last = None;
+    for (name, value) in metadata {
+        // `into_iter` names only the first of repeated values.
+        if name.is_some() {
+            last = name;
+        }
+        let Some(name) = &last else { continue };
         if HeaderForwarding::is_reserved(name.as_str()) || name == header::DATE {
             continue;
         }
