@@ -1,10 +1,9 @@
 //! The gRPC wire protocol for one unary call, over a hyper HTTP/2 sender.
 //!
 //! Done here rather than through tonic's client because a unary request is
-//! one known-length frame: sent as a complete body, hyper writes headers and
-//! data together without spawning a body-pipe task per call, and the reply is
-//! read with our own limits. Status parsing never panics on a malformed
-//! upstream (tonic's `Status::from_header_map` does on bad details).
+//! one known-length frame, sent with the headers, and the reply is read with
+//! our own limits. Status parsing never panics on a malformed upstream
+//! (tonic's `Status::from_header_map` does on bad details).
 
 use std::io::Read;
 use std::time::Duration;
@@ -12,17 +11,16 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use h2::RecvStream;
 use http::header::{CONTENT_TYPE, TE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, uri};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
 use percent_encoding::percent_decode;
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use tonic::{Code, Status};
 
 use super::UpstreamError;
+use super::endpoint::Sender;
 
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
@@ -36,12 +34,6 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-/// The request body: one complete frame. Unlike `Full`, its size hint is not
-/// exact, so hyper adds no `content-length` (gRPC clients send none, and
-/// servers such as grpc-core would show it to handlers as metadata); hyper
-/// still writes it at once, as the data is ready when polled.
-pub struct Frame(Option<Bytes>);
 
 /// A successful reply: the message and the upstream's metadata (initial and
 /// trailing, `grpc-*` removed).
@@ -62,21 +54,29 @@ pub struct UnaryCall<'a> {
 
 /// Sends `message` and reads the reply.
 pub async fn unary(
-    sender: &mut SendRequest<Frame>,
+    sender: Sender,
     call: UnaryCall<'_>,
     message: &DynamicMessage,
 ) -> Result<Reply, UpstreamError> {
-    let request = build_request(&call, message)?;
-    let response = sender.send_request(request).await.map_err(|e| {
+    let transport = |e: h2::Error| {
         UpstreamError::Status(Status::unavailable(format!("upstream request failed: {e}")))
-    })?;
+    };
+    let (head, frame) = build_request(&call, message)?;
+    // `ready` waits while the connection is at the peer's stream limit.
+    let mut sender = sender.ready().await.map_err(transport)?;
+    let (response, mut body) = sender.send_request(head, false).map_err(transport)?;
+    body.send_data(frame, true).map_err(transport)?;
+    let response = response.await.map_err(transport)?;
     read_reply(response, &call).await
 }
 
+/// The request head and its one data frame. No `content-length`: gRPC
+/// clients send none, and servers such as grpc-core would show it to
+/// handlers as metadata.
 fn build_request(
     call: &UnaryCall<'_>,
     message: &DynamicMessage,
-) -> Result<Request<Frame>, UpstreamError> {
+) -> Result<(Request<()>, Bytes), UpstreamError> {
     let len = message.encoded_len();
     let mut frame = BytesMut::with_capacity(5 + len);
     frame.put_u8(0);
@@ -94,7 +94,7 @@ fn build_request(
     let uri =
         Uri::from_parts(parts).map_err(|e| UpstreamError::Protocol(format!("request URI: {e}")))?;
     let mut request = Request::post(uri)
-        .body(Frame(Some(frame.freeze())))
+        .body(())
         .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
     let headers = request.headers_mut();
     *headers = call.metadata.clone();
@@ -104,25 +104,7 @@ fn build_request(
     if let Ok(value) = HeaderValue::from_str(&encode_timeout(call.timeout)) {
         headers.insert(GRPC_TIMEOUT, value);
     }
-    Ok(request)
-}
-
-// === impl Frame ===
-
-impl http_body::Body for Frame {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        std::task::Poll::Ready(self.0.take().map(|data| Ok(http_body::Frame::data(data))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_none()
-    }
+    Ok((request, frame.freeze()))
 }
 
 /// `grpc-timeout`: at most 8 digits and a unit (gRPC over HTTP/2 spec).
@@ -136,7 +118,7 @@ fn encode_timeout(timeout: Duration) -> String {
 }
 
 async fn read_reply(
-    response: http::Response<Incoming>,
+    response: http::Response<RecvStream>,
     call: &UnaryCall<'_>,
 ) -> Result<Reply, UpstreamError> {
     let (parts, mut body) = response.into_parts();
@@ -157,37 +139,41 @@ async fn read_reply(
         .headers
         .get(GRPC_ENCODING)
         .is_some_and(|e| e == "gzip");
+    let transport = |e: h2::Error| {
+        UpstreamError::Status(Status::unavailable(format!(
+            "reading the upstream reply: {e}"
+        )))
+    };
     let mut data = BytesMut::new();
-    let mut trailers = HeaderMap::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            UpstreamError::Status(Status::unavailable(format!(
-                "reading the upstream reply: {e}"
-            )))
-        })?;
-        match frame.into_data() {
-            Ok(chunk) => {
-                if data.len() + chunk.len() > call.max_message + 5 {
-                    return Err(UpstreamError::ReplyTooLarge {
-                        limit: call.max_message,
-                    });
-                }
-                data.extend_from_slice(&chunk);
-            }
-            Err(frame) => {
-                if let Ok(t) = frame.into_trailers() {
-                    trailers = t;
-                }
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(transport)?;
+        // Give the window back as we go, or replies stall once it is spent.
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if data.len() + chunk.len() > call.max_message + 5 {
+            return Err(UpstreamError::ReplyTooLarge {
+                limit: call.max_message,
+            });
+        }
+        data.extend_from_slice(&chunk);
+    }
+    let mut trailers = body
+        .trailers()
+        .await
+        .map_err(transport)?
+        .unwrap_or_default();
+    match trailers.get(GRPC_STATUS).map(|v| v.as_bytes()) {
+        // The common case, checked without building a `Status`.
+        Some(b"0") => {}
+        Some(_) => {
+            if let Some(status) = status_from(&trailers).filter(|s| s.code() != Code::Ok) {
+                return Err(UpstreamError::Status(status));
             }
         }
-    }
-    if let Some(status) = status_from(&trailers).filter(|s| s.code() != Code::Ok) {
-        return Err(UpstreamError::Status(status));
-    }
-    if !trailers.contains_key(GRPC_STATUS) {
-        return Err(UpstreamError::Protocol(
-            "upstream reply ended without grpc-status".into(),
-        ));
+        None => {
+            return Err(UpstreamError::Protocol(
+                "upstream reply ended without grpc-status".into(),
+            ));
+        }
     }
     let payload = unframe(data.freeze(), compressed_ok, call.max_message)?;
     let message = DynamicMessage::decode(call.output.clone(), payload).map_err(|e| {

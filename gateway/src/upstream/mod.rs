@@ -91,7 +91,7 @@ impl Upstream {
         let timeout = call.timeout;
         // Boxed so the call state is not copied each time the enclosing futures move.
         let work = Box::pin(async move {
-            let (endpoint, mut sender) = self.connect().await.map_err(UpstreamError::Status)?;
+            let (endpoint, sender) = self.connect().await.map_err(UpstreamError::Status)?;
             let _in_flight = endpoint.track();
             let call = grpc::UnaryCall {
                 origin: &endpoint.origin,
@@ -101,7 +101,7 @@ impl Upstream {
                 output: call.output,
                 max_message: self.max_message,
             };
-            grpc::unary(&mut sender, call, message).await
+            grpc::unary(sender, call, message).await
         });
         match tokio::time::timeout(timeout, work).await {
             Ok(result) => result,
