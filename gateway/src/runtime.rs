@@ -158,7 +158,7 @@ fn route_ctx(
         serialize: response::serialize_options(&route.json),
         json: route.json.clone(),
         headers: header_rules(loaded, route, &key)?,
-        pool: pool.clone(),
+        rpc_status: pool.get_message_by_name("google.rpc.Status"),
         metrics: metrics.clone(),
     })
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use prost_reflect::{DescriptorPool, SerializeOptions};
+use prost_reflect::{MessageDescriptor, SerializeOptions};
 use switchyard_plugins::error::{Code, ErrorResponse};
 
 use crate::config::JsonOptions;
@@ -29,7 +29,9 @@ pub struct RouteCtx {
     pub json: JsonOptions,
     pub serialize: SerializeOptions,
     pub headers: HeaderForwarding,
-    pub pool: DescriptorPool,
+    /// `google.rpc.Status`, resolved once, to render upstream error details
+    /// (always in the pool: the loader embeds it).
+    pub rpc_status: Option<MessageDescriptor>,
     pub metrics: Arc<Metrics>,
 }
 

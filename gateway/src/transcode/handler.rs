@@ -76,7 +76,10 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         .observe_upstream(&route.upstream.name, code, started.elapsed());
     match result {
         Ok(reply) => ok_response(&binding, reply),
-        Err(UpstreamError::Status(status)) => Err(response::status_to_error(&route.pool, &status)),
+        Err(UpstreamError::Status(status)) => Err(response::status_to_error(
+            route.rpc_status.as_ref(),
+            &status,
+        )),
         Err(UpstreamError::ReplyTooLarge { limit }) => Err(bad_gateway(format!(
             "the upstream's reply is larger than limits.max_upstream_message ({limit} bytes)"
         ))),
@@ -139,11 +142,20 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 
 /// Only allowed headers become metadata: hop-by-hop and internal headers must
 /// not reach upstreams.
+///
+/// Forwarded values are marked sensitive, so HPACK sends them as never-indexed
+/// literals: the upstream connection is shared by every client, and one
+/// client's `authorization` must not sit in (or churn) the shared table.
 fn forward_metadata(headers: &HeaderMap, rules: &HeaderForwarding) -> HeaderMap {
     let mut out = HeaderMap::new();
+    let sensitive = |value: &HeaderValue| {
+        let mut value = value.clone();
+        value.set_sensitive(true);
+        value
+    };
     for name in &rules.forward {
         for value in headers.get_all(name) {
-            out.append(name.clone(), value.clone());
+            out.append(name.clone(), sensitive(value));
         }
     }
     if !rules.forward_prefixes.is_empty() {
@@ -156,7 +168,7 @@ fn forward_metadata(headers: &HeaderMap, rules: &HeaderForwarding) -> HeaderMap 
                 && !HeaderForwarding::is_reserved(name.as_str())
                 && !rules.forward.contains(name)
             {
-                out.append(name.clone(), value.clone());
+                out.append(name.clone(), sensitive(value));
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage, SerializeOptions, Value};
+use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions, Value};
 use switchyard_plugins::error::{Code, ErrorResponse};
 
 use super::binding::Binding;
@@ -90,20 +90,22 @@ fn default_json(field: &prost_reflect::FieldDescriptor) -> serde_json::Value {
 
 /// A gRPC status as the shared error body; `google.rpc.Status` details (from
 /// `grpc-status-details-bin`) are decoded and rendered as JSON with `@type`.
-pub fn status_to_error(pool: &DescriptorPool, status: &tonic::Status) -> ErrorResponse {
+pub fn status_to_error(
+    rpc_status: Option<&MessageDescriptor>,
+    status: &tonic::Status,
+) -> ErrorResponse {
     let code = Code::from_i32(status.code() as i32);
-    let details = decode_details(pool, status.details());
+    let details = rpc_status
+        .map(|desc| decode_details(desc, status.details()))
+        .unwrap_or_default();
     ErrorResponse::new(code, status.message()).with_details(details)
 }
 
-fn decode_details(pool: &DescriptorPool, raw: &[u8]) -> Vec<serde_json::Value> {
+fn decode_details(desc: &MessageDescriptor, raw: &[u8]) -> Vec<serde_json::Value> {
     if raw.is_empty() {
         return Vec::new();
     }
-    let Some(desc) = pool.get_message_by_name("google.rpc.Status") else {
-        return Vec::new();
-    };
-    let Ok(status) = DynamicMessage::decode(desc, raw) else {
+    let Ok(status) = DynamicMessage::decode(desc.clone(), raw) else {
         return Vec::new();
     };
     let Some(Value::List(details)) = status.get_field_by_name("details").map(|v| v.into_owned())

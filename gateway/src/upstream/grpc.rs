@@ -55,13 +55,13 @@ pub struct UnaryCall<'a> {
 /// Sends `message` and reads the reply.
 pub async fn unary(
     sender: Sender,
-    call: UnaryCall<'_>,
+    mut call: UnaryCall<'_>,
     message: &DynamicMessage,
 ) -> Result<Reply, UpstreamError> {
     let transport = |e: h2::Error| {
         UpstreamError::Status(Status::unavailable(format!("upstream request failed: {e}")))
     };
-    let (head, frame) = build_request(&call, message)?;
+    let (head, frame) = build_request(&mut call, message)?;
     // `ready` waits while the connection is at the peer's stream limit.
     let mut sender = sender.ready().await.map_err(transport)?;
     let (response, mut body) = sender.send_request(head, false).map_err(transport)?;
@@ -74,7 +74,7 @@ pub async fn unary(
 /// clients send none, and servers such as grpc-core would show it to
 /// handlers as metadata.
 fn build_request(
-    call: &UnaryCall<'_>,
+    call: &mut UnaryCall<'_>,
     message: &DynamicMessage,
 ) -> Result<(Request<()>, Bytes), UpstreamError> {
     let len = message.encoded_len();
@@ -97,7 +97,7 @@ fn build_request(
         .body(())
         .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
     let headers = request.headers_mut();
-    *headers = call.metadata.clone();
+    *headers = std::mem::take(&mut call.metadata);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(TE, HeaderValue::from_static("trailers"));
     headers.insert(GRPC_ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
