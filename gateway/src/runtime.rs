@@ -19,6 +19,7 @@ use crate::transcode::binding::Binding;
 use crate::transcode::http_rule::{self, RuleSpec};
 use crate::transcode::{handler, response};
 use crate::upstream::Upstream;
+use crate::upstream::endpoint::ConnSettings;
 
 /// One compiled config version.
 pub struct Runtime {
@@ -109,7 +110,11 @@ fn build_upstreams(loaded: &LoadedConfig) -> Result<BTreeMap<String, Upstream>, 
         let upstream = Upstream::new(
             name,
             &up.endpoints,
-            up.connect_timeout.0,
+            ConnSettings {
+                connect_timeout: up.connect_timeout.0,
+                keepalive_interval: up.keepalive_interval.0,
+                keepalive_timeout: up.keepalive_timeout.0,
+            },
             up.timeout.0,
             config.limits.max_upstream_message.as_usize(),
         )

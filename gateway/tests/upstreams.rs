@@ -120,3 +120,100 @@ async fn all_endpoints_down_is_503_naming_the_upstream() {
     assert!(message.contains("upstream `users`"), "{message}");
     gw.stop().await;
 }
+
+/// A TCP proxy whose existing connections can be frozen: bytes stop flowing
+/// but the sockets stay open, as when a host vanishes without closing.
+struct FreezableProxy {
+    addr: SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    frozen_below: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FreezableProxy {
+    async fn start(target: SocketAddr) -> FreezableProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let frozen_below = Arc::new(AtomicUsize::new(0));
+        let (acc, frozen) = (accepted.clone(), frozen_below.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let id = acc.fetch_add(1, Ordering::SeqCst);
+                let server = tokio::net::TcpStream::connect(target).await.unwrap();
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [(cr, sw), (sr, cw)].map(|(r, w)| {
+                    (
+                        Box::new(r) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                        w,
+                    )
+                }) {
+                    let frozen = frozen.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncReadExt;
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if id < frozen.load(Ordering::SeqCst) {
+                                // Frozen: swallow everything, keep the socket open.
+                                continue;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezableProxy {
+            addr,
+            accepted,
+            frozen_below,
+        }
+    }
+
+    /// Freezes every connection accepted so far.
+    fn freeze_existing(&self) {
+        use std::sync::atomic::Ordering;
+        self.frozen_below
+            .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_goes_silent_is_replaced_after_a_missed_keepalive_ping() {
+    let demo = demo().await;
+    let proxy = FreezableProxy::start(demo.addr(Service::Users)).await;
+    let yaml = format!(
+        r#"
+listeners: [{{ address: "127.0.0.1:0" }}]
+admin: {{ address: "127.0.0.1:0" }}
+protos: {{ sources: ["{}"] }}
+upstreams:
+  users: {{ endpoints: ["http://{}"], timeout: 1s, keepalive_interval: 200ms, keepalive_timeout: 200ms }}
+routes:
+  - {{ service: demo.users.v1.UserService, upstream: users }}
+"#,
+        proto(),
+        proxy.addr
+    );
+    let gw = TestGateway::start_yaml(demo, &yaml).await;
+    assert_eq!(gw.get("/v1/users/1").await.status, StatusCode::OK);
+    proxy.freeze_existing();
+    // Within interval + timeout the dead connection is found and replaced.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let reply = gw.get("/v1/users/1").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        proxy.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "a second connection was opened"
+    );
+    gw.stop().await;
+}

@@ -117,6 +117,12 @@ pub struct Upstream {
     /// Default deadline of a call, sent as `grpc-timeout`; routes may override it.
     #[serde(default = "default_upstream_timeout")]
     pub timeout: HumanDuration,
+    /// How often an HTTP/2 PING checks each connection.
+    #[serde(default = "default_keepalive_interval")]
+    pub keepalive_interval: HumanDuration,
+    /// A connection whose PING is not answered within this is replaced.
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout: HumanDuration,
 }
 
 /// A route: the methods of one gRPC service exposed over REST.
@@ -255,6 +261,14 @@ fn default_connect_timeout() -> HumanDuration {
 
 fn default_upstream_timeout() -> HumanDuration {
     HumanDuration::from_secs(15)
+}
+
+fn default_keepalive_interval() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+fn default_keepalive_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
 }
 
 fn default_forward_headers() -> Vec<String> {

@@ -33,12 +33,24 @@ pub struct Endpoint {
     /// `http://host:port`: the origin for `:scheme` and `:authority`.
     pub origin: Uri,
     address: String,
-    connect_timeout: Duration,
+    settings: ConnSettings,
     live: Mutex<Option<Live>>,
     /// Serialises connection attempts so a burst opens one connection.
     connecting: tokio::sync::Mutex<()>,
     in_flight: AtomicUsize,
     down_until: Mutex<Option<Instant>>,
+}
+
+/// How connections to an endpoint are opened and kept.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnSettings {
+    pub connect_timeout: Duration,
+    /// A PING is sent this often; a connection whose peer does not answer
+    /// within `keepalive_timeout` is dropped and replaced. This finds a peer
+    /// that vanished without closing (host down, network cut), which TCP alone
+    /// notices only after minutes.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
 }
 
 /// Counts a call as in flight until dropped.
@@ -47,13 +59,13 @@ pub struct InFlight<'a>(&'a AtomicUsize);
 // === impl Endpoint ===
 
 impl Endpoint {
-    pub fn new(origin: Uri, connect_timeout: Duration) -> Option<Endpoint> {
+    pub fn new(origin: Uri, settings: ConnSettings) -> Option<Endpoint> {
         let authority = origin.authority()?;
         let port = authority.port_u16().unwrap_or(80);
         Some(Endpoint {
             address: format!("{}:{port}", authority.host()),
             origin,
-            connect_timeout,
+            settings,
             live: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             in_flight: AtomicUsize::new(0),
@@ -111,14 +123,14 @@ impl Endpoint {
 
     async fn connect(&self) -> Result<Live, String> {
         let stream = tokio::time::timeout(
-            self.connect_timeout,
+            self.settings.connect_timeout,
             tokio::net::TcpStream::connect(&self.address),
         )
         .await
-        .map_err(|_| format!("no connection within {:?}", self.connect_timeout))?
+        .map_err(|_| format!("no connection within {:?}", self.settings.connect_timeout))?
         .map_err(|e| format!("cannot connect: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = h2::client::Builder::new()
+        let (sender, mut connection) = h2::client::Builder::new()
             // Replies are small and many; a 1 MiB connection window keeps a
             // burst of them from waiting on WINDOW_UPDATEs.
             .initial_connection_window_size(1 << 20)
@@ -126,15 +138,50 @@ impl Endpoint {
             .await
             .map_err(|e| format!("HTTP/2 handshake failed: {e}"))?;
         let closed = Arc::new(AtomicBool::new(false));
-        let on_close = closed.clone();
+        let pings = connection.ping_pong();
         let address = self.address.clone();
-        tokio::spawn(async move {
+        let on_close = closed.clone();
+        let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%address, error = %e, "upstream connection closed");
             }
             on_close.store(true, Ordering::Release);
         });
+        if let Some(pings) = pings {
+            tokio::spawn(keepalive(
+                pings,
+                self.settings,
+                closed.clone(),
+                driver,
+                self.address.clone(),
+            ));
+        }
         Ok(Live { sender, closed })
+    }
+}
+
+/// Pings the connection until it ends; on a missed pong, marks it closed (new
+/// calls open another) and stops it (in-flight calls fail with UNAVAILABLE).
+async fn keepalive(
+    mut pings: h2::PingPong,
+    settings: ConnSettings,
+    closed: Arc<AtomicBool>,
+    driver: tokio::task::JoinHandle<()>,
+    address: String,
+) {
+    while !closed.load(Ordering::Acquire) {
+        tokio::time::sleep(settings.keepalive_interval).await;
+        if closed.load(Ordering::Acquire) {
+            return;
+        }
+        let pong =
+            tokio::time::timeout(settings.keepalive_timeout, pings.ping(h2::Ping::opaque())).await;
+        if !matches!(pong, Ok(Ok(_))) {
+            tracing::warn!(%address, "upstream did not answer a keep-alive ping; reconnecting");
+            closed.store(true, Ordering::Release);
+            driver.abort();
+            return;
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use http::Uri;
 use http::uri::PathAndQuery;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 
-use endpoint::Endpoint;
+use endpoint::{ConnSettings, Endpoint};
 
 /// A named upstream, ready for calls.
 #[derive(Clone, Debug)]
@@ -60,7 +60,7 @@ impl Upstream {
     pub fn new(
         name: &str,
         endpoints: &[String],
-        connect_timeout: Duration,
+        settings: ConnSettings,
         timeout: Duration,
         max_message: usize,
     ) -> Result<Upstream, EndpointError> {
@@ -72,7 +72,7 @@ impl Upstream {
         }
         let mut list = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
-            list.push(endpoint_for(endpoint, connect_timeout)?);
+            list.push(endpoint_for(endpoint, settings)?);
         }
         Ok(Upstream {
             name: name.to_owned(),
@@ -150,7 +150,7 @@ impl Upstream {
     }
 }
 
-fn endpoint_for(endpoint: &str, connect_timeout: Duration) -> Result<Endpoint, EndpointError> {
+fn endpoint_for(endpoint: &str, settings: ConnSettings) -> Result<Endpoint, EndpointError> {
     let err = |message: &str| EndpointError {
         endpoint: endpoint.to_owned(),
         message: message.to_owned(),
@@ -166,5 +166,5 @@ fn endpoint_for(endpoint: &str, connect_timeout: Duration) -> Result<Endpoint, E
     if uri.path() != "/" && !uri.path().is_empty() {
         return Err(err("an endpoint is scheme://host:port, without a path"));
     }
-    Endpoint::new(uri, connect_timeout).ok_or_else(|| err("missing host"))
+    Endpoint::new(uri, settings).ok_or_else(|| err("missing host"))
 }
