@@ -295,20 +295,14 @@ async fn upstream_that_never_answers_is_504_at_the_route_deadline() {
             held.push(s);
         }
     });
-    let top = "  - { name: slow, service: demo.inventory.v1.InventoryService, upstream: silent, timeout: 300ms }\n";
-    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let demo = switchyard_demo::spawn(any, any, any).await.unwrap();
-    let yaml = format!(
-        r#"
-listeners: [{{ address: "127.0.0.1:0" }}]
-admin: {{ address: "127.0.0.1:0" }}
-protos: {{ sources: ["{}"] }}
-upstreams:
-  silent: {{ endpoints: ["http://{silent_addr}"] }}
-routes:
-{top}"#,
-        common::repo_root().join("proto").display()
+    let yaml = common::one_route_config(
+        None,
+        "demo.inventory.v1.InventoryService",
+        &format!("\"http://{silent_addr}\""),
+        "",
+        ", timeout: 300ms",
     );
+    let demo = common::spawn_demo().await;
     let gw = TestGateway::start_yaml(demo, &yaml).await;
     let started = std::time::Instant::now();
     let reply = gw.get("/v1/inventory/A-1").await;
@@ -425,20 +419,13 @@ async fn a_binary_descriptor_set_can_replace_the_proto_sources() {
     std::fs::create_dir_all(&dir).unwrap();
     let set = dir.join("demo.pb");
     std::fs::write(&set, switchyard_demo::FILE_DESCRIPTOR_SET).unwrap();
-    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let demo = switchyard_demo::spawn(any, any, any).await.unwrap();
-    let yaml = format!(
-        r#"
-listeners: [{{ address: "127.0.0.1:0" }}]
-admin: {{ address: "127.0.0.1:0" }}
-protos: {{ sources: ["{}"] }}
-upstreams:
-  users: {{ endpoints: ["{}"] }}
-routes:
-  - {{ service: demo.users.v1.UserService, upstream: users }}
-"#,
-        set.display(),
-        demo.url(switchyard_demo::Service::Users)
+    let demo = common::spawn_demo().await;
+    let yaml = common::one_route_config(
+        Some(&set.display().to_string()),
+        "demo.users.v1.UserService",
+        &format!("\"{}\"", demo.url(switchyard_demo::Service::Users)),
+        "",
+        "",
     );
     let gw = TestGateway::start_yaml(demo, &yaml).await;
     let reply = gw.get("/v1/users/1").await;

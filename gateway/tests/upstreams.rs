@@ -11,27 +11,14 @@ use http::StatusCode;
 use switchyard_demo::Service;
 use tokio::io::AsyncWriteExt;
 
-fn yaml(proto: &str, endpoints: &str) -> String {
-    format!(
-        r#"
-listeners: [{{ address: "127.0.0.1:0" }}]
-admin: {{ address: "127.0.0.1:0" }}
-protos: {{ sources: ["{proto}"] }}
-upstreams:
-  users: {{ endpoints: [{endpoints}], connect_timeout: 500ms, timeout: 2s }}
-routes:
-  - {{ service: demo.users.v1.UserService, upstream: users }}
-"#
+fn yaml(endpoints: &str) -> String {
+    common::one_route_config(
+        None,
+        "demo.users.v1.UserService",
+        endpoints,
+        ", connect_timeout: 500ms, timeout: 2s",
+        "",
     )
-}
-
-async fn demo() -> switchyard_demo::DemoServer {
-    let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    switchyard_demo::spawn(any, any, any).await.unwrap()
-}
-
-fn proto() -> String {
-    common::repo_root().join("proto").display().to_string()
 }
 
 #[tokio::test]
@@ -59,13 +46,9 @@ async fn a_dead_endpoint_is_skipped_for_a_live_one() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let demo = demo().await;
+    let demo = common::spawn_demo().await;
     let live = demo.url(Service::Users);
-    let gw = TestGateway::start_yaml(
-        demo,
-        &yaml(&proto(), &format!("\"http://{dead}\", \"{live}\"")),
-    )
-    .await;
+    let gw = TestGateway::start_yaml(demo, &yaml(&format!("\"http://{dead}\", \"{live}\""))).await;
     for _ in 0..20 {
         let reply = gw.get("/v1/users/1").await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -85,8 +68,8 @@ async fn an_upstream_that_does_not_speak_http2_is_503() {
         }
     });
     let gw = TestGateway::start_yaml(
-        demo().await,
-        &yaml(&proto(), &format!("\"http://{junk_addr}\"")),
+        common::spawn_demo().await,
+        &yaml(&format!("\"http://{junk_addr}\"")),
     )
     .await;
     let started = std::time::Instant::now();
@@ -112,12 +95,15 @@ async fn all_endpoints_down_is_503_naming_the_upstream() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let gw =
-        TestGateway::start_yaml(demo().await, &yaml(&proto(), &format!("\"http://{dead}\""))).await;
+    let gw = TestGateway::start_yaml(
+        common::spawn_demo().await,
+        &yaml(&format!("\"http://{dead}\"")),
+    )
+    .await;
     let reply = gw.get("/v1/users/1").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     let (_, message) = reply.error();
-    assert!(message.contains("upstream `users`"), "{message}");
+    assert!(message.contains("upstream `up`"), "{message}");
     gw.stop().await;
 }
 
@@ -188,20 +174,14 @@ impl FreezableProxy {
 
 #[tokio::test]
 async fn a_connection_that_goes_silent_is_replaced_after_a_missed_keepalive_ping() {
-    let demo = demo().await;
+    let demo = common::spawn_demo().await;
     let proxy = FreezableProxy::start(demo.addr(Service::Users)).await;
-    let yaml = format!(
-        r#"
-listeners: [{{ address: "127.0.0.1:0" }}]
-admin: {{ address: "127.0.0.1:0" }}
-protos: {{ sources: ["{}"] }}
-upstreams:
-  users: {{ endpoints: ["http://{}"], timeout: 1s, keepalive_interval: 200ms, keepalive_timeout: 200ms }}
-routes:
-  - {{ service: demo.users.v1.UserService, upstream: users }}
-"#,
-        proto(),
-        proxy.addr
+    let yaml = common::one_route_config(
+        None,
+        "demo.users.v1.UserService",
+        &format!("\"http://{}\"", proxy.addr),
+        ", timeout: 1s, keepalive_interval: 200ms, keepalive_timeout: 200ms",
+        "",
     );
     let gw = TestGateway::start_yaml(demo, &yaml).await;
     assert_eq!(gw.get("/v1/users/1").await.status, StatusCode::OK);

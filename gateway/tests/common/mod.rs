@@ -39,6 +39,42 @@ pub struct Reply {
     pub body: Bytes,
 }
 
+/// The demo services, each on an ephemeral port.
+pub async fn spawn_demo() -> DemoServer {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    switchyard_demo::spawn(any, any, any)
+        .await
+        .expect("demo services start")
+}
+
+/// A config on ephemeral ports whose protos come from `protos` (the repo's
+/// `proto/` when `None`), with one upstream `name` at `endpoints` (YAML list
+/// items, e.g. `"http://127.0.0.1:1"`) plus `upstream_extra` keys, and one
+/// route for `service` on it plus `route_extra` keys.
+pub fn one_route_config(
+    protos: Option<&str>,
+    service: &str,
+    endpoints: &str,
+    upstream_extra: &str,
+    route_extra: &str,
+) -> String {
+    let proto = protos.map_or_else(
+        || repo_root().join("proto").display().to_string(),
+        str::to_owned,
+    );
+    format!(
+        r#"
+listeners: [{{ address: "127.0.0.1:0" }}]
+admin: {{ address: "127.0.0.1:0" }}
+protos: {{ sources: ["{proto}"] }}
+upstreams:
+  up: {{ endpoints: [{endpoints}] {upstream_extra} }}
+routes:
+  - {{ service: {service}, upstream: up {route_extra} }}
+"#
+    )
+}
+
 /// The demo routes with upstreams pointing at `demo`, plus `extra` YAML
 /// appended at the top level (e.g. more routes or upstreams).
 pub fn demo_config(demo: &DemoServer, route_extra: &str, top_extra: &str) -> String {
