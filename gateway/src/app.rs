@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 
 use crate::admin;
 use crate::config::{ConfigError, KeyPath, LoadedConfig};
-use crate::edge::{self, EdgeSettings, Gateway, Shutdown};
+use crate::edge::{self, EdgeSettings, Gateway, Shutdown, WorkerPool};
 use crate::observability::Metrics;
 use crate::runtime::Runtime;
 
@@ -21,6 +21,7 @@ pub struct Running {
     pub gateway: Arc<Gateway>,
     shutdown: Shutdown,
     tasks: JoinSet<()>,
+    workers: Arc<WorkerPool>,
 }
 
 /// Why the gateway could not start.
@@ -35,10 +36,19 @@ pub async fn start(loaded: LoadedConfig) -> Result<Running, StartError> {
     let source = loaded.source.clone();
     let settings = EdgeSettings::from(&loaded.config.limits);
     let listeners_cfg = loaded.config.listeners.clone();
+    let worker_count = loaded.config.worker_count();
     let admin_cfg = loaded.config.admin.clone();
     let runtime = Runtime::build(loaded, Arc::new(Metrics::new())).await?;
     let gateway = Gateway::new(runtime);
     let shutdown = Shutdown::new();
+    let workers = WorkerPool::start(worker_count, gateway.clone(), settings, shutdown.clone())
+        .map_err(|e| {
+            source.error_at(
+                &KeyPath::root().key("workers"),
+                format!("cannot start worker threads: {e}"),
+            )
+        })?;
+    let workers = Arc::new(workers);
     let mut tasks = JoinSet::new();
     let mut bound = Vec::new();
     for (i, listener) in listeners_cfg.iter().enumerate() {
@@ -52,12 +62,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Running, StartError> {
                 .map_err(|e| source.error_at(&key, e.to_string()))?,
         );
         tracing::info!(listener = %listener.name, address = %bound[i], "listening");
-        tasks.spawn(edge::serve(
-            socket,
-            gateway.clone(),
-            settings.clone(),
-            shutdown.clone(),
-        ));
+        tasks.spawn(edge::serve(socket, workers.clone(), shutdown.clone()));
     }
     let mut admin_addr = None;
     if admin_cfg.enabled {
@@ -79,6 +84,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Running, StartError> {
         gateway,
         shutdown,
         tasks,
+        workers,
     })
 }
 
@@ -97,6 +103,7 @@ impl Running {
         self.gateway.set_ready(false);
         self.shutdown.trigger();
         while self.tasks.join_next().await.is_some() {}
+        self.workers.finished().await;
     }
 
     /// Serves until SIGINT or SIGTERM, then stops.

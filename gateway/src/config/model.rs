@@ -38,6 +38,20 @@ pub struct Config {
     /// Plugins applied to every route before the route's own `plugins`.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// Edge worker threads. Each runs its own event loop with its own upstream
+    /// connections (thread per core), so a request is served start to finish
+    /// on one thread. Default: the number of CPUs available to the process.
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+impl Config {
+    /// `workers`, or the CPUs available to the process.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+            .max(1)
+    }
 }
 
 /// One public listener.

@@ -3,6 +3,8 @@
 
 pub mod dispatch;
 pub mod server;
+pub mod workers;
 
 pub use dispatch::Gateway;
 pub use server::{EdgeSettings, Shutdown, serve};
+pub use workers::WorkerPool;

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::Gateway;
+use super::workers::WorkerPool;
 use crate::config::Limits;
 
 /// Connection-level settings, taken from `limits:`.
@@ -98,16 +99,10 @@ fn builder(settings: &EdgeSettings) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Accepts on `listener` until `shutdown`, then drains open connections for
-/// at most the grace period.
-pub async fn serve(
-    listener: TcpListener,
-    gateway: Arc<Gateway>,
-    settings: EdgeSettings,
-    shutdown: Shutdown,
-) {
-    let builder = builder(&settings);
-    let graceful = GracefulShutdown::new();
+/// Accepts on `listener` until `shutdown`, handing each connection to a
+/// worker. Accepting is cheap and rare (connections are kept alive), so one
+/// task per listener does it; the workers do everything else.
+pub async fn serve(listener: TcpListener, workers: Arc<WorkerPool>, shutdown: Shutdown) {
     let stop = shutdown.wait();
     tokio::pin!(stop);
     loop {
@@ -123,12 +118,37 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                serve_connection(&builder, &graceful, stream, peer, gateway.clone());
+                workers.dispatch(stream, peer);
             }
             () = &mut stop => break,
         }
     }
-    drop(listener);
+}
+
+/// Serves connections handed to this worker until shutdown, then drains them
+/// for at most the grace period. Runs on the worker's own event loop.
+pub(super) async fn serve_worker(
+    mut incoming: tokio::sync::mpsc::Receiver<(std::net::TcpStream, SocketAddr)>,
+    gateway: Arc<Gateway>,
+    settings: EdgeSettings,
+    shutdown: Shutdown,
+) {
+    let builder = builder(&settings);
+    let graceful = GracefulShutdown::new();
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            next = incoming.recv() => {
+                let Some((stream, peer)) = next else { break };
+                match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => serve_connection(&builder, &graceful, stream, peer, gateway.clone()),
+                    Err(e) => tracing::warn!(error = %e, %peer, "cannot register connection"),
+                }
+            }
+            () = &mut stop => break,
+        }
+    }
     tokio::select! {
         () = graceful.shutdown() => tracing::debug!("connections drained"),
         () = tokio::time::sleep(settings.shutdown_grace) => tracing::warn!("drain deadline passed; closing remaining connections"),

@@ -34,11 +34,29 @@ pub struct Endpoint {
     pub origin: Uri,
     address: String,
     settings: ConnSettings,
+    /// One connection per worker thread: a call is sent, and its reply read,
+    /// on the event loop that serves the client, with no cross-thread wake-ups.
+    slots: Box<[Slot]>,
+    in_flight: AtomicUsize,
+    down_until: Mutex<Option<Instant>>,
+}
+
+/// One worker's connection to the endpoint.
+#[derive(Debug, Default)]
+struct Slot {
     live: Mutex<Option<Live>>,
     /// Serialises connection attempts so a burst opens one connection.
     connecting: tokio::sync::Mutex<()>,
-    in_flight: AtomicUsize,
-    down_until: Mutex<Option<Instant>>,
+}
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Declares the calling thread to be edge worker `index`, so its calls use
+/// that worker's connections. Threads that never call it use slot 0.
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
 }
 
 /// How connections to an endpoint are opened and kept.
@@ -51,6 +69,8 @@ pub struct ConnSettings {
     /// notices only after minutes.
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
+    /// Edge worker threads, each with its own connection.
+    pub workers: usize,
 }
 
 /// Counts a call as in flight until dropped.
@@ -66,8 +86,9 @@ impl Endpoint {
             address: format!("{}:{port}", authority.host()),
             origin,
             settings,
-            live: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(()),
+            slots: (0..settings.workers.max(1))
+                .map(|_| Slot::default())
+                .collect(),
             in_flight: AtomicUsize::new(0),
             down_until: Mutex::new(None),
         })
@@ -90,18 +111,19 @@ impl Endpoint {
 
     /// A sender on the live connection, connecting first if there is none.
     pub async fn sender(&self, upstream: &str) -> Result<Sender, Status> {
-        if let Some(sender) = self.live() {
+        let slot = &self.slots[WORKER.with(std::cell::Cell::get) % self.slots.len()];
+        if let Some(sender) = slot.live() {
             return Ok(sender);
         }
-        let _one_at_a_time = self.connecting.lock().await;
-        if let Some(sender) = self.live() {
+        let _one_at_a_time = slot.connecting.lock().await;
+        if let Some(sender) = slot.live() {
             return Ok(sender);
         }
         match self.connect().await {
             Ok(live) => {
                 *lock(&self.down_until) = None;
                 let sender = live.sender.clone();
-                *lock(&self.live) = Some(live);
+                *lock(&slot.live) = Some(live);
                 Ok(sender)
             }
             Err(message) => {
@@ -112,13 +134,6 @@ impl Endpoint {
                 )))
             }
         }
-    }
-
-    fn live(&self) -> Option<Sender> {
-        lock(&self.live)
-            .as_ref()
-            .filter(|l| !l.closed.load(Ordering::Acquire))
-            .map(|l| l.sender.clone())
     }
 
     async fn connect(&self) -> Result<Live, String> {
@@ -188,6 +203,17 @@ async fn keepalive(
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded values are plain data: a panic elsewhere cannot leave them torn.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+// === impl Slot ===
+
+impl Slot {
+    fn live(&self) -> Option<Sender> {
+        lock(&self.live)
+            .as_ref()
+            .filter(|l| !l.closed.load(Ordering::Acquire))
+            .map(|l| l.sender.clone())
+    }
 }
 
 // === impl InFlight ===
