@@ -102,6 +102,10 @@ pub struct Limits {
     /// On SIGTERM/SIGINT: time given to in-flight requests before connections are closed.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: HumanDuration,
+    /// Accepted connections waiting for their worker thread, per worker; beyond
+    /// this a worker is overloaded and new connections are closed at once.
+    #[serde(default = "default_worker_backlog")]
+    pub worker_backlog: usize,
 }
 
 /// Where `.proto` descriptions come from.
@@ -269,6 +273,10 @@ fn default_shutdown_grace() -> HumanDuration {
     HumanDuration::from_secs(30)
 }
 
+fn default_worker_backlog() -> usize {
+    1024
+}
+
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration::from_secs(2)
 }
@@ -315,6 +323,7 @@ impl Default for Limits {
             h2_max_concurrent_streams: default_h2_streams(),
             max_upstream_message: default_max_upstream_message(),
             shutdown_grace: default_shutdown_grace(),
+            worker_backlog: default_worker_backlog(),
         }
     }
 }

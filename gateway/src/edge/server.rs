@@ -27,6 +27,7 @@ pub struct EdgeSettings {
     pub header_read_timeout: Duration,
     pub h2_max_concurrent_streams: u32,
     pub shutdown_grace: Duration,
+    pub worker_backlog: usize,
 }
 
 /// Signals listeners to stop accepting and drain.
@@ -46,6 +47,7 @@ impl From<&Limits> for EdgeSettings {
             header_read_timeout: l.header_read_timeout.0,
             h2_max_concurrent_streams: l.h2_max_concurrent_streams,
             shutdown_grace: l.shutdown_grace.0,
+            worker_backlog: l.worker_backlog.max(1),
         }
     }
 }

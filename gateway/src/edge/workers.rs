@@ -19,10 +19,6 @@ use super::server::serve_worker;
 use super::{EdgeSettings, Gateway, Shutdown};
 use crate::upstream::endpoint::set_worker;
 
-/// Connections accepted but not yet taken up by a worker, per worker. Beyond
-/// this the worker is overloaded and a new connection is closed at once.
-const BACKLOG: usize = 1024;
-
 /// The worker threads and the channels that feed them connections.
 pub struct WorkerPool {
     feeds: Vec<mpsc::Sender<(std::net::TcpStream, SocketAddr)>>,
@@ -43,7 +39,9 @@ impl WorkerPool {
         let mut feeds = Vec::with_capacity(count);
         let mut done = Vec::with_capacity(count);
         for index in 0..count.max(1) {
-            let (feed, incoming) = mpsc::channel(BACKLOG);
+            // Bounded (`limits.worker_backlog`): beyond it the worker is overloaded
+            // and a new connection is closed at once.
+            let (feed, incoming) = mpsc::channel(settings.worker_backlog);
             let (finished, on_finished) = oneshot::channel();
             let (gateway, settings, shutdown) =
                 (gateway.clone(), settings.clone(), shutdown.clone());
