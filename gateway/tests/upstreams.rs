@@ -197,3 +197,30 @@ async fn a_connection_that_goes_silent_is_replaced_after_a_missed_keepalive_ping
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn connections_spread_over_several_workers_are_all_served() {
+    use tokio::io::AsyncReadExt;
+    let gw = TestGateway::demo_with("", "workers: 3").await;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let addr = gw.addr;
+        calls.spawn(async move {
+            // A fresh connection each: the listener hands them round robin to the workers.
+            let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = format!(
+                "GET /v1/users/{} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+                i % 5 + 1
+            );
+            conn.write_all(request.as_bytes()).await.unwrap();
+            let mut reply = String::new();
+            conn.read_to_string(&mut reply).await.unwrap();
+            reply
+        });
+    }
+    while let Some(reply) = calls.join_next().await {
+        let reply = reply.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+    gw.stop().await;
+}
