@@ -434,3 +434,16 @@ async fn a_binary_descriptor_set_can_replace_the_proto_sources() {
     assert_eq!(reply.json()["name"], "Ada Lovelace");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn error_details_follow_the_routes_json_field_names() {
+    let gw = TestGateway::demo_with(", json: { use_proto_names: true }", "").await;
+    let reply = gw
+        .post_json("/v1/orders", r#"{"user_id":"1","items":[]}"#)
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    let detail = &reply.json()["details"][0];
+    assert_eq!(detail["@type"], "type.googleapis.com/google.rpc.BadRequest");
+    assert!(detail["field_violations"].is_array(), "{detail}");
+    gw.stop().await;
+}

@@ -79,6 +79,7 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         Err(UpstreamError::Status(status)) => Err(response::status_to_error(
             route.rpc_status.as_ref(),
             &status,
+            &route.serialize,
         )),
         Err(UpstreamError::ReplyTooLarge { limit }) => Err(bad_gateway(format!(
             "the upstream's reply is larger than limits.max_upstream_message ({limit} bytes)"

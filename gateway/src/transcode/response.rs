@@ -89,19 +89,25 @@ fn default_json(field: &prost_reflect::FieldDescriptor) -> serde_json::Value {
 }
 
 /// A gRPC status as the shared error body; `google.rpc.Status` details (from
-/// `grpc-status-details-bin`) are decoded and rendered as JSON with `@type`.
+/// `grpc-status-details-bin`) are decoded and rendered as JSON with `@type`,
+/// with the route's JSON options (field names, enums) like any reply.
 pub fn status_to_error(
     rpc_status: Option<&MessageDescriptor>,
     status: &tonic::Status,
+    options: &SerializeOptions,
 ) -> ErrorResponse {
     let code = Code::from_i32(status.code() as i32);
     let details = rpc_status
-        .map(|desc| decode_details(desc, status.details()))
+        .map(|desc| decode_details(desc, status.details(), options))
         .unwrap_or_default();
     ErrorResponse::new(code, status.message()).with_details(details)
 }
 
-fn decode_details(desc: &MessageDescriptor, raw: &[u8]) -> Vec<serde_json::Value> {
+fn decode_details(
+    desc: &MessageDescriptor,
+    raw: &[u8],
+    options: &SerializeOptions,
+) -> Vec<serde_json::Value> {
     if raw.is_empty() {
         return Vec::new();
     }
@@ -115,16 +121,14 @@ fn decode_details(desc: &MessageDescriptor, raw: &[u8]) -> Vec<serde_json::Value
     details
         .iter()
         .filter_map(Value::as_message)
-        .map(render_any)
+        .map(|any| render_any(any, options))
         .collect()
 }
 
 /// One `google.protobuf.Any`: its JSON mapping when the type is in the pool,
 /// else `{"@type", "value": base64}` so nothing is lost.
-fn render_any(any: &DynamicMessage) -> serde_json::Value {
-    if let Ok(json) =
-        any.serialize_with_options(serde_json::value::Serializer, &SerializeOptions::new())
-    {
+fn render_any(any: &DynamicMessage, options: &SerializeOptions) -> serde_json::Value {
+    if let Ok(json) = any.serialize_with_options(serde_json::value::Serializer, options) {
         return json;
     }
     let type_url = any
