@@ -21,6 +21,8 @@ Environment knobs (defaults in brackets):
   BENCH_WARMUP=3              warm-up seconds before each scenario (not measured)
   BENCH_CONNECTIONS=64        concurrent connections (h2load: 1 stream each)
   BENCH_UNLOADED_DURATION=3   seconds for the 1-connection latency rows; 0 = skip
+  BENCH_RATE=10000            total req/s of the fixed-rate rows (oha, open loop, evenly spaced,
+                              same 64 connections, below saturation); 0 = skip
   BENCH_PIN=split             split: load tool on CPU 0, gateway + upstream on CPU 1
                               load:  load tool on CPU 0, servers unpinned
                               none:  no pinning
@@ -47,6 +49,7 @@ DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-3}
 CONNS=${BENCH_CONNECTIONS:-64}
 UNLOADED=${BENCH_UNLOADED_DURATION:-3}
+RATE=${BENCH_RATE:-10000}
 PIN=${BENCH_PIN:-split}
 BUILD=${BENCH_BUILD:-1}
 BIN_DIR=${BENCH_BIN_DIR:-$ROOT/target/release}
@@ -109,6 +112,14 @@ need h2load nghttp2-client
 need curl curl
 need taskset util-linux
 need python3 python3
+# oha paces requests evenly (open loop, with latency correction) for the
+# fixed-rate rows; wrk and h2load cannot (h2load's --rps fires in bursts).
+OHA_VERSION=1.16.0
+if ((RATE > 0)) && ! command -v oha >/dev/null 2>&1; then
+    say "installing oha $OHA_VERSION with cargo (about 4 minutes, once per machine)"
+    cargo install --quiet --locked oha --version "$OHA_VERSION" >&2 || die "cargo install oha failed"
+    command -v oha >/dev/null 2>&1 || PATH="$HOME/.cargo/bin:$PATH"
+fi
 CLK_TCK=$(getconf CLK_TCK)
 NCPU=$(getconf _NPROCESSORS_ONLN)
 if [[ $PIN != none ]] && ((NCPU < 2)); then
@@ -276,14 +287,22 @@ measure() {
     shift 5
     local -a args=("$@") dur log=()
     local out=$RAW/$id.txt
-    if [[ $tool == wrk ]]; then dur=(-d "${secs}s"); else dur=(-D "$secs"); log=(--log-file "$WORK/$id.lat"); fi
+    case $tool in
+        wrk) dur=(-d "${secs}s") ;;
+        oha) dur=(-z "${secs}s") ;;
+        *) dur=(-D "$secs"); log=(--log-file "$WORK/$id.lat") ;;
+    esac
     LABEL[$id]=$label
     ORDER+=("$id")
     CMD[$id]=$(shell_words "${LOAD_PIN[@]}" "$tool" "${dur[@]}" "${args[@]}")
     if ((warm > 0)); then
         say "$id: warm-up ${warm}s"
         local -a wdur
-        if [[ $tool == wrk ]]; then wdur=(-d "${warm}s"); else wdur=(-D "$warm"); fi
+        case $tool in
+            wrk) wdur=(-d "${warm}s") ;;
+            oha) wdur=(-z "${warm}s") ;;
+            *) wdur=(-D "$warm") ;;
+        esac
         "${LOAD_PIN[@]}" "$tool" "${wdur[@]}" "${args[@]}" >"$RAW/$id.warmup.txt" 2>&1 ||
             die "$id warm-up failed: $(tail -5 "$RAW/$id.warmup.txt")"
     fi
@@ -311,6 +330,18 @@ measure() {
         errs=$(awk '/^ *Non-2xx or 3xx responses:/ {e += $NF}
                     /^ *Socket errors:/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10}
                     END {print e + 0}' "$out")
+    elif [[ $tool == oha ]]; then
+        read -r reqs rps p50 p99 errs < <(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+codes = d.get("statusCodeDistribution", {})
+ok = sum(n for c, n in codes.items() if c.startswith("2"))
+# Requests still in flight when -z ends are "aborted due to deadline": not failures.
+errors = {e: n for e, n in d.get("errorDistribution", {}).items() if e != "aborted due to deadline"}
+bad = sum(n for c, n in codes.items() if not c.startswith("2")) + sum(errors.values())
+p = d["latencyPercentiles"]
+print(ok + bad, d["summary"]["requestsPerSec"], "%.3f" % (p["p50"] * 1000), "%.3f" % (p["p99"] * 1000), bad)
+' "$out") || die "$id: cannot read oha's JSON (see $out)"
     else
         # "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
         reqs=$(awk '/^requests:/ {print $6}' "$out")
@@ -360,6 +391,13 @@ measure grpc-h2 "gRPC  h2c direct to upstream" "$DURATION" "$WARMUP" \
     h2load -t1 -c"$CONNS" -m1 -d "$BODY" "${GRPC_HDRS[@]}" "$GRPC_URL"
 measure rest-h2c "REST  h2c -> gateway -> gRPC" "$DURATION" "$WARMUP" \
     h2load -t1 -c"$CONNS" -m1 "$REST_URL"
+if ((RATE > 0)); then
+    OHA=(oha --no-tui --latency-correction --output-format json -c "$CONNS" -q "$RATE")
+    measure rest-h1-rate "REST  HTTP/1.1 at $RATE req/s" "$DURATION" 1 \
+        "${OHA[@]}" "$REST_URL"
+    measure grpc-h2-rate "gRPC  direct at $RATE req/s" "$DURATION" 1 \
+        "${OHA[@]}" --http2 -m POST -D "$BODY" "${GRPC_HDRS[@]}" "$GRPC_URL"
+fi
 if ((UNLOADED > 0)); then
     measure rest-h1-c1 "REST  HTTP/1.1, 1 connection" "$UNLOADED" 1 \
         wrk -t1 -c1 --latency "$REST_URL"
@@ -413,6 +451,12 @@ REPORT=$WORK/report.txt
         d = a - b
         printf "p99 REST (rest-h1) - p99 direct gRPC:        %+.3f ms  (target within 1 ms: %s)%s\n", d, (d <= 1 ? "MET" : "NOT MET"), note
         printf "  at saturation latency is mostly queueing: %d in flight / req/s = %.2f ms (REST) vs %.2f ms (gRPC)\n", c, c / ra * 1000, c / rb * 1000 }'
+    if ((RATE > 0)); then
+        awk -v a="${P99[rest-h1-rate]}" -v b="${P99[grpc-h2-rate]}" -v a5="${P50[rest-h1-rate]}" -v b5="${P50[grpc-h2-rate]}" \
+            -v note="$(noisy_note rest-h1-rate grpc-h2-rate)" 'BEGIN {
+            d = a - b
+            printf "same offered load (%d req/s, %d connections): p50 %+.3f ms, p99 %+.3f ms REST vs gRPC (target p99 within 1 ms: %s)%s\n", '"$RATE"', '"$CONNS"', a5 - b5, d, (d <= 1 ? "MET" : "NOT MET"), note }'
+    fi
     if ((UNLOADED > 0)); then
         awk -v a="${P99[rest-h1-c1]}" -v b="${P99[grpc-h2-c1]}" -v a5="${P50[rest-h1-c1]}" -v b5="${P50[grpc-h2-c1]}" 'BEGIN {
             printf "unloaded (1 connection) REST - gRPC:        p50 %+.3f ms, p99 %+.3f ms (latency the gateway hop adds)\n", a5 - b5, a - b }'
@@ -422,7 +466,7 @@ REPORT=$WORK/report.txt
     ((total_errs == 0)) || echo "WARNING: $total_errs requests failed or were not 2xx (see $RAW/)"
     echo "direct gRPC checked once with curl: grpc-status: $GRPC_STATUS (h2load only sees HTTP status 200)"
     echo
-    echo "Reproduce: BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNS BENCH_UNLOADED_DURATION=$UNLOADED BENCH_PIN=$PIN bench/run.sh"
+    echo "Reproduce: BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNS BENCH_UNLOADED_DURATION=$UNLOADED BENCH_RATE=$RATE BENCH_PIN=$PIN bench/run.sh"
     echo "Load commands (body.bin = 00 00 00 00 03 0a 01 31; servers${SERVER_PIN[*]:+ under '${SERVER_PIN[*]}'}: switchyard-demo --users 127.0.0.1:$USERS_PORT ...; switchyard --log warn run --config ${CONFIG#"$ROOT"/}):"
     for id in "${ORDER[@]}"; do echo "  $id: ${CMD[$id]//"$WORK"\//}"; done
 } >"$REPORT"

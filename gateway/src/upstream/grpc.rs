@@ -93,9 +93,11 @@ fn build_request(
     parts.path_and_query = Some(call.path.clone());
     let uri =
         Uri::from_parts(parts).map_err(|e| UpstreamError::Protocol(format!("request URI: {e}")))?;
-    let mut request = Request::post(uri)
-        .body(())
-        .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+    // Built in place rather than with `Request::builder`, whose by-value
+    // `Result<Parts>` steps showed up as copies in profiles.
+    let mut request = Request::new(());
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = uri;
     let headers = request.headers_mut();
     *headers = std::mem::take(&mut call.metadata);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -182,12 +184,13 @@ async fn read_reply(
             call.output.full_name()
         ))
     })?;
-    let mut metadata = parts.headers;
-    strip_reserved(&mut metadata);
-    strip_reserved(&mut trailers);
-    for (name, value) in trailers {
-        if let Some(name) = name {
-            metadata.append(name, value);
+    let mut metadata = user_metadata(&parts.headers);
+    if trailers.keys().any(is_user_metadata) {
+        strip_reserved(&mut trailers);
+        for (name, value) in trailers {
+            if let Some(name) = name {
+                metadata.append(name, value);
+            }
         }
     }
     Ok(Reply { metadata, message })
@@ -259,10 +262,29 @@ fn status_from(headers: &HeaderMap) -> Option<Status> {
     ))
 }
 
+/// Whether a header is the application's metadata rather than the gRPC
+/// protocol's (`grpc-*`, `content-type`) or HTTP's (`date`).
+fn is_user_metadata(name: &HeaderName) -> bool {
+    !(name.as_str().starts_with("grpc-") || name == CONTENT_TYPE || name == http::header::DATE)
+}
+
+/// The application metadata among `headers`; allocates nothing in the usual
+/// case of there being none.
+fn user_metadata(headers: &HeaderMap) -> HeaderMap {
+    if !headers.keys().any(is_user_metadata) {
+        return HeaderMap::new();
+    }
+    let mut out = HeaderMap::new();
+    for (name, value) in headers.iter().filter(|(name, _)| is_user_metadata(name)) {
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
 fn strip_reserved(headers: &mut HeaderMap) {
     let reserved: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("grpc-") || *k == CONTENT_TYPE)
+        .filter(|k| !is_user_metadata(k))
         .cloned()
         .collect();
     for name in reserved {
