@@ -15,4 +15,4 @@ pub mod stage;
 
 pub use error::ErrorResponse;
 pub use registry::{Plugin, PluginConfig, PluginError};
-pub use stage::{Body, BoxError, HttpService, Request, Response};
+pub use stage::{Body, BoxError, ClientAddr, Consumer, HttpService, Request, Response};

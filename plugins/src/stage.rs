@@ -27,6 +27,16 @@ pub type Response = http::Response<Body>;
 /// (failures are already responses).
 pub type HttpService = BoxCloneSyncService<Request, Response, Infallible>;
 
+/// The client's socket address, set by the edge on every request (rate
+/// limits, logs). Trusted-proxy headers are a plugin's concern, not this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// Who is calling, once an auth plugin has said so: the key for per-consumer
+/// rate limits, metrics and upstream metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Consumer(pub String);
+
 /// A boxed, `Send` future, for services whose futures must be type-erased.
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
 

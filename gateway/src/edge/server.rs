@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use switchyard_plugins::stage::box_body;
+use switchyard_plugins::stage::{ClientAddr, box_body};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -177,7 +177,3 @@ fn serve_connection(
         }
     });
 }
-
-/// The client's socket address, for plugins (rate limits, logs).
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub SocketAddr);
