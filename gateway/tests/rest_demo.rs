@@ -447,3 +447,31 @@ async fn error_details_follow_the_routes_json_field_names() {
     assert!(detail["field_violations"].is_array(), "{detail}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn paths_are_normalised_before_routing() {
+    let gw = TestGateway::demo().await;
+    for path in [
+        "/v1/users/1",
+        "//v1//users/1",
+        "/v1/./users/1",
+        "/v1/orders/../users/1",
+        "/v1/%2e%2e/v1/users/1",
+        "/v1/us%65rs/1",
+    ] {
+        let reply = gw.get(path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+        assert_eq!(reply.json()["id"], "1", "{path}");
+    }
+    // An encoded slash stays inside the segment: this asks for user "1/x".
+    let reply = gw.get("/v1/users/1%2Fx").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(
+        reply.error().1.contains("user \"1/x\" not found"),
+        "{}",
+        reply.text()
+    );
+    let reply = gw.get("/v1/users/%00").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    gw.stop().await;
+}

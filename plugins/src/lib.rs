@@ -8,6 +8,8 @@
 //! The gateway depends on this crate, never the reverse: everything a plugin needs
 //! from a request (the body type, the error shape) is defined here.
 
+pub mod auth;
+pub mod cors;
 pub mod error;
 pub mod registry;
 pub mod request_id;

@@ -69,6 +69,10 @@ macro_rules! plugins {
 plugins! {
     /// Generates or propagates a request id header.
     RequestId(crate::request_id::RequestId),
+    /// Cross-Origin Resource Sharing for browser clients (answers preflights).
+    Cors(crate::cors::Cors),
+    /// Authentication (API keys; JWT, HMAC and mTLS to come): 401/403 before the route runs.
+    Auth(crate::auth::Auth),
 }
 
 /// Wraps `handler` with `plugins`, the first listed being the outermost (it

@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::{BoxFuture, Request, Response};
 use tower::{Service, ServiceExt};
 
 use crate::observability::Metrics;
+use crate::routing::normalize::normalize;
 use crate::runtime::Runtime;
 
 /// The gateway's shared state: the live runtime and process-wide metrics.
@@ -64,7 +66,9 @@ impl Gateway {
         let started = Instant::now();
         let runtime = self.runtime();
         let method = req.method().clone();
-        let (route_name, response) = match runtime.table.lookup(&method, req.uri().path()) {
+        let (route_name, response) = match normalize_uri(&mut req)
+            .and_then(|()| runtime.table.lookup(&method, req.uri().path()))
+        {
             Ok(matched) => {
                 let route = matched.binding.route.clone();
                 req.extensions_mut().insert(matched);
@@ -86,4 +90,32 @@ impl Gateway {
         );
         Ok(response)
     }
+}
+
+/// Rewrites the request's path to its normal form (see `routing::normalize`),
+/// so routing and every plugin see the same path; a malformed one is a 400.
+fn normalize_uri(req: &mut Request) -> Result<(), ErrorResponse> {
+    let normal = match normalize(req.uri().path()) {
+        Ok(std::borrow::Cow::Borrowed(_)) => return Ok(()),
+        Ok(std::borrow::Cow::Owned(path)) => path,
+        Err(e) => {
+            return Err(ErrorResponse::new(
+                Code::InvalidArgument,
+                format!("invalid request path: {e}"),
+            ));
+        }
+    };
+    let mut parts = req.uri().clone().into_parts();
+    let path_and_query = match req.uri().query() {
+        Some(query) => format!("{normal}?{query}"),
+        None => normal,
+    };
+    parts.path_and_query = Some(
+        path_and_query
+            .parse()
+            .map_err(|_| ErrorResponse::new(Code::InvalidArgument, "invalid request path"))?,
+    );
+    *req.uri_mut() = http::Uri::from_parts(parts)
+        .map_err(|_| ErrorResponse::new(Code::InvalidArgument, "invalid request path"))?;
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Routing: the per-config-version route table (HTTP method + path template →
 //! binding) and the per-route context every binding shares.
 
+pub mod normalize;
 pub mod path_router;
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use crate::config::JsonOptions;
 use crate::observability::Metrics;
 use crate::transcode::binding::Binding;
 use crate::upstream::Upstream;
-use path_router::{PathRouter, PathRouterBuilder};
+use path_router::{PathRouter, PathRouterBuilder, RouteMatch};
 
 /// What every binding of one route shares.
 #[derive(Debug)]
@@ -49,6 +50,9 @@ pub struct Matched {
     pub binding: Arc<Binding>,
     /// Decoded path-variable values, in template order.
     pub captures: Vec<String>,
+    /// Set for an `OPTIONS` request on a path served for other methods: the
+    /// `Allow` list. The handler answers it (204) instead of calling upstream.
+    pub options_allow: Option<HeaderValue>,
 }
 
 /// The route table of one config version.
@@ -153,7 +157,9 @@ impl RouteTableBuilder {
 impl RouteTable {
     /// Finds the binding for a request, or the error response to send:
     /// 400 for an undecodable path, 405 (with `Allow`) when only other methods
-    /// match, 404 otherwise.
+    /// match, 404 otherwise. `OPTIONS` on a path served for other methods goes
+    /// to one of those bindings' routes, marked with the `Allow` list, so the
+    /// route's plugins (CORS preflights) see it and the handler can answer it.
     pub fn lookup(&self, method: &Method, path: &str) -> Result<Matched, ErrorResponse> {
         let bad_path = |e: path_router::PathError| {
             ErrorResponse::new(Code::InvalidArgument, format!("invalid request path: {e}"))
@@ -164,30 +170,44 @@ impl RouteTable {
             return Ok(Matched {
                 binding: m.value.clone(),
                 captures: m.captures,
+                options_allow: None,
             });
         }
-        let mut allowed: Vec<&str> = self
+        let mut others: Vec<(&Method, RouteMatch<'_, Arc<Binding>>)> = self
             .by_method
             .iter()
-            .filter(|(m, router)| *m != method && matches!(router.at(path), Ok(Some(_))))
-            .map(|(m, _)| m.as_str())
+            .filter(|(m, _)| *m != method)
+            .filter_map(|(m, router)| router.at(path).ok().flatten().map(|found| (m, found)))
             .collect();
-        if allowed.is_empty() {
+        if others.is_empty() {
             return Err(ErrorResponse::new(
                 Code::NotFound,
                 format!("no route for {method} {path}"),
             ));
         }
-        allowed.sort_unstable();
-        let allow = allowed.join(", ");
+        others.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        let allow = others
+            .iter()
+            .map(|(m, _)| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let allow_value = HeaderValue::from_str(&allow).ok();
+        if *method == Method::OPTIONS {
+            let (_, found) = others.swap_remove(0);
+            return Ok(Matched {
+                binding: found.value.clone(),
+                captures: found.captures,
+                options_allow: allow_value.or_else(|| Some(HeaderValue::from_static("OPTIONS"))),
+            });
+        }
         let err = ErrorResponse::with_status(
             StatusCode::METHOD_NOT_ALLOWED,
             Code::Unimplemented,
             format!("method {method} is not allowed on {path}; allowed: {allow}"),
         );
-        Err(match HeaderValue::from_str(&allow) {
-            Ok(value) => err.with_header(header::ALLOW, value),
-            Err(_) => err,
+        Err(match allow_value {
+            Some(value) => err.with_header(header::ALLOW, value),
+            None => err,
         })
     }
 

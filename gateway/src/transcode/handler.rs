@@ -33,12 +33,24 @@ pub fn service() -> HttpService {
 }
 
 async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
-    let Some(Matched { binding, captures }) = req.extensions_mut().remove::<Matched>() else {
+    let Some(Matched {
+        binding,
+        captures,
+        options_allow,
+    }) = req.extensions_mut().remove::<Matched>()
+    else {
         return Err(ErrorResponse::new(
             Code::Internal,
             "request reached the transcoder without a route",
         ));
     };
+    if let Some(allow) = options_allow {
+        // OPTIONS that no plugin (CORS) answered: say what the path supports.
+        let mut res = http::Response::new(switchyard_plugins::stage::empty_body());
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        res.headers_mut().insert(header::ALLOW, allow);
+        return Ok(res);
+    }
     if binding.rpc.is_server_streaming() {
         return Err(ErrorResponse::new(
             Code::Unimplemented,
