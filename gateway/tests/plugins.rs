@@ -176,3 +176,128 @@ async fn an_authenticated_consumer_outside_the_allow_list_is_403() {
     assert_eq!(reply.error().0, 7);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_local_rate_limit_answers_429_with_retry_after_and_ratelimit_headers() {
+    let gw = TestGateway::demo_with(
+        ", plugins: [ { rate_limit: { name: per-client, rate: 3/min, key: [client_ip] } } ]",
+        "",
+    )
+    .await;
+    for remaining in ["2", "1", "0"] {
+        let reply = gw.get("/v1/users/1").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let quota = reply.headers["ratelimit"].to_str().unwrap();
+        assert!(
+            quota.starts_with(&format!("\"per-client\";r={remaining};t=")),
+            "{quota}"
+        );
+    }
+    let reply = gw.get("/v1/users/1").await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(reply.error().0, 8);
+    let retry: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry), "retry-after {retry}");
+    assert_eq!(reply.headers["ratelimit-policy"], "\"per-client\";q=3;w=60");
+    // Another route has its own limit.
+    assert_eq!(gw.get("/v1/orders/1").await.status, StatusCode::OK);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limits_key_on_the_consumer_named_by_auth() {
+    let plugins = format!(
+        ", plugins: [ {{ auth: {{ methods: [ {{ api_key: {{ keys: [ {{ consumer: demo-partner, sha256: {DEMO_KEY_SHA} }} ] }} }} ] }} }}, {{ rate_limit: {{ rate: 2/min, key: [consumer] }} }} ]"
+    );
+    let gw = TestGateway::demo_with(&plugins, "").await;
+    let with_key = [("x-api-key", "demo-key-123")];
+    for _ in 0..2 {
+        let reply = gw
+            .send(Method::GET, "/v1/users/1", &with_key, Bytes::new())
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    let reply = gw
+        .send(Method::GET, "/v1/users/1", &with_key, Bytes::new())
+        .await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    gw.stop().await;
+}
+
+/// An HS256 token signed with `secret`, for the JWT test below.
+fn hs256_token(secret: &[u8], claims: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let signing_input = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes())
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(signing_input.as_bytes());
+    format!("{signing_input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn jwt_bearer_tokens_are_checked_and_name_the_consumer() {
+    let secret = "a-test-only-secret-of-at-least-32-bytes!";
+    let plugins = format!(
+        ", plugins: [ {{ auth: {{ methods: [ {{ jwt: {{ issuer: https://id.example.test, audiences: [demo], algorithms: [HS256], keys: {{ hs256_secret: \"{secret}\" }} }} }} ] }} }}, {{ rate_limit: {{ rate: 100/s, key: [consumer] }} }} ]"
+    );
+    let gw = TestGateway::demo_with(&plugins, "").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let good = hs256_token(
+        secret.as_bytes(),
+        &serde_json::json!({"iss": "https://id.example.test", "aud": "demo", "sub": "user-7", "exp": now + 300}),
+    );
+    let bearer = format!("Bearer {good}");
+    let reply = gw
+        .send(
+            Method::GET,
+            "/v1/users/1",
+            &[("authorization", &bearer)],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+
+    let expired = hs256_token(
+        secret.as_bytes(),
+        &serde_json::json!({"iss": "https://id.example.test", "aud": "demo", "sub": "user-7", "exp": now - 3600}),
+    );
+    let wrong_aud = hs256_token(
+        secret.as_bytes(),
+        &serde_json::json!({"iss": "https://id.example.test", "aud": "other", "sub": "user-7", "exp": now + 300}),
+    );
+    let forged = hs256_token(
+        b"not-the-secret-not-the-secret-not-the",
+        &serde_json::json!({"iss": "https://id.example.test", "aud": "demo", "sub": "user-7", "exp": now + 300}),
+    );
+    for token in [expired, wrong_aud, forged, "not.a.jwt".to_owned()] {
+        let bearer = format!("Bearer {token}");
+        let reply = gw
+            .send(
+                Method::GET,
+                "/v1/users/1",
+                &[("authorization", &bearer)],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{token}");
+        assert!(
+            reply.headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+    }
+    gw.stop().await;
+}

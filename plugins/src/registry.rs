@@ -71,8 +71,10 @@ plugins! {
     RequestId(crate::request_id::RequestId),
     /// Cross-Origin Resource Sharing for browser clients (answers preflights).
     Cors(crate::cors::Cors),
-    /// Authentication (API keys; JWT, HMAC and mTLS to come): 401/403 before the route runs.
+    /// Authentication (API keys, JWT; HMAC and mTLS to come): 401/403 before the route runs.
     Auth(crate::auth::Auth),
+    /// Limits request rates per client IP, consumer or header (429 with RateLimit headers).
+    RateLimit(crate::rate_limit::RateLimit),
 }
 
 /// Wraps `handler` with `plugins`, the first listed being the outermost (it

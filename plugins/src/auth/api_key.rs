@@ -214,6 +214,7 @@ impl ApiKey {
             if let Some(consumer) = consumer {
                 return Outcome::Authenticated(Identity {
                     consumer: consumer.clone(),
+                    headers: Vec::new(),
                 });
             }
         }

@@ -1,8 +1,8 @@
 //! Plugin `auth`: authenticates the caller before anything else on the route
 //! runs, and answers 401/403 itself.
 //!
-//! A route lists one or several **methods** (today `api_key`; JWT, HMAC and
-//! mTLS slot in as more [`MethodConfig`] variants, each implementing the
+//! A route lists one or several **methods** (today `api_key` and `jwt`; HMAC
+//! and mTLS slot in as more [`MethodConfig`] variants, each implementing the
 //! internal [`Method`] trait). How they combine is the [`Mode`]:
 //!
 //! - `first_match` (default): methods are tried in order; the first one that
@@ -26,9 +26,13 @@
 //! On success the request continues with a [`Consumer`] in its extensions (for
 //! per-consumer rate limits, metrics and upstream metadata), and every
 //! method's credentials removed (an API key header, a query parameter…): the
-//! upstream never sees them.
+//! upstream never sees them. The one exception is the JWT `Authorization`
+//! header, kept on purpose (upstreams may read the token); the `jwt` method
+//! also sets headers from validated claims (`claims_to_metadata`), after
+//! removing any client-sent copies of them.
 
 mod api_key;
+mod jwt;
 #[cfg(test)]
 mod tests;
 
@@ -39,12 +43,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::request::Parts;
-use http::{HeaderValue, header};
+use http::{HeaderName, HeaderValue, header};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tower::Service;
 
 pub use api_key::{ApiKeyConfig, KeyEntry};
+pub use jwt::{Alg, JwtConfig, KeysConfig};
 
 use crate::error::{Code, ErrorResponse};
 use crate::registry::{Plugin, PluginError};
@@ -73,6 +78,9 @@ pub enum MethodConfig {
     /// An API key from a request header or a query parameter, checked against
     /// SHA-256 digests of the issued keys.
     ApiKey(ApiKeyConfig),
+    /// A signed JSON Web Token (`Authorization: Bearer …`), checked against
+    /// a PEM public key, a JWK Set URL or an HMAC secret.
+    Jwt(JwtConfig),
 }
 
 /// How several methods combine.
@@ -104,6 +112,8 @@ pub struct AllowRules {
 pub(crate) struct Identity {
     /// The consumer's name, inserted into the request as [`Consumer`].
     pub consumer: String,
+    /// Request headers to set once admitted (JWT claims for the upstream).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     // Claims and scopes (JWT) go here, for `allow` rules to check.
 }
 
@@ -188,6 +198,11 @@ impl Plugin for Auth {
                     api_key::ApiKey::new(c)
                         .map_err(|e| error(format!("methods[{i}].api_key: {e}")))?,
                 ),
+                MethodConfig::Jwt(c) => Box::new(
+                    jwt::Jwt::new(c)
+                        .await
+                        .map_err(|e| error(format!("methods[{i}].jwt: {e}")))?,
+                ),
             };
             methods.push(built);
         }
@@ -243,6 +258,9 @@ impl Shared {
         for method in &self.methods {
             method.strip(&mut parts);
         }
+        for (name, value) in identity.headers {
+            parts.headers.insert(name, value);
+        }
         parts.extensions.insert(Consumer(identity.consumer));
         Ok(Request::from_parts(parts, body))
     }
@@ -257,7 +275,12 @@ impl Shared {
                     if self.mode == Mode::FirstMatch {
                         return Ok(identity);
                     }
-                    first.get_or_insert(identity);
+                    // `all`: the first method names the consumer; every
+                    // method's headers are set.
+                    match &mut first {
+                        None => first = Some(identity),
+                        Some(first) => first.headers.extend(identity.headers),
+                    }
                 }
                 Outcome::Absent => absent = true,
                 Outcome::Rejected(code) => {

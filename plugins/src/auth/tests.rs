@@ -425,7 +425,9 @@ fn the_yaml_shape_parses() {
     let config = parse(header_config());
     assert_eq!(config.mode, Mode::FirstMatch);
     assert!(config.allow.is_none());
-    let MethodConfig::ApiKey(api_key) = &config.methods[0];
+    let MethodConfig::ApiKey(api_key) = &config.methods[0] else {
+        panic!("expected api_key");
+    };
     assert_eq!(api_key.header.as_deref(), Some("x-api-key"));
     assert_eq!(api_key.keys[1].consumer, "globex");
 

@@ -57,6 +57,7 @@ fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
 fn authenticated(consumer: &str) -> Outcome {
     Outcome::Authenticated(Identity {
         consumer: consumer.into(),
+        headers: Vec::new(),
     })
 }
 
