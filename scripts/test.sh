@@ -3,6 +3,8 @@
 # runs before pushing. On a fresh machine it installs what the tests need:
 #   - a Python virtualenv (.venv) with grpcio, for the end-to-end test against
 #     a gRPC server we did not write in Rust;
+#   - a Redis on 127.0.0.1:6379, for the shared rate limit tests (started if
+#     none answers; apt-get installed if redis-server is missing);
 # then checks formatting and lints, and runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,34 @@ if [ -f "$requirements" ]; then
   fi
   export SWITCHYARD_PYTHON="$PWD/.venv/bin/python"
 fi
+
+# --- Redis (plugins rate_limit::redis tests, gateway/tests/rate_limit_redis.rs)
+ensure_redis() {
+  if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    return
+  fi
+  if ! command -v redis-server >/dev/null; then
+    say "installing redis-server"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  fi
+  say "starting redis-server on 127.0.0.1:6379"
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  local dir=/var/lib/redis log=/var/log/redis/ci.log
+  if [ ! -w "$dir" ] || ! touch "$log" 2>/dev/null; then
+    dir=$(mktemp -d); log="$dir/redis.log"
+  fi
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+    --appendonly no --dir "$dir" --logfile "$log"
+  for _ in $(seq 50); do
+    redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+  echo "redis-server did not start; see $log" >&2
+  exit 1
+}
+ensure_redis
 
 # --- Rust -------------------------------------------------------------------
 say "cargo fmt --check"

@@ -18,8 +18,9 @@ use crate::routing::{HeaderForwarding, RouteCtx, RouteTable, RouteTableBuilder};
 use crate::transcode::binding::Binding;
 use crate::transcode::http_rule::{self, RuleSpec};
 use crate::transcode::{handler, response};
-use crate::upstream::Upstream;
 use crate::upstream::endpoint::ConnSettings;
+use crate::upstream::retry::RetryPolicy;
+use crate::upstream::{Options, Upstream};
 
 /// One compiled config version.
 pub struct Runtime {
@@ -42,7 +43,7 @@ impl Runtime {
         let source = loaded.source.clone();
         let config = &loaded.config;
         let pool = load_protos(&loaded)?;
-        let upstreams = build_upstreams(&loaded)?;
+        let upstreams = build_upstreams(&loaded, &metrics)?;
         let mut table = RouteTableBuilder::default();
         let mut stacks = Vec::with_capacity(config.routes.len());
         let handler = handler::service();
@@ -103,10 +104,26 @@ fn load_protos(loaded: &LoadedConfig) -> Result<DescriptorPool, ConfigError> {
         .map_err(|e| source.error_at(&KeyPath::root().key("protos").key("sources"), e.to_string()))
 }
 
-fn build_upstreams(loaded: &LoadedConfig) -> Result<BTreeMap<String, Upstream>, ConfigError> {
+fn build_upstreams(
+    loaded: &LoadedConfig,
+    metrics: &Metrics,
+) -> Result<BTreeMap<String, Upstream>, ConfigError> {
     let config = &loaded.config;
     let mut out = BTreeMap::new();
     for (name, up) in &config.upstreams {
+        let key = KeyPath::root().key("upstreams").key(name);
+        let retry = RetryPolicy::new(
+            up.retry.attempts,
+            up.retry.budget_ratio,
+            up.retry.min_per_second,
+        )
+        .map_err(|e| loaded.source.error_at(&key.key("retry"), e.to_string()))?;
+        if up.max_concurrent == 0 {
+            return Err(loaded.source.error_at(
+                &key.key("max_concurrent"),
+                "max_concurrent must be at least 1",
+            ));
+        }
         let upstream = Upstream::new(
             name,
             &up.endpoints,
@@ -116,15 +133,15 @@ fn build_upstreams(loaded: &LoadedConfig) -> Result<BTreeMap<String, Upstream>, 
                 keepalive_timeout: up.keepalive_timeout.0,
                 workers: config.worker_count(),
             },
-            up.timeout.0,
-            config.limits.max_upstream_message.as_usize(),
+            Options {
+                timeout: up.timeout.0,
+                max_message: config.limits.max_upstream_message.as_usize(),
+                max_concurrent: up.max_concurrent,
+                retry,
+                metrics: metrics.for_upstream(name),
+            },
         )
-        .map_err(|e| {
-            loaded.source.error_at(
-                &KeyPath::root().key("upstreams").key(name).key("endpoints"),
-                e.to_string(),
-            )
-        })?;
+        .map_err(|e| loaded.source.error_at(&key.key("endpoints"), e.to_string()))?;
         out.insert(name.clone(), upstream);
     }
     Ok(out)

@@ -301,3 +301,125 @@ async fn jwt_bearer_tokens_are_checked_and_name_the_consumer() {
     }
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn header_edits_apply_to_responses_including_errors() {
+    let gw = TestGateway::demo_with(
+        ", plugins: [ { headers: { response: { set: { cache-control: no-store } } } } ]",
+        "",
+    )
+    .await;
+    let ok = gw.get("/v1/users/1").await;
+    assert_eq!(ok.headers["cache-control"], "no-store");
+    let not_found = gw.get("/v1/users/999").await;
+    assert_eq!(not_found.status, StatusCode::NOT_FOUND);
+    assert_eq!(not_found.headers["cache-control"], "no-store");
+    gw.stop().await;
+}
+
+/// The headers of an HMAC-signed request (docs/partner-signing.md).
+fn hmac_headers(
+    secret: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    use hmac::Mac as _;
+    use sha2::Digest as _;
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    pairs.sort_unstable();
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let digest = hex(&sha2::Sha256::digest(body));
+    let to_sign = format!(
+        "{method}\n{path}\n{}\n{timestamp}\n{digest}",
+        pairs.join("&")
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(to_sign.as_bytes());
+    vec![
+        ("x-sy-key-id".into(), "partner-a".into()),
+        ("x-sy-timestamp".into(), timestamp),
+        ("x-sy-content-sha256".into(), digest),
+        (
+            "x-sy-signature".into(),
+            format!("v1={}", hex(&mac.finalize().into_bytes())),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn hmac_signed_partner_requests_are_accepted_once_and_tampering_is_refused() {
+    let secret = "a-test-only-partner-secret-32-bytes-min";
+    let gw = TestGateway::demo_with(
+        &format!(", plugins: [ {{ auth: {{ methods: [ {{ hmac: {{ keys: [ {{ id: partner-a, consumer: partner-a, secret: \"{secret}\" }} ] }} }} ] }} }} ]"),
+        "",
+    )
+    .await;
+    let body = br#"{"userId":"1","items":[{"sku":"A-1","qty":1}]}"#;
+    let signed = hmac_headers(secret, "POST", "/v1/orders", body);
+    let mut headers: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    headers.push(("content-type", "application/json"));
+    let reply = gw
+        .send(
+            Method::POST,
+            "/v1/orders",
+            &headers,
+            Bytes::from_static(body),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        reply.json()["userId"],
+        "1",
+        "the upstream got the signed body"
+    );
+    // The same signature again is a replay.
+    let replay = gw
+        .send(
+            Method::POST,
+            "/v1/orders",
+            &headers,
+            Bytes::from_static(body),
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    // A fresh signature over a different body than the one sent.
+    let signed = hmac_headers(secret, "POST", "/v1/orders", body);
+    let mut headers: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    headers.push(("content-type", "application/json"));
+    let tampered = br#"{"userId":"2","items":[{"sku":"A-1","qty":9}]}"#;
+    let reply = gw
+        .send(
+            Method::POST,
+            "/v1/orders",
+            &headers,
+            Bytes::from_static(tampered),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // The signature is over the path as sent, before the gateway normalises it.
+    let signed = hmac_headers(secret, "GET", "/v1//orders/1", b"");
+    let headers: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let reply = gw
+        .send(Method::GET, "/v1//orders/1", &headers, Bytes::new())
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    gw.stop().await;
+}

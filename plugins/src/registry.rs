@@ -75,6 +75,8 @@ plugins! {
     Auth(crate::auth::Auth),
     /// Limits request rates per client IP, consumer or header (429 with RateLimit headers).
     RateLimit(crate::rate_limit::RateLimit),
+    /// Sets, adds or removes request and response headers.
+    Headers(crate::headers::Headers),
 }
 
 /// Wraps `handler` with `plugins`, the first listed being the outermost (it

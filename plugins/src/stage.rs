@@ -32,6 +32,11 @@ pub type HttpService = BoxCloneSyncService<Request, Response, Infallible>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
+/// The request's URI as the client sent it, set by the edge when path
+/// normalisation changed it: signatures (HMAC) are over the bytes sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginalUri(pub http::Uri);
+
 /// Who is calling, once an auth plugin has said so: the key for per-consumer
 /// rate limits, metrics and upstream metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

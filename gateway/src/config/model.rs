@@ -141,6 +141,38 @@ pub struct Upstream {
     /// A connection whose PING is not answered within this is replaced.
     #[serde(default = "default_keepalive_timeout")]
     pub keepalive_timeout: HumanDuration,
+    /// Calls in flight to this upstream (over all its endpoints and routes)
+    /// beyond which a new call is refused at once with 503 UNAVAILABLE
+    /// ("saturated") rather than queued: load shedding. Default 1024.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Retries of calls that failed in transport (no connection, refused
+    /// stream, reset or closed connection). Never on a status the upstream
+    /// sent, never past the call's deadline.
+    #[serde(default)]
+    pub retry: Retry,
+}
+
+/// When calls to an upstream are retried. A call that cannot have reached the
+/// upstream (no connection, not sent, HTTP/2 `REFUSED_STREAM`) is retried
+/// whatever its HTTP method; one that may have reached it (reset or closed
+/// connection while waiting for the answer) only if it is a GET or HEAD. A
+/// retry prefers another endpoint.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Attempts per call, the first included: `1` disables retries. Default 2.
+    #[serde(default = "default_retry_attempts")]
+    pub attempts: u32,
+    /// Retry budget: retries allowed as a fraction of the calls made over the
+    /// last 10 seconds, on top of `min_per_second`, so a failing upstream is
+    /// not hit with a multiple of its load. Between 0 and 1000; default 0.2.
+    #[serde(default = "default_budget_ratio")]
+    pub budget_ratio: f32,
+    /// Retries a second always allowed, however few calls were made (the
+    /// budget's reserve, counted over 10 seconds). Default 10.
+    #[serde(default = "default_retry_min_per_second")]
+    pub min_per_second: u32,
 }
 
 /// A route: the methods of one gRPC service exposed over REST.
@@ -293,6 +325,22 @@ fn default_keepalive_timeout() -> HumanDuration {
     HumanDuration::from_secs(10)
 }
 
+fn default_max_concurrent() -> usize {
+    1024
+}
+
+fn default_retry_attempts() -> u32 {
+    2
+}
+
+fn default_budget_ratio() -> f32 {
+    0.2
+}
+
+fn default_retry_min_per_second() -> u32 {
+    10
+}
+
 fn default_forward_headers() -> Vec<String> {
     ["authorization", "x-request-id", "traceparent", "tracestate"]
         .into_iter()
@@ -324,6 +372,16 @@ impl Default for Limits {
             max_upstream_message: default_max_upstream_message(),
             shutdown_grace: default_shutdown_grace(),
             worker_backlog: default_worker_backlog(),
+        }
+    }
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: default_retry_attempts(),
+            budget_ratio: default_budget_ratio(),
+            min_per_second: default_retry_min_per_second(),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use switchyard_plugins::error::{Code, ErrorResponse};
-use switchyard_plugins::stage::{BoxFuture, Request, Response};
+use switchyard_plugins::stage::{BoxFuture, OriginalUri, Request, Response};
 use tower::{Service, ServiceExt};
 
 use crate::observability::Metrics;
@@ -115,7 +115,9 @@ fn normalize_uri(req: &mut Request) -> Result<(), ErrorResponse> {
             .parse()
             .map_err(|_| ErrorResponse::new(Code::InvalidArgument, "invalid request path"))?,
     );
-    *req.uri_mut() = http::Uri::from_parts(parts)
+    let normal = http::Uri::from_parts(parts)
         .map_err(|_| ErrorResponse::new(Code::InvalidArgument, "invalid request path"))?;
+    let original = std::mem::replace(req.uri_mut(), normal);
+    req.extensions_mut().insert(OriginalUri(original));
     Ok(())
 }

@@ -4,9 +4,12 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use switchyard_plugins::error::Code;
+
+use crate::upstream::retry::UpstreamMetrics;
 
 /// Latency buckets (seconds) from 0.5 ms to 10 s: gateway hops are sub-millisecond,
 /// upstream calls span milliseconds to seconds.
@@ -22,8 +25,17 @@ pub struct Metrics {
     http_duration: HistogramVec,
     upstream_requests: IntCounterVec,
     upstream_duration: HistogramVec,
+    upstream_retries: IntCounterVec,
+    upstream_shed: IntCounterVec,
+    upstream_in_flight: IntGaugeVec,
     /// Config versions loaded since start (1 after start-up).
     pub config_version: IntGauge,
+    /// Rate-limit decisions Redis could not make, and those a local fallback
+    /// took: mirrored from the plugin's process-wide totals at scrape time.
+    rate_limit_redis_errors: IntCounter,
+    rate_limit_redis_fallbacks: IntCounter,
+    /// Serialises the mirroring, so two scrapes cannot add the same delta.
+    mirror: std::sync::Mutex<()>,
 }
 
 // === impl Metrics ===
@@ -65,16 +77,55 @@ impl Metrics {
             &["upstream"],
         )
         .expect("static metric definition");
+        let upstream_retries = IntCounterVec::new(
+            Opts::new(
+                "upstream_retries_total",
+                "Upstream call attempts that were retries, by upstream.",
+            ),
+            &["upstream"],
+        )
+        .expect("static metric definition");
+        let upstream_shed = IntCounterVec::new(
+            Opts::new(
+                "upstream_shed_total",
+                "Upstream calls refused because max_concurrent calls were in flight.",
+            ),
+            &["upstream"],
+        )
+        .expect("static metric definition");
+        let upstream_in_flight = IntGaugeVec::new(
+            Opts::new(
+                "upstream_in_flight",
+                "Upstream calls in flight, by upstream.",
+            ),
+            &["upstream"],
+        )
+        .expect("static metric definition");
         let config_version = IntGauge::new(
             "config_version",
             "Config versions loaded since the process started.",
         )
         .expect("static metric definition");
+        let rate_limit_redis_errors = IntCounter::new(
+            "rate_limit_redis_errors_total",
+            "Rate-limit decisions Redis could not make (unreachable, timed out, script error).",
+        )
+        .expect("static metric definition");
+        let rate_limit_redis_fallbacks = IntCounter::new(
+            "rate_limit_redis_fallbacks_total",
+            "Rate-limit decisions taken by the local fallback while Redis was unavailable.",
+        )
+        .expect("static metric definition");
         for collector in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rate_limit_redis_errors.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rate_limit_redis_fallbacks.clone()),
+            Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(upstream_requests.clone()),
             Box::new(upstream_duration.clone()),
+            Box::new(upstream_retries.clone()),
+            Box::new(upstream_shed.clone()),
+            Box::new(upstream_in_flight.clone()),
             Box::new(config_version.clone()),
         ] {
             registry
@@ -87,7 +138,22 @@ impl Metrics {
             http_duration,
             upstream_requests,
             upstream_duration,
+            upstream_retries,
+            upstream_shed,
+            upstream_in_flight,
             config_version,
+            rate_limit_redis_errors,
+            rate_limit_redis_fallbacks,
+            mirror: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// The retry, load-shedding and in-flight metrics of one upstream.
+    pub fn for_upstream(&self, upstream: &str) -> UpstreamMetrics {
+        UpstreamMetrics {
+            retries: self.upstream_retries.with_label_values(&[upstream]),
+            shed: self.upstream_shed.with_label_values(&[upstream]),
+            in_flight: self.upstream_in_flight.with_label_values(&[upstream]),
         }
     }
 
@@ -115,11 +181,32 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        self.mirror_plugin_totals();
         let mut out = Vec::new();
         // Encoding into a Vec only fails on invalid metric families, which the
         // constructors above rule out.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Brings counters kept by plugins (which have no registry) up to date.
+    fn mirror_plugin_totals(&self) {
+        let _one_at_a_time = self
+            .mirror
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (counter, total) in [
+            (
+                &self.rate_limit_redis_errors,
+                switchyard_plugins::rate_limit::redis_errors(),
+            ),
+            (
+                &self.rate_limit_redis_fallbacks,
+                switchyard_plugins::rate_limit::redis_fallbacks(),
+            ),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
     }
 }
 

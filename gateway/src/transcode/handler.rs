@@ -75,12 +75,16 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         output: &binding.output,
         metadata: forward_metadata(&parts.headers, &route.headers),
         timeout: route.timeout,
+        idempotent: binding.http_method == http::Method::GET
+            || binding.http_method == http::Method::HEAD,
     };
     let started = Instant::now();
     let result = route.upstream.unary(call, &message).await;
     let code = match &result {
         Ok(_) => Code::Ok,
-        Err(UpstreamError::Status(status)) => Code::from_i32(status.code() as i32),
+        Err(UpstreamError::Status(status) | UpstreamError::Transport { status, .. }) => {
+            Code::from_i32(status.code() as i32)
+        }
         Err(_) => Code::Internal,
     };
     route
@@ -88,11 +92,9 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         .observe_upstream(&route.upstream.name, code, started.elapsed());
     match result {
         Ok(reply) => ok_response(&binding, reply),
-        Err(UpstreamError::Status(status)) => Err(response::status_to_error(
-            route.rpc_status.as_ref(),
-            &status,
-            &route.serialize,
-        )),
+        Err(UpstreamError::Status(status) | UpstreamError::Transport { status, .. }) => Err(
+            response::status_to_error(route.rpc_status.as_ref(), &status, &route.serialize),
+        ),
         Err(UpstreamError::ReplyTooLarge { limit }) => Err(bad_gateway(format!(
             "the upstream's reply is larger than limits.max_upstream_message ({limit} bytes)"
         ))),

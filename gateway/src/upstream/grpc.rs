@@ -58,15 +58,24 @@ pub async fn unary(
     mut call: UnaryCall<'_>,
     message: &DynamicMessage,
 ) -> Result<Reply, UpstreamError> {
-    let transport = |e: h2::Error| {
-        UpstreamError::Status(Status::unavailable(format!("upstream request failed: {e}")))
+    // Until the request is handed to the connection it cannot have reached
+    // the upstream; a unary handler needs the whole message (END_STREAM).
+    let unsent = |e: h2::Error| UpstreamError::Transport {
+        status: Status::unavailable(format!("upstream request failed: {e}")),
+        unsent: true,
     };
     let (head, frame) = build_request(&mut call, message)?;
     // `ready` waits while the connection is at the peer's stream limit.
-    let mut sender = sender.ready().await.map_err(transport)?;
-    let (response, mut body) = sender.send_request(head, false).map_err(transport)?;
-    body.send_data(frame, true).map_err(transport)?;
-    let response = response.await.map_err(transport)?;
+    let mut sender = sender.ready().await.map_err(unsent)?;
+    let (response, mut body) = sender.send_request(head, false).map_err(unsent)?;
+    body.send_data(frame, true).map_err(unsent)?;
+    let response = response.await.map_err(|e| UpstreamError::Transport {
+        // REFUSED_STREAM promises the stream was not processed (RFC 9113
+        // §8.7). Anything else (reset, GOAWAY, closed connection) may come
+        // after the upstream acted on the request.
+        unsent: e.is_remote() && e.reason() == Some(h2::Reason::REFUSED_STREAM),
+        status: Status::unavailable(format!("upstream request failed: {e}")),
+    })?;
     read_reply(response, &call).await
 }
 
@@ -141,10 +150,9 @@ async fn read_reply(
         .headers
         .get(GRPC_ENCODING)
         .is_some_and(|e| e == "gzip");
-    let transport = |e: h2::Error| {
-        UpstreamError::Status(Status::unavailable(format!(
-            "reading the upstream reply: {e}"
-        )))
+    let transport = |e: h2::Error| UpstreamError::Transport {
+        status: Status::unavailable(format!("reading the upstream reply: {e}")),
+        unsent: false,
     };
     let mut data = BytesMut::new();
     while let Some(chunk) = body.data().await {

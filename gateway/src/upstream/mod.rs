@@ -1,18 +1,21 @@
 //! Upstream gRPC services: one tonic channel per upstream (connections are
 //! reused and multiplexed over HTTP/2), balanced across its endpoints, and
-//! unary calls with a per-call deadline and message-size limit.
+//! unary calls with a per-call deadline and message-size limit, a
+//! concurrency limit that sheds load, and budgeted retries (`retry.rs`).
 
 pub mod endpoint;
 pub mod grpc;
+pub mod retry;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Uri;
 use http::uri::PathAndQuery;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 
 use endpoint::{ConnSettings, Endpoint};
+use retry::{Limit, RetryPolicy, UpstreamMetrics};
 
 /// A named upstream, ready for calls.
 #[derive(Clone, Debug)]
@@ -22,6 +25,20 @@ pub struct Upstream {
     /// Default deadline for calls.
     pub timeout: Duration,
     max_message: usize,
+    limit: Arc<Limit>,
+    retry: RetryPolicy,
+    metrics: UpstreamMetrics,
+}
+
+/// How calls to an upstream are bounded and retried.
+pub struct Options {
+    /// Default deadline for calls.
+    pub timeout: Duration,
+    pub max_message: usize,
+    /// Calls in flight beyond which new calls are refused (UNAVAILABLE).
+    pub max_concurrent: usize,
+    pub retry: RetryPolicy,
+    pub metrics: UpstreamMetrics,
 }
 
 /// An endpoint address that could not be used.
@@ -38,6 +55,9 @@ pub struct Call<'a> {
     pub output: &'a MessageDescriptor,
     pub metadata: http::HeaderMap,
     pub timeout: Duration,
+    /// Whether the call may run twice (a GET or HEAD binding): if so it is
+    /// also retried when it may have reached the upstream.
+    pub idempotent: bool,
 }
 
 /// Why a call did not produce a reply.
@@ -50,6 +70,25 @@ pub enum UpstreamError {
     ReplyTooLarge { limit: usize },
     /// The upstream broke the gRPC protocol (bad framing, no status, garbage).
     Protocol(String),
+    /// The transport failed before any answer: no connection, a refused
+    /// stream, a reset or a closed connection. `status` is UNAVAILABLE. An
+    /// UNAVAILABLE *sent by the upstream* is a [`UpstreamError::Status`].
+    Transport {
+        status: tonic::Status,
+        /// The request cannot have reached the upstream's handler (no
+        /// connection, not sent, or `REFUSED_STREAM`): safe to retry for any
+        /// method. Otherwise only idempotent calls are retried.
+        unsent: bool,
+    },
+}
+
+impl UpstreamError {
+    fn unsent(status: tonic::Status) -> UpstreamError {
+        UpstreamError::Transport {
+            status,
+            unsent: true,
+        }
+    }
 }
 
 // === impl Upstream ===
@@ -61,8 +100,7 @@ impl Upstream {
         name: &str,
         endpoints: &[String],
         settings: ConnSettings,
-        timeout: Duration,
-        max_message: usize,
+        options: Options,
     ) -> Result<Upstream, EndpointError> {
         if endpoints.is_empty() {
             return Err(EndpointError {
@@ -77,32 +115,35 @@ impl Upstream {
         Ok(Upstream {
             name: name.to_owned(),
             endpoints: list.into(),
-            timeout,
-            max_message,
+            timeout: options.timeout,
+            max_message: options.max_message,
+            limit: Arc::new(Limit::new(options.max_concurrent)),
+            retry: options.retry,
+            metrics: options.metrics,
         })
     }
 
-    /// A unary call, bounded by `call.timeout` (also sent as `grpc-timeout`).
+    /// A unary call, bounded by `call.timeout` (also sent as `grpc-timeout`)
+    /// across all its attempts. Refused at once with UNAVAILABLE when
+    /// `max_concurrent` calls are in flight; retried on transport failures
+    /// (see [`UpstreamError::Transport`]) while the retry budget allows.
     pub async fn unary(
         &self,
         call: Call<'_>,
         message: &DynamicMessage,
     ) -> Result<grpc::Reply, UpstreamError> {
+        let Some(_permit) = self.limit.try_acquire(&self.metrics.in_flight) else {
+            self.metrics.shed.inc();
+            return Err(UpstreamError::Status(tonic::Status::unavailable(format!(
+                "upstream `{}` is saturated ({} calls in flight)",
+                self.name,
+                self.limit.max()
+            ))));
+        };
         let timeout = call.timeout;
+        let deadline = Instant::now() + timeout;
         // Boxed so the call state is not copied each time the enclosing futures move.
-        let work = Box::pin(async move {
-            let (endpoint, sender) = self.connect().await.map_err(UpstreamError::Status)?;
-            let _in_flight = endpoint.track();
-            let call = grpc::UnaryCall {
-                origin: &endpoint.origin,
-                path: call.path,
-                metadata: call.metadata,
-                timeout: call.timeout,
-                output: call.output,
-                max_message: self.max_message,
-            };
-            grpc::unary(sender, call, message).await
-        });
+        let work = Box::pin(self.attempts(call, message, deadline));
         match tokio::time::timeout(timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Status(tonic::Status::deadline_exceeded(
@@ -111,19 +152,97 @@ impl Upstream {
         }
     }
 
+    /// Attempts until one answers, the failure is not retryable, or the
+    /// attempts, the budget or the deadline run out. A retry goes to another
+    /// endpoint when there is one.
+    async fn attempts(
+        &self,
+        mut call: Call<'_>,
+        message: &DynamicMessage,
+        deadline: Instant,
+    ) -> Result<grpc::Reply, UpstreamError> {
+        self.retry.deposit();
+        let mut avoid = None;
+        let mut attempt = 1;
+        loop {
+            let last = attempt >= self.retry.attempts;
+            let metadata = if last {
+                std::mem::take(&mut call.metadata)
+            } else {
+                call.metadata.clone()
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let (used, result) = self
+                .attempt(&call, metadata, remaining, message, avoid)
+                .await;
+            let retry = match &result {
+                Err(UpstreamError::Transport { unsent, .. }) => {
+                    !last
+                        && (*unsent || call.idempotent)
+                        // Never retry with (next to) no time left.
+                        && deadline.saturating_duration_since(Instant::now())
+                            > Duration::from_millis(1)
+                        && self.retry.withdraw()
+                }
+                _ => false,
+            };
+            if !retry {
+                return result;
+            }
+            self.metrics.retries.inc();
+            avoid = used;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt; also says which endpoint it used, if any.
+    async fn attempt(
+        &self,
+        call: &Call<'_>,
+        metadata: http::HeaderMap,
+        timeout: Duration,
+        message: &DynamicMessage,
+        avoid: Option<usize>,
+    ) -> (Option<usize>, Result<grpc::Reply, UpstreamError>) {
+        let (index, sender) = match self.connect(avoid).await {
+            Ok(connected) => connected,
+            Err(status) => return (None, Err(UpstreamError::unsent(status))),
+        };
+        let endpoint = &self.endpoints[index];
+        let _in_flight = endpoint.track();
+        let unary = grpc::UnaryCall {
+            origin: &endpoint.origin,
+            path: call.path,
+            metadata,
+            timeout,
+            output: call.output,
+            max_message: self.max_message,
+        };
+        (Some(index), grpc::unary(sender, unary, message).await)
+    }
+
     /// An endpoint with a live connection: the less busy of two picked at
     /// random (power of two choices), skipping endpoints that just refused a
-    /// connection; on a connection failure the others are tried in turn.
-    async fn connect(&self) -> Result<(&Endpoint, endpoint::Sender), tonic::Status> {
-        let first = self.pick();
+    /// connection, and `avoid` (the endpoint that just failed) when there
+    /// are others; on a connection failure the others are tried in turn.
+    async fn connect(
+        &self,
+        avoid: Option<usize>,
+    ) -> Result<(usize, endpoint::Sender), tonic::Status> {
+        let n = self.endpoints.len();
+        let mut first = self.pick();
+        if avoid == Some(first) && n > 1 {
+            first = (first + 1) % n;
+        }
         let mut last_error = None;
-        for offset in 0..self.endpoints.len() {
-            let endpoint = &self.endpoints[(first + offset) % self.endpoints.len()];
+        for offset in 0..n {
+            let index = (first + offset) % n;
+            let endpoint = &self.endpoints[index];
             if offset > 0 && endpoint.is_down() {
                 continue;
             }
             match endpoint.sender(&self.name).await {
-                Ok(sender) => return Ok((endpoint, sender)),
+                Ok(sender) => return Ok((index, sender)),
                 Err(status) => last_error = Some(status),
             }
         }

@@ -25,6 +25,7 @@
 //! [`jwks`]). Every refusal is 401 `invalid credentials`; the reason is only
 //! logged, at debug level, without the token.
 
+mod cache;
 mod jwks;
 #[cfg(test)]
 mod tests;
@@ -81,6 +82,10 @@ pub struct JwtConfig {
     /// The string claim naming the consumer; `sub` by default.
     #[serde(default)]
     pub consumer_claim: Option<String>,
+    /// Verified tokens are remembered (until `exp`, at most `max_ttl_seconds`)
+    /// so repeat requests skip the signature check.
+    #[serde(default)]
+    pub cache: cache::CacheConfig,
 }
 
 /// Where verification keys come from: exactly one of `pem`, `jwks`, `hs256_secret`.
@@ -138,8 +143,13 @@ enum Keys {
     Jwks(jwks::Jwks),
 }
 
+/// The key that verified a token, and the `kid` it was published under (JWKS).
+type VerifiedBy = (Option<Arc<str>>, Arc<Key>);
+
 /// The built method.
 pub(super) struct Jwt {
+    /// Verified tokens: the identity, and the key (and its `kid`) that verified it.
+    cache: cache::TokenCache<(Identity, VerifiedBy)>,
     header: HeaderName,
     bearer_required: bool,
     allowed: Vec<Algorithm>,
@@ -329,6 +339,7 @@ impl Jwt {
             claims_to_headers.push((claim.clone(), target));
         }
         Ok(Jwt {
+            cache: cache::TokenCache::new(&config.cache),
             header,
             bearer_required,
             allowed,
@@ -367,17 +378,19 @@ impl Jwt {
     }
 
     /// Checks the token; the claims, or why not (for the debug log).
-    fn verify(&self, token: &str) -> Result<Map<String, Value>, String> {
+    fn verify(&self, token: &str) -> Result<(Map<String, Value>, VerifiedBy), String> {
         let head = jsonwebtoken::decode_header(token).map_err(|e| format!("header: {e}"))?;
         if !self.allowed.contains(&head.alg) {
             return Err(format!("alg {:?} not allowed", head.alg));
         }
-        let key = match &self.keys {
-            Keys::Static(key) => key.clone(),
+        let (kid, key): (Option<Arc<str>>, Arc<Key>) = match &self.keys {
+            Keys::Static(key) => (None, key.clone()),
             Keys::Jwks(jwks) => {
                 let kid = head.kid.as_deref().ok_or("no `kid` in the token header")?;
-                jwks.key(kid)
-                    .ok_or_else(|| format!("unknown kid {kid:?}"))?
+                let key = jwks
+                    .key(kid)
+                    .ok_or_else(|| format!("unknown kid {kid:?}"))?;
+                (Some(kid.into()), key)
             }
         };
         if !key.suits(head.alg) {
@@ -386,8 +399,20 @@ impl Jwt {
         let mut validation = self.validation.clone();
         validation.algorithms = vec![head.alg];
         jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation)
-            .map(|data| data.claims)
+            .map(|data| (data.claims, (kid, key)))
             .map_err(|e| e.to_string())
+    }
+
+    /// Whether the key that verified a cached token is still the one published
+    /// under its `kid` (a JWKS refresh may have withdrawn or replaced it).
+    fn still_published(&self, kid: Option<&str>, key: &Arc<Key>) -> bool {
+        match (&self.keys, kid) {
+            (Keys::Static(_), _) => true,
+            (Keys::Jwks(jwks), Some(kid)) => jwks
+                .key(kid)
+                .is_some_and(|current| Arc::ptr_eq(&current, key)),
+            (Keys::Jwks(_), None) => false,
+        }
     }
 
     fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, String> {
@@ -428,8 +453,20 @@ impl Method for Jwt {
             Ok(Some(token)) => token,
             Err(()) => return Outcome::Rejected(INVALID),
         };
-        match self.verify(token).and_then(|claims| self.identity(&claims)) {
-            Ok(identity) => Outcome::Authenticated(identity),
+        if let Some((identity, (kid, key))) = self.cache.get(token)
+            && self.still_published(kid.as_deref(), &key)
+        {
+            return Outcome::Authenticated(identity);
+        }
+        let checked = self.verify(token).and_then(|(claims, by)| {
+            let exp = claims.get("exp").and_then(Value::as_u64);
+            self.identity(&claims).map(|identity| (identity, by, exp))
+        });
+        match checked {
+            Ok((identity, by, exp)) => {
+                self.cache.put(token, (identity.clone(), by), exp);
+                Outcome::Authenticated(identity)
+            }
             Err(reason) => {
                 tracing::debug!(%reason, "jwt: token refused");
                 Outcome::Rejected(INVALID)

@@ -1,9 +1,9 @@
 //! Plugin `auth`: authenticates the caller before anything else on the route
 //! runs, and answers 401/403 itself.
 //!
-//! A route lists one or several **methods** (today `api_key` and `jwt`; HMAC
-//! and mTLS slot in as more [`MethodConfig`] variants, each implementing the
-//! internal [`Method`] trait). How they combine is the [`Mode`]:
+//! A route lists one or several **methods** (today `api_key`, `jwt` and
+//! `hmac`; mTLS slots in as one more [`MethodConfig`] variant, implementing
+//! the internal [`Method`] trait). How they combine is the [`Mode`]:
 //!
 //! - `first_match` (default): methods are tried in order; the first one that
 //!   authenticates the request wins and names the consumer. A method whose
@@ -30,8 +30,21 @@
 //! header, kept on purpose (upstreams may read the token); the `jwt` method
 //! also sets headers from validated claims (`claims_to_metadata`), after
 //! removing any client-sent copies of them.
+//!
+//! Request bodies: a method that signs the body (`hmac`) asks for it through
+//! [`Method::body_limit`], only for requests that carry its credentials. The
+//! stage then reads the whole body first (at most the limit: **413** beyond,
+//! from `content-length` up front or while reading), puts its SHA-256 in the
+//! extensions as [`BodyDigest`] for `authenticate` (which stays synchronous),
+//! and passes the same bytes on as the body. Trailers of a buffered body are
+//! dropped. Other requests stream through untouched.
+//!
+//! A method may also answer **503** ([`Outcome::Unavailable`]): `hmac` does
+//! when its replay cache is full, rather than forget signatures it has seen.
 
 mod api_key;
+mod body;
+mod hmac;
 mod jwt;
 #[cfg(test)]
 mod tests;
@@ -48,12 +61,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tower::Service;
 
+pub use self::hmac::{ByteSize, HmacConfig, HmacKey};
 pub use api_key::{ApiKeyConfig, KeyEntry};
 pub use jwt::{Alg, JwtConfig, KeysConfig};
 
 use crate::error::{Code, ErrorResponse};
 use crate::registry::{Plugin, PluginError};
-use crate::stage::{Consumer, HttpService, Request, Response};
+use crate::stage::{BoxFuture, Consumer, HttpService, Request, Response};
 
 /// Configuration of the `auth` plugin.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -72,6 +86,9 @@ pub struct AuthConfig {
 }
 
 /// One authentication method: its name as the only key, its settings as the value.
+// Read once at load, a few per route: the size difference between variants
+// (the `jwt` settings are the largest) costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum MethodConfig {
@@ -81,6 +98,10 @@ pub enum MethodConfig {
     /// A signed JSON Web Token (`Authorization: Bearer …`), checked against
     /// a PEM public key, a JWK Set URL or an HMAC secret.
     Jwt(JwtConfig),
+    /// Requests signed by a partner with a shared secret (`x-sy-signature`):
+    /// HMAC-SHA256 over the method, path, query, a timestamp and the body's
+    /// SHA-256; see `docs/partner-signing.md`.
+    Hmac(HmacConfig),
 }
 
 /// How several methods combine.
@@ -128,7 +149,15 @@ pub(crate) enum Outcome {
     /// credentials`) is the only thing the client learns: never the secret,
     /// never which check failed.
     Rejected(&'static str),
+    /// The method cannot decide right now (503, whatever the other methods
+    /// say): `hmac` with a full replay cache. The short code is the message.
+    Unavailable(&'static str),
 }
+
+/// The SHA-256 of a buffered request body, in the request's extensions while
+/// methods authenticate it (see [`Method::body_limit`]); removed afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BodyDigest(pub [u8; 32]);
 
 /// An authentication method, built and validated from its config.
 trait Method: Send + Sync {
@@ -138,6 +167,13 @@ trait Method: Send + Sync {
 
     /// Looks at the request's credentials. Runs on the request path: no I/O.
     fn authenticate(&self, parts: &Parts) -> Outcome;
+
+    /// Whether this request's body must be read before [`Method::authenticate`]
+    /// runs, and at most how many bytes of it: the stage then buffers it and
+    /// sets [`BodyDigest`]. `None` (the default) leaves the body streaming.
+    fn body_limit(&self, _parts: &Parts) -> Option<usize> {
+        None
+    }
 
     /// Removes this method's credentials from the request, so the upstream
     /// never sees them. Called on every method once the request is admitted.
@@ -166,10 +202,12 @@ struct AuthService {
     inner: HttpService,
 }
 
-/// Either the rejection, ready now, or the inner service's response.
+/// Either the rejection, ready now, the inner service's response, or (for a
+/// body a method must see) reading the body, then either of those.
 enum AuthFuture {
     Refused(Ready<Result<Response, Infallible>>),
     Admitted(<HttpService as Service<Request>>::Future),
+    Buffering(BoxFuture<Result<Response, Infallible>>),
 }
 
 fn error(message: String) -> PluginError {
@@ -202,6 +240,10 @@ impl Plugin for Auth {
                     jwt::Jwt::new(c)
                         .await
                         .map_err(|e| error(format!("methods[{i}].jwt: {e}")))?,
+                ),
+                MethodConfig::Hmac(c) => Box::new(
+                    self::hmac::Hmac::new(c)
+                        .map_err(|e| error(format!("methods[{i}].hmac: {e}")))?,
                 ),
             };
             methods.push(built);
@@ -248,7 +290,9 @@ impl Shared {
     /// Admits the request (credentials stripped, [`Consumer`] set) or answers it.
     fn admit(&self, request: Request) -> Result<Request, ErrorResponse> {
         let (mut parts, body) = request.into_parts();
-        let identity = self.authenticate(&parts)?;
+        let identity = self.authenticate(&parts);
+        parts.extensions.remove::<BodyDigest>();
+        let identity = identity?;
         if !self.allows(&identity) {
             return Err(ErrorResponse::new(
                 Code::PermissionDenied,
@@ -286,6 +330,10 @@ impl Shared {
                 Outcome::Rejected(code) => {
                     rejected.get_or_insert(code);
                 }
+                Outcome::Unavailable(code) => {
+                    return Err(ErrorResponse::new(Code::Unavailable, code)
+                        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")));
+                }
             }
         }
         // first_match: nothing authenticated. all: every method ran; any
@@ -295,6 +343,14 @@ impl Shared {
             (_, Some(code), _) => Err(self.unauthenticated(code)),
             _ => Err(self.unauthenticated(MISSING)),
         }
+    }
+
+    /// The largest body any method needs to see for this request, if any.
+    fn body_limit(&self, parts: &Parts) -> Option<usize> {
+        self.methods
+            .iter()
+            .filter_map(|m| m.body_limit(parts))
+            .max()
     }
 
     fn allows(&self, identity: &Identity) -> bool {
@@ -329,10 +385,27 @@ impl Service<Request> for AuthService {
     }
 
     fn call(&mut self, request: Request) -> AuthFuture {
-        match self.shared.admit(request) {
-            Ok(request) => AuthFuture::Admitted(self.inner.call(request)),
-            Err(error) => AuthFuture::Refused(ready(Ok(error.into_response()))),
-        }
+        let (parts, body) = request.into_parts();
+        let Some(limit) = self.shared.body_limit(&parts) else {
+            return match self.shared.admit(Request::from_parts(parts, body)) {
+                Ok(request) => AuthFuture::Admitted(self.inner.call(request)),
+                Err(error) => AuthFuture::Refused(ready(Ok(error.into_response()))),
+            };
+        };
+        // The service made ready by `poll_ready` goes with the future.
+        let ready_inner = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready_inner);
+        let shared = self.shared.clone();
+        AuthFuture::Buffering(Box::pin(async move {
+            let admitted = match body::buffer(parts, body, limit).await {
+                Ok(request) => shared.admit(request),
+                Err(error) => Err(error),
+            };
+            match admitted {
+                Ok(request) => inner.call(request).await,
+                Err(error) => Ok(error.into_response()),
+            }
+        }))
     }
 }
 
@@ -342,10 +415,11 @@ impl Future for AuthFuture {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Both variants are `Unpin` (a `Ready` and a boxed future).
+        // Every variant is `Unpin` (a `Ready` and boxed futures).
         match self.get_mut() {
             AuthFuture::Refused(ready) => Pin::new(ready).poll(cx),
             AuthFuture::Admitted(future) => future.as_mut().poll(cx),
+            AuthFuture::Buffering(future) => future.as_mut().poll(cx),
         }
     }
 }

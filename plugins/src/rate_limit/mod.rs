@@ -11,6 +11,7 @@
 //!       trusted_proxies: [10.0.0.0/8, "2001:db8::/32"]
 //!       forwarded_header: x_forwarded_for   # or `forwarded` (RFC 7239)
 //!       max_keys: 100000
+//!       backend: local            # or { redis: { url: redis://127.0.0.1:6379 } }
 //! ```
 //!
 //! # Algorithm
@@ -57,13 +58,18 @@
 //!
 //! `backend: local` (the default) keeps state in process memory
 //! ([`local`]): sharded, at most about `max_keys` keys, idle keys swept,
-//! least-used keys evicted under pressure. A shared backend (`redis`) slots
-//! in as another [`BackendConfig`] variant and another arm of the internal
-//! `Limiter::check`: the key ([`key::Key::as_bytes`]), the quota and the
-//! [`local::Decision`] it returns stay the same.
+//! least-used keys evicted under pressure.
+//!
+//! `backend: { redis: { url: ..., key_prefix: ..., timeout: 50ms, on_error:
+//! fail_open } }` shares the limit between every gateway instance using the
+//! same Redis ([`redis`]): one atomic script call per decision, on Redis's
+//! clock. When Redis cannot decide, `fail_open` (the default) falls back to a
+//! local limiter of the same quota (counted by [`redis::redis_fallbacks`]);
+//! `fail_closed` answers **503**. Same key, quota and headers as `local`.
 
 pub mod key;
 pub mod local;
+pub mod redis;
 #[cfg(test)]
 mod tests;
 
@@ -82,10 +88,11 @@ use tower::Service;
 
 use crate::error::{Code, ErrorResponse};
 use crate::registry::{Plugin, PluginError};
-use crate::stage::{HttpService, Request, Response};
+use crate::stage::{BoxFuture, HttpService, Request, Response};
 
 pub use key::{Cidr, ClientIpResolver, ForwardedHeader, Key, KeyBuilder, KeyPart};
 pub use local::{Decision, LocalLimiter, Period};
+pub use redis::{OnError, RedisConfig, RedisLimiter, redis_errors, redis_fallbacks};
 
 /// The `RateLimit` response header (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -134,18 +141,22 @@ pub struct RateLimitConfig {
     /// room (new clients are never refused for lack of room). Default: 100000.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
-    /// Where the counters live: `local` (this process's memory, the default).
+    /// Where the counters live: `local` (this process's memory, the default)
+    /// or `{redis: {url, key_prefix, timeout, on_error}}` (shared by every
+    /// gateway instance using that Redis).
     #[serde(default)]
     pub backend: BackendConfig,
 }
 
 /// Where a limit's state lives.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendConfig {
     /// In this process's memory: each gateway instance counts on its own.
     #[default]
     Local,
+    /// In Redis: every gateway instance using it shares the limit.
+    Redis(RedisConfig),
 }
 
 /// A parsed `rate`: `count` requests per `period`.
@@ -172,6 +183,7 @@ struct Shared {
 /// The state backend.
 enum Limiter {
     Local(LocalLimiter),
+    Redis(Arc<RedisLimiter>),
 }
 
 /// The service wrapping the rest of the route.
@@ -183,13 +195,24 @@ pub struct RateLimitService {
 
 /// The response future: the refusal, or the inner response plus headers.
 pub enum RateLimitFuture {
-    /// Refused: the 429 response.
+    /// Answered here: the 429 (or the 503 of a `fail_closed` backend that
+    /// could not decide).
     Limited(Ready<Result<Response, Infallible>>),
     /// Let through: the inner call and the headers to add to its response.
     Allowed {
         inner: <HttpService as Service<Request>>::Future,
         headers: Option<[(HeaderName, HeaderValue); 2]>,
     },
+    /// Waiting for a shared backend's decision.
+    Checking(Checking),
+}
+
+/// A request waiting for a shared backend's decision.
+pub struct Checking {
+    check: BoxFuture<Option<Decision>>,
+    /// The inner service, already ready, and the request for it.
+    call: Option<(HttpService, Request)>,
+    shared: Arc<Shared>,
 }
 
 fn default_key() -> Vec<KeyPart> {
@@ -289,10 +312,14 @@ impl Plugin for RateLimit {
             .map_err(|e| Self::error(format!("trusted_proxies: {e}")))?;
         let resolver = ClientIpResolver::new(trusted, config.forwarded_header);
         let keys = KeyBuilder::new(&config.key, resolver).map_err(Self::error)?;
-        let limiter = match config.backend {
+        let limiter = match &config.backend {
             BackendConfig::Local => Limiter::Local(LocalLimiter::new(
                 local::quota(rate.count, rate.period, burst),
                 config.max_keys,
+            )),
+            BackendConfig::Redis(redis) => Limiter::Redis(Arc::new(
+                RedisLimiter::new(redis, name, rate, burst, config.max_keys)
+                    .map_err(Self::error)?,
             )),
         };
         let name = format!("\"{name}\"");
@@ -320,24 +347,29 @@ impl Plugin for RateLimit {
     }
 }
 
-// === impl Limiter ===
-
-impl Limiter {
-    /// Counts one request against `key`. (A shared backend makes this
-    /// async; the local one never waits.)
-    fn check(&self, key: &Key) -> Decision {
-        match self {
-            Limiter::Local(local) => local.check(key),
-        }
-    }
-}
-
 // === impl Shared ===
 
 impl Shared {
     /// `"<name>";r=<remaining>;t=<secs>`.
     fn ratelimit(&self, remaining: u32, secs: u64) -> Option<HeaderValue> {
         HeaderValue::try_from(format!("{};r={remaining};t={secs}", self.name)).ok()
+    }
+
+    /// The headers of an allowed response.
+    fn allowed_headers(
+        &self,
+        remaining: u32,
+        reset: Duration,
+    ) -> Option<[(HeaderName, HeaderValue); 2]> {
+        self.ratelimit(remaining, ceil_secs(reset))
+            .map(|value| [(RATELIMIT_POLICY, self.policy.clone()), (RATELIMIT, value)])
+    }
+
+    /// The 503 of a `fail_closed` limit whose backend could not decide.
+    fn unavailable(&self) -> Response {
+        ErrorResponse::new(Code::Unavailable, "rate limiter unavailable")
+            .with_header(RATELIMIT_POLICY, self.policy.clone())
+            .into_response()
     }
 
     /// The 429 for a request that may retry after `wait`.
@@ -374,23 +406,23 @@ impl Service<Request> for RateLimitService {
     }
 
     fn call(&mut self, request: Request) -> RateLimitFuture {
-        let shared = &self.shared;
-        let key = shared.keys.key(&request);
-        match shared.limiter.check(&key) {
-            Decision::Limited { retry_after } => {
-                RateLimitFuture::Limited(ready(Ok(shared.refusal(retry_after))))
+        let key = self.shared.keys.key(&request);
+        match &self.shared.limiter {
+            Limiter::Local(local) => {
+                let decision = local.check(&key);
+                RateLimitFuture::decided(&self.shared, Some(decision), &mut self.inner, request)
             }
-            Decision::Allowed { remaining, reset } => {
-                let headers = shared.ratelimit(remaining, ceil_secs(reset)).map(|value| {
-                    [
-                        (RATELIMIT_POLICY, shared.policy.clone()),
-                        (RATELIMIT, value),
-                    ]
-                });
-                RateLimitFuture::Allowed {
-                    inner: self.inner.call(request),
-                    headers,
-                }
+            Limiter::Redis(redis) => {
+                let redis = redis.clone();
+                // The ready service goes with the request; a clone stays for
+                // the next call (which polls it ready first).
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                RateLimitFuture::Checking(Checking {
+                    check: Box::pin(async move { redis.check(&key).await }),
+                    call: Some((inner, request)),
+                    shared: self.shared.clone(),
+                })
             }
         }
     }
@@ -398,12 +430,42 @@ impl Service<Request> for RateLimitService {
 
 // === impl RateLimitFuture ===
 
+impl RateLimitFuture {
+    /// The future for a decision (`None`: the backend could not decide and
+    /// the limit fails closed); `inner` must be ready.
+    fn decided(
+        shared: &Shared,
+        decision: Option<Decision>,
+        inner: &mut HttpService,
+        request: Request,
+    ) -> RateLimitFuture {
+        match decision {
+            None => RateLimitFuture::Limited(ready(Ok(shared.unavailable()))),
+            Some(Decision::Limited { retry_after }) => {
+                RateLimitFuture::Limited(ready(Ok(shared.refusal(retry_after))))
+            }
+            Some(Decision::Allowed { remaining, reset }) => RateLimitFuture::Allowed {
+                inner: inner.call(request),
+                headers: shared.allowed_headers(remaining, reset),
+            },
+        }
+    }
+}
+
 impl Future for RateLimitFuture {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Both variants hold `Unpin` futures (a ready value, a boxed future).
-        match self.get_mut() {
+        // Every variant holds `Unpin` futures (a ready value, boxed futures).
+        let this = self.get_mut();
+        if let RateLimitFuture::Checking(checking) = this {
+            let decision = std::task::ready!(checking.check.as_mut().poll(cx));
+            let (mut inner, request) = checking.call.take().expect("polled after completion");
+            let shared = checking.shared.clone();
+            *this = RateLimitFuture::decided(&shared, decision, &mut inner, request);
+        }
+        match this {
+            RateLimitFuture::Checking(_) => unreachable!("decided above"),
             RateLimitFuture::Limited(ready) => Pin::new(ready).poll(cx),
             RateLimitFuture::Allowed { inner, headers } => {
                 let Ok(mut response) = std::task::ready!(Pin::new(inner).poll(cx));
