@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use http::HeaderName;
 use prost_reflect::{DescriptorPool, ServiceDescriptor};
-use switchyard_plugins::registry::build_stack;
+use switchyard_plugins::registry::{BuildContext, build_stack};
 use switchyard_plugins::stage::HttpService;
 
 use crate::config::{ConfigError, KeyPath, LoadedConfig, Route};
@@ -78,7 +78,11 @@ impl Runtime {
                 .chain(&route.plugins)
                 .cloned()
                 .collect();
-            let stack = build_stack(&plugins, handler.clone())
+            let ctx = BuildContext {
+                base_dir: source.base_dir(),
+                route: route.display_name().to_owned(),
+            };
+            let stack = build_stack(&plugins, handler.clone(), &ctx)
                 .await
                 .map_err(|e| source.error_at(&key.key("plugins"), e.to_string()))?;
             stacks.push(stack);

@@ -423,3 +423,35 @@ async fn hmac_signed_partner_requests_are_accepted_once_and_tampering_is_refused
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_relative_keys_file_is_read_from_the_config_files_directory() {
+    let dir = std::env::temp_dir().join(format!("sy-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("partner-keys.txt"),
+        format!("# consumer:sha256\ndemo-partner:{DEMO_KEY_SHA}\n"),
+    )
+    .unwrap();
+    let demo = common::spawn_demo().await;
+    let yaml = common::demo_config(
+        &demo,
+        ", plugins: [ { auth: { methods: [ { api_key: { keys_file: partner-keys.txt } } ] } } ]",
+        "",
+    );
+    let config = dir.join("gateway.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let loaded = switchyard::config::load(&config).unwrap();
+    let running = switchyard::app::start(loaded)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_dir_all(&dir).ok();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let req = http::Request::get(format!("http://{}/v1/users/1", running.listeners[0]))
+        .header("x-api-key", "demo-key-123")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(client.request(req).await.unwrap().status(), StatusCode::OK);
+    running.stop().await;
+}

@@ -18,5 +18,5 @@ pub mod request_id;
 pub mod stage;
 
 pub use error::ErrorResponse;
-pub use registry::{Plugin, PluginConfig, PluginError};
+pub use registry::{BuildContext, Plugin, PluginConfig, PluginError};
 pub use stage::{Body, BoxError, ClientAddr, Consumer, HttpService, Request, Response};

@@ -13,6 +13,27 @@ use serde::de::DeserializeOwned;
 
 use crate::stage::HttpService;
 
+/// Where a plugin is being built: what it may need besides its own config.
+#[derive(Clone, Debug, Default)]
+pub struct BuildContext {
+    /// The config file's directory: relative paths in plugin configs
+    /// (`keys_file`…) are relative to it.
+    pub base_dir: std::path::PathBuf,
+    /// The route's name, for state that must not be shared across routes.
+    pub route: String,
+}
+
+impl BuildContext {
+    /// `path` resolved against the config file's directory.
+    pub fn resolve(&self, path: &std::path::Path) -> std::path::PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
 /// A plugin: a tower layer over the pipeline's [`HttpService`] with a typed config.
 pub trait Plugin: Sized + Send + Sync + 'static {
     /// The name used in YAML.
@@ -23,6 +44,16 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     /// Validates the config and prepares shared state. Runs once per config
     /// version, off the request path, so it may do I/O.
     fn new(config: Self::Config) -> impl Future<Output = Result<Self, PluginError>> + Send;
+
+    /// Builds the plugin for one route. The default ignores the context;
+    /// plugins with file paths or per-route state adjust their config first.
+    fn build(
+        config: Self::Config,
+        ctx: &BuildContext,
+    ) -> impl Future<Output = Result<Self, PluginError>> + Send {
+        let _ = ctx;
+        Self::new(config)
+    }
 
     /// Wraps the next stage of the pipeline.
     fn wrap(&self, inner: HttpService) -> HttpService;
@@ -54,10 +85,10 @@ macro_rules! plugins {
             }
 
             /// Builds the plugin and wraps `inner` with it.
-            pub async fn wrap(&self, inner: HttpService) -> Result<HttpService, PluginError> {
+            pub async fn wrap(&self, inner: HttpService, ctx: &BuildContext) -> Result<HttpService, PluginError> {
                 match self {
                     $(PluginConfig::$variant(config) => {
-                        let plugin = <$ty>::new(config.clone()).await?;
+                        let plugin = <$ty>::build(config.clone(), ctx).await?;
                         Ok(plugin.wrap(inner))
                     })*
                 }
@@ -84,10 +115,11 @@ plugins! {
 pub async fn build_stack(
     plugins: &[PluginConfig],
     handler: HttpService,
+    ctx: &BuildContext,
 ) -> Result<HttpService, PluginError> {
     let mut service = handler;
     for plugin in plugins.iter().rev() {
-        service = plugin.wrap(service).await?;
+        service = plugin.wrap(service, ctx).await?;
     }
     Ok(service)
 }

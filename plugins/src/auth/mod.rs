@@ -223,6 +223,21 @@ impl Plugin for Auth {
     const NAME: &'static str = "auth";
     type Config = AuthConfig;
 
+    /// `keys_file` paths are relative to the config file.
+    async fn build(
+        mut config: AuthConfig,
+        ctx: &crate::registry::BuildContext,
+    ) -> Result<Self, PluginError> {
+        for method in &mut config.methods {
+            if let MethodConfig::ApiKey(api_key) = method
+                && let Some(path) = &api_key.keys_file
+            {
+                api_key.keys_file = Some(ctx.resolve(path));
+            }
+        }
+        Self::new(config).await
+    }
+
     async fn new(config: AuthConfig) -> Result<Self, PluginError> {
         if config.methods.is_empty() {
             return Err(error(

@@ -277,6 +277,20 @@ impl Plugin for RateLimit {
     const NAME: &'static str = "rate_limit";
     type Config = RateLimitConfig;
 
+    /// A Redis-backed limit's keys include the route, so two routes with the
+    /// same policy name keep separate budgets (as local limits do).
+    async fn build(
+        mut config: RateLimitConfig,
+        ctx: &crate::registry::BuildContext,
+    ) -> Result<Self, PluginError> {
+        if let BackendConfig::Redis(redis) = &mut config.backend
+            && !ctx.route.is_empty()
+        {
+            redis.key_prefix = format!("{}{}:", redis.key_prefix, ctx.route);
+        }
+        Self::new(config).await
+    }
+
     async fn new(config: RateLimitConfig) -> Result<Self, PluginError> {
         let rate = Rate::parse(&config.rate).map_err(Self::error)?;
         let burst = match config.burst {
