@@ -13,6 +13,8 @@ const PROTOS: &[&str] = &[
     // The services attach google.rpc details (ErrorInfo, BadRequest, ...) to their errors.
     "google/rpc/status.proto",
     "google/rpc/error_details.proto",
+    // Every demo server also answers the standard health service.
+    "grpc/health/v1/health.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,6 +6,7 @@
 //! the others keep serving. See [`spawn`] and [`DemoServer`].
 
 mod errors;
+mod health;
 mod inventory;
 mod orders;
 mod paging;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use prost_types::Timestamp;
 
 pub use errors::{find_detail, rich_status};
+pub use health::DemoHealth;
 pub use inventory::InMemoryInventory;
 pub use orders::{InMemoryOrders, PRICES, SEED_ORDERS, price_of};
 pub use server::{DemoServer, Service, spawn};
@@ -39,6 +41,10 @@ pub mod pb {
     /// `demo.inventory.v1`
     pub mod inventory {
         tonic::include_proto!("demo.inventory.v1");
+    }
+    /// `grpc.health.v1`: the standard health service every demo server answers.
+    pub mod health {
+        tonic::include_proto!("grpc.health.v1");
     }
     /// `google.*` packages the demo services use.
     pub mod google {

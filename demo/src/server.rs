@@ -5,15 +5,20 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::{Router, TcpIncoming};
 
+use crate::DemoHealth;
+use crate::pb::health::health_server::HealthServer;
 use crate::pb::inventory::inventory_service_server::InventoryServiceServer;
 use crate::pb::orders::order_service_server::OrderServiceServer;
 use crate::pb::users::user_service_server::UserServiceServer;
@@ -43,6 +48,15 @@ impl Service {
             Service::Users => "users",
             Service::Orders => "orders",
             Service::Inventory => "inventory",
+        }
+    }
+
+    /// The full gRPC service name, e.g. `demo.users.v1.UserService`.
+    pub fn full_name(self) -> &'static str {
+        match self {
+            Service::Users => "demo.users.v1.UserService",
+            Service::Orders => "demo.orders.v1.OrderService",
+            Service::Inventory => "demo.inventory.v1.InventoryService",
         }
     }
 
@@ -123,6 +137,10 @@ pub struct DemoServer {
     inventory_store: InMemoryInventory,
     /// Indexed by [`Service::index`]; `None` while a service is stopped.
     running: [Option<Running>; 3],
+    /// Each server's `grpc.health.v1.Health` state, by [`Service::index`].
+    health: [DemoHealth; 3],
+    /// Calls each service received (health checks not included), by [`Service::index`].
+    calls: [Arc<AtomicUsize>; 3],
 }
 
 /// Binds each service on its own listener (port 0 picks an ephemeral port) and serves until the
@@ -142,6 +160,8 @@ pub async fn spawn(
         orders_store: InMemoryOrders::new(),
         inventory_store: InMemoryInventory::new(),
         running: [None, None, None],
+        health: Service::ALL.map(|s| DemoHealth::new(s.full_name())),
+        calls: Default::default(),
     };
     for service in Service::ALL {
         server.start(service).await?;
@@ -167,6 +187,17 @@ impl DemoServer {
     /// Whether `service` is currently serving.
     pub fn is_running(&self, service: Service) -> bool {
         self.running[service.index()].is_some()
+    }
+
+    /// Sets whether `service`'s server answers `grpc.health.v1.Health/Check` with SERVING (for
+    /// the empty name and the service's full name) or NOT_SERVING. Calls are served either way.
+    pub fn set_serving(&self, service: Service, serving: bool) {
+        self.health[service.index()].set_serving(serving);
+    }
+
+    /// Calls `service` has received since start (health checks not counted).
+    pub fn calls(&self, service: Service) -> usize {
+        self.calls[service.index()].load(Ordering::SeqCst)
     }
 
     /// Number of open `WatchOrders` streams; see [`InMemoryOrders::open_watches`].
@@ -209,25 +240,35 @@ impl DemoServer {
     /// Requests may be gzip-compressed; replies are not (like most gRPC
     /// servers): compressing sub-kilobyte messages costs both sides more CPU
     /// than it saves. The gateway's handling of compressed replies is tested
-    /// against the Python peer.
+    /// against the Python peer. Each server also answers `grpc.health.v1.Health`.
     async fn start_on(&mut self, service: Service, addr: SocketAddr) -> io::Result<()> {
+        let health = HealthServer::new(self.health[service.index()].clone());
+        let calls = self.calls[service.index()].clone();
+        let count = move |request: tonic::Request<()>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(request)
+        };
+        let router = Server::builder().add_service(health);
         let (bound, running) = match service {
             Service::Users => {
                 let svc = UserServiceServer::new(self.users_store.clone())
                     .accept_compressed(CompressionEncoding::Gzip);
-                Running::start(Server::builder().add_service(svc), addr, || {}).await?
+                let router = router.add_service(InterceptedService::new(svc, count));
+                Running::start(router, addr, || {}).await?
             }
             Service::Orders => {
                 let svc = OrderServiceServer::new(self.orders_store.clone())
                     .accept_compressed(CompressionEncoding::Gzip);
                 let store = self.orders_store.clone();
                 let on_stop = move || store.close_streams();
-                Running::start(Server::builder().add_service(svc), addr, on_stop).await?
+                let router = router.add_service(InterceptedService::new(svc, count));
+                Running::start(router, addr, on_stop).await?
             }
             Service::Inventory => {
                 let svc = InventoryServiceServer::new(self.inventory_store.clone())
                     .accept_compressed(CompressionEncoding::Gzip);
-                Running::start(Server::builder().add_service(svc), addr, || {}).await?
+                let router = router.add_service(InterceptedService::new(svc, count));
+                Running::start(router, addr, || {}).await?
             }
         };
         match service {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use http::HeaderName;
 use prost_reflect::{DescriptorPool, ServiceDescriptor};
-use switchyard_plugins::registry::{BuildContext, build_stack};
+use switchyard_plugins::registry::{BuildContext, build_stack, with_defaults};
 use switchyard_plugins::stage::HttpService;
 
 use crate::config::{ConfigError, KeyPath, LoadedConfig, Route};
@@ -19,6 +19,8 @@ use crate::transcode::binding::Binding;
 use crate::transcode::http_rule::{self, RuleSpec};
 use crate::transcode::{handler, response};
 use crate::upstream::endpoint::ConnSettings;
+use crate::upstream::health::HealthPolicy;
+use crate::upstream::outlier::OutlierPolicy;
 use crate::upstream::retry::RetryPolicy;
 use crate::upstream::{Options, Upstream};
 
@@ -72,12 +74,7 @@ impl Runtime {
                     ),
                 ));
             }
-            let plugins: Vec<_> = config
-                .plugins
-                .iter()
-                .chain(&route.plugins)
-                .cloned()
-                .collect();
+            let plugins = with_defaults(&config.plugins, &route.plugins);
             let ctx = BuildContext {
                 base_dir: source.base_dir(),
                 route: route.display_name().to_owned(),
@@ -128,6 +125,13 @@ fn build_upstreams(
                 "max_concurrent must be at least 1",
             ));
         }
+        let health = health_policy(loaded, up, &key)?;
+        let outlier = OutlierPolicy {
+            consecutive_failures: up.outlier.consecutive_failures,
+            base_ejection: up.outlier.base_ejection.0,
+            max_ejection: up.outlier.max_ejection.0,
+        };
+        let endpoint_metrics = |endpoint: &str| metrics.for_endpoint(name, endpoint);
         let upstream = Upstream::new(
             name,
             &up.endpoints,
@@ -143,12 +147,46 @@ fn build_upstreams(
                 max_concurrent: up.max_concurrent,
                 retry,
                 metrics: metrics.for_upstream(name),
+                balance: up.balance,
+                outlier,
+                health,
+                endpoint_metrics: &endpoint_metrics,
             },
         )
         .map_err(|e| loaded.source.error_at(&key.key("endpoints"), e.to_string()))?;
         out.insert(name.clone(), upstream);
     }
     Ok(out)
+}
+
+/// The health-check settings of `up`, checked.
+fn health_policy(
+    loaded: &LoadedConfig,
+    up: &crate::config::Upstream,
+    key: &KeyPath,
+) -> Result<Option<HealthPolicy>, ConfigError> {
+    let Some(check) = &up.health_check else {
+        return Ok(None);
+    };
+    let key = key.key("health_check");
+    let positive = [
+        ("interval", check.interval.0.is_zero()),
+        ("timeout", check.timeout.0.is_zero()),
+        ("unhealthy_threshold", check.unhealthy_threshold == 0),
+        ("healthy_threshold", check.healthy_threshold == 0),
+    ];
+    if let Some(&(field, _)) = positive.iter().find(|(_, zero)| *zero) {
+        return Err(loaded
+            .source
+            .error_at(&key.key(field), format!("{field} must be greater than 0")));
+    }
+    Ok(Some(HealthPolicy {
+        interval: check.interval.0,
+        timeout: check.timeout.0,
+        service: check.service.clone(),
+        unhealthy_threshold: check.unhealthy_threshold,
+        healthy_threshold: check.healthy_threshold,
+    }))
 }
 
 fn route_ctx(

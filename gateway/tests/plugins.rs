@@ -455,3 +455,26 @@ async fn a_relative_keys_file_is_read_from_the_config_files_directory() {
     assert_eq!(client.request(req).await.unwrap().status(), StatusCode::OK);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_route_plugin_replaces_the_top_level_default_of_the_same_name() {
+    // Default: 1 request per minute; the users route overrides it with 100/min.
+    let demo = common::spawn_demo().await;
+    let mut yaml = common::demo_config(&demo, "", "plugins: [ { rate_limit: { rate: 1/min } } ]");
+    yaml = yaml.replacen(
+        "upstream: users ",
+        "upstream: users, plugins: [ { rate_limit: { rate: 100/min } } ] ",
+        1,
+    );
+    let gw = TestGateway::start_yaml(demo, &yaml).await;
+    for _ in 0..3 {
+        assert_eq!(gw.get("/v1/users/1").await.status, StatusCode::OK);
+    }
+    assert_eq!(gw.get("/v1/orders/1").await.status, StatusCode::OK);
+    assert_eq!(
+        gw.get("/v1/orders/1").await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the default still applies elsewhere"
+    );
+    gw.stop().await;
+}

@@ -110,6 +110,32 @@ plugins! {
     Headers(crate::headers::Headers),
 }
 
+/// A route's effective plugin list: the top-level `defaults` first, in their
+/// order, except that a route plugin of the same name replaces the default
+/// in place (so a route can tighten a default rate limit or change its auth);
+/// then the route's other plugins, in their order.
+pub fn with_defaults(defaults: &[PluginConfig], route: &[PluginConfig]) -> Vec<PluginConfig> {
+    let mut taken = vec![false; route.len()];
+    let mut out = Vec::with_capacity(defaults.len() + route.len());
+    for default in defaults {
+        match route.iter().position(|p| p.name() == default.name()) {
+            Some(i) => {
+                taken[i] = true;
+                out.push(route[i].clone());
+            }
+            None => out.push(default.clone()),
+        }
+    }
+    out.extend(
+        route
+            .iter()
+            .zip(&taken)
+            .filter(|(_, t)| !**t)
+            .map(|(p, _)| p.clone()),
+    );
+    out
+}
+
 /// Wraps `handler` with `plugins`, the first listed being the outermost (it
 /// sees the request first and the response last).
 pub async fn build_stack(
@@ -122,4 +148,48 @@ pub async fn build_stack(
         service = plugin.wrap(service, ctx).await?;
     }
     Ok(service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request_id::RequestIdConfig;
+
+    fn request_id(header: &str) -> PluginConfig {
+        PluginConfig::RequestId(RequestIdConfig {
+            header: header.into(),
+        })
+    }
+
+    fn cors() -> PluginConfig {
+        serde_json::from_value(serde_json::json!({"cors": {"allow_origins": ["*"]}})).unwrap()
+    }
+
+    fn headers() -> PluginConfig {
+        serde_json::from_value(serde_json::json!({"headers": {}})).unwrap()
+    }
+
+    #[test]
+    fn route_plugins_replace_defaults_of_the_same_name_in_place() {
+        let defaults = [request_id("x-default"), cors()];
+        let route = [headers(), request_id("x-route")];
+        let names: Vec<_> = with_defaults(&defaults, &route)
+            .iter()
+            .map(PluginConfig::name)
+            .collect();
+        assert_eq!(names, ["request_id", "cors", "headers"]);
+        match &with_defaults(&defaults, &route)[0] {
+            PluginConfig::RequestId(c) => assert_eq!(c.header, "x-route"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_overlap_defaults_come_first() {
+        let names: Vec<_> = with_defaults(&[cors()], &[headers()])
+            .iter()
+            .map(PluginConfig::name)
+            .collect();
+        assert_eq!(names, ["cors", "headers"]);
+    }
 }

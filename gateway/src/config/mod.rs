@@ -1,11 +1,13 @@
 //! Configuration: the YAML model, loading with located errors, and the
 //! JSON Schema generated from the model.
 
+pub mod balancing;
 pub mod load;
 pub mod model;
 pub mod span;
 pub mod units;
 
+pub use balancing::{Balance, HealthCheck, Outlier};
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, parse};
 pub use model::*;
 pub use span::KeyPath;

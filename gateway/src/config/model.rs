@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use switchyard_plugins::PluginConfig;
 
+use super::balancing::{Balance, HealthCheck, Outlier};
 use super::units::{ByteSize, HumanDuration};
 
 /// Switchyard's configuration: where to listen, which `.proto` files describe
@@ -35,7 +36,8 @@ pub struct Config {
     /// Routes: which services' methods are exposed, how, and to which upstream.
     #[serde(default)]
     pub routes: Vec<Route>,
-    /// Plugins applied to every route before the route's own `plugins`.
+    /// Plugins applied to every route, before the route's own `plugins`; a
+    /// route plugin with the same name replaces the default in its place.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
     /// Edge worker threads. Each runs its own event loop with its own upstream
@@ -151,6 +153,15 @@ pub struct Upstream {
     /// sent, never past the call's deadline.
     #[serde(default)]
     pub retry: Retry,
+    /// How calls choose an endpoint: `p2c` (default) or `round_robin`.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Passive outlier ejection of endpoints that keep failing; on by default.
+    #[serde(default)]
+    pub outlier: Outlier,
+    /// Active gRPC health checks of each endpoint; off when omitted.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
 }
 
 /// When calls to an upstream are retried. A call that cannot have reached the

@@ -9,6 +9,7 @@ use prometheus::{
 };
 use switchyard_plugins::error::Code;
 
+use crate::upstream::outlier::EndpointMetrics;
 use crate::upstream::retry::UpstreamMetrics;
 
 /// Latency buckets (seconds) from 0.5 ms to 10 s: gateway hops are sub-millisecond,
@@ -28,6 +29,8 @@ pub struct Metrics {
     upstream_retries: IntCounterVec,
     upstream_shed: IntCounterVec,
     upstream_in_flight: IntGaugeVec,
+    endpoint_healthy: IntGaugeVec,
+    endpoint_ejections: IntCounterVec,
     /// Config versions loaded since start (1 after start-up).
     pub config_version: IntGauge,
     /// Rate-limit decisions Redis could not make, and those a local fallback
@@ -101,6 +104,22 @@ impl Metrics {
             &["upstream"],
         )
         .expect("static metric definition");
+        let endpoint_healthy = IntGaugeVec::new(
+            Opts::new(
+                "upstream_endpoint_healthy",
+                "1 while an upstream endpoint takes calls: passing its health checks and not ejected (an ejected endpoint reads 0 until a call to it succeeds).",
+            ),
+            &["upstream", "endpoint"],
+        )
+        .expect("static metric definition");
+        let endpoint_ejections = IntCounterVec::new(
+            Opts::new(
+                "upstream_ejections_total",
+                "Upstream endpoints ejected after consecutive failed calls.",
+            ),
+            &["upstream", "endpoint"],
+        )
+        .expect("static metric definition");
         let config_version = IntGauge::new(
             "config_version",
             "Config versions loaded since the process started.",
@@ -126,6 +145,8 @@ impl Metrics {
             Box::new(upstream_retries.clone()),
             Box::new(upstream_shed.clone()),
             Box::new(upstream_in_flight.clone()),
+            Box::new(endpoint_healthy.clone()),
+            Box::new(endpoint_ejections.clone()),
             Box::new(config_version.clone()),
         ] {
             registry
@@ -141,6 +162,8 @@ impl Metrics {
             upstream_retries,
             upstream_shed,
             upstream_in_flight,
+            endpoint_healthy,
+            endpoint_ejections,
             config_version,
             rate_limit_redis_errors,
             rate_limit_redis_fallbacks,
@@ -154,6 +177,18 @@ impl Metrics {
             retries: self.upstream_retries.with_label_values(&[upstream]),
             shed: self.upstream_shed.with_label_values(&[upstream]),
             in_flight: self.upstream_in_flight.with_label_values(&[upstream]),
+        }
+    }
+
+    /// The health gauge and ejection counter of one upstream endpoint.
+    pub fn for_endpoint(&self, upstream: &str, endpoint: &str) -> EndpointMetrics {
+        EndpointMetrics {
+            healthy: self
+                .endpoint_healthy
+                .with_label_values(&[upstream, endpoint]),
+            ejections: self
+                .endpoint_ejections
+                .with_label_values(&[upstream, endpoint]),
         }
     }
 

@@ -4,7 +4,9 @@
 //! Calls go straight to the `h2` crate's `SendRequest`: no request buffer
 //! task (tonic's `Channel`) and no per-call dispatch channel and spawned
 //! response task (hyper's client), which profiling showed per request.
-//! Balancing across endpoints lives in `super` (p2c over in-flight calls).
+//! Balancing across endpoints lives in `super` (p2c or round robin), the
+//! failure record that passes endpoints over in `outlier.rs`, and active
+//! health checks in `health.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,15 +19,15 @@ use tonic::Status;
 /// A sender of calls on one HTTP/2 connection.
 pub type Sender = h2::client::SendRequest<Bytes>;
 
+use super::UpstreamError;
+use super::outlier::{EndpointMetrics, OutlierPolicy, OutlierState};
+
 /// The live connection: its sender, and whether it has ended.
 #[derive(Clone, Debug)]
-struct Live {
-    sender: Sender,
+pub struct Live {
+    pub sender: Sender,
     closed: Arc<AtomicBool>,
 }
-
-/// How long an endpoint that refused a connection is passed over.
-const DOWN_FOR: Duration = Duration::from_secs(1);
 
 /// One endpoint of an upstream.
 #[derive(Debug)]
@@ -38,7 +40,14 @@ pub struct Endpoint {
     /// on the event loop that serves the client, with no cross-thread wake-ups.
     slots: Box<[Slot]>,
     in_flight: AtomicUsize,
-    down_until: Mutex<Option<Instant>>,
+    policy: OutlierPolicy,
+    outlier: Mutex<OutlierState>,
+    /// Whether `outlier` may hold anything: lets the usual case (no recent
+    /// failure) skip its lock on the request path.
+    troubled: AtomicBool,
+    /// Cleared by failing active health checks.
+    healthy: AtomicBool,
+    metrics: EndpointMetrics,
 }
 
 /// One worker's connection to the endpoint.
@@ -79,7 +88,12 @@ pub struct InFlight<'a>(&'a AtomicUsize);
 // === impl Endpoint ===
 
 impl Endpoint {
-    pub fn new(origin: Uri, settings: ConnSettings) -> Option<Endpoint> {
+    pub fn new(
+        origin: Uri,
+        settings: ConnSettings,
+        policy: OutlierPolicy,
+        metrics: EndpointMetrics,
+    ) -> Option<Endpoint> {
         let authority = origin.authority()?;
         let port = authority.port_u16().unwrap_or(80);
         Some(Endpoint {
@@ -90,8 +104,20 @@ impl Endpoint {
                 .map(|_| Slot::default())
                 .collect(),
             in_flight: AtomicUsize::new(0),
-            down_until: Mutex::new(None),
+            policy,
+            outlier: Mutex::new(OutlierState::default()),
+            troubled: AtomicBool::new(false),
+            healthy: AtomicBool::new(true),
+            metrics: {
+                metrics.healthy.set(1);
+                metrics
+            },
         })
+    }
+
+    /// `host:port`, for logs.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// Calls in flight on this endpoint, for balancing.
@@ -99,9 +125,67 @@ impl Endpoint {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Whether a recent connection attempt failed.
-    pub fn is_down(&self) -> bool {
-        lock(&self.down_until).is_some_and(|until| Instant::now() < until)
+    /// Whether the balancer should pass this endpoint over: ejected, just
+    /// refused a connection, or failing its health checks.
+    pub fn is_out(&self, now: Instant) -> bool {
+        !self.healthy.load(Ordering::Relaxed)
+            || (self.troubled.load(Ordering::Relaxed) && lock(&self.outlier).is_out(now))
+    }
+
+    /// Records a call's outcome for outlier ejection: a transport failure, an
+    /// UNAVAILABLE or a broken protocol is a failure, any other answer a success.
+    pub fn record<T>(&self, upstream: &str, result: &Result<T, UpstreamError>) {
+        let failed = match result {
+            Ok(_) | Err(UpstreamError::ReplyTooLarge { .. }) => false,
+            Err(UpstreamError::Status(status)) => status.code() == tonic::Code::Unavailable,
+            Err(UpstreamError::Transport { .. } | UpstreamError::Protocol(_)) => true,
+        };
+        if failed {
+            let ejected = self.troubled(|o| o.failure(&self.policy, Instant::now()));
+            self.ejected(upstream, ejected);
+        } else if self.troubled.load(Ordering::Relaxed) {
+            let reopened = {
+                let mut outlier = lock(&self.outlier);
+                self.troubled.store(false, Ordering::Relaxed);
+                outlier.success()
+            };
+            if reopened {
+                tracing::info!(upstream, endpoint = %self.address, "ejected upstream endpoint answers again");
+                self.publish();
+            }
+        }
+    }
+
+    /// Sets the active health-check verdict.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+        self.publish();
+    }
+
+    /// Updates the failure record, marking it as worth looking at.
+    fn troubled<R>(&self, f: impl FnOnce(&mut OutlierState) -> R) -> R {
+        let mut outlier = lock(&self.outlier);
+        self.troubled.store(true, Ordering::Relaxed);
+        f(&mut outlier)
+    }
+
+    fn ejected(&self, upstream: &str, ejected: Option<Duration>) {
+        if let Some(length) = ejected {
+            tracing::warn!(upstream, endpoint = %self.address, ?length, "upstream endpoint ejected after consecutive failures");
+            self.metrics.ejections.inc();
+            self.publish();
+        }
+    }
+
+    /// Updates the `healthy` gauge.
+    fn publish(&self) {
+        let up = self.healthy.load(Ordering::Relaxed) && !lock(&self.outlier).is_open();
+        self.metrics.healthy.set(i64::from(up));
+    }
+
+    /// A connection of its own, not shared with calls (for health checks).
+    pub async fn dedicated(&self) -> Result<Live, String> {
+        self.connect().await
     }
 
     pub fn track(&self) -> InFlight<'_> {
@@ -121,13 +205,13 @@ impl Endpoint {
         }
         match self.connect().await {
             Ok(live) => {
-                *lock(&self.down_until) = None;
                 let sender = live.sender.clone();
                 *lock(&slot.live) = Some(live);
                 Ok(sender)
             }
             Err(message) => {
-                *lock(&self.down_until) = Some(Instant::now() + DOWN_FOR);
+                let ejected = self.troubled(|o| o.connect_failed(&self.policy, Instant::now()));
+                self.ejected(upstream, ejected);
                 Err(Status::unavailable(format!(
                     "upstream `{upstream}` at {}: {message}",
                     self.address
@@ -203,6 +287,15 @@ async fn keepalive(
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded values are plain data: a panic elsewhere cannot leave them torn.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+// === impl Live ===
+
+impl Live {
+    /// Whether the connection has ended (a new one is needed).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
 }
 
 // === impl Slot ===

@@ -1,10 +1,14 @@
-//! Upstream gRPC services: one tonic channel per upstream (connections are
-//! reused and multiplexed over HTTP/2), balanced across its endpoints, and
-//! unary calls with a per-call deadline and message-size limit, a
+//! Upstream gRPC services: multiplexed HTTP/2 connections to each endpoint,
+//! balanced across endpoints (`balance.rs`) that are passed over while
+//! ejected for failing (`outlier.rs`) or failing health checks (`health.rs`),
+//! and unary calls with a per-call deadline and message-size limit, a
 //! concurrency limit that sheds load, and budgeted retries (`retry.rs`).
 
+pub mod balance;
 pub mod endpoint;
 pub mod grpc;
+pub mod health;
+pub mod outlier;
 pub mod retry;
 
 use std::sync::Arc;
@@ -14,8 +18,13 @@ use http::Uri;
 use http::uri::PathAndQuery;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 
+use balance::Balancer;
 use endpoint::{ConnSettings, Endpoint};
+use health::{Checks, HealthPolicy};
+use outlier::{EndpointMetrics, OutlierPolicy};
 use retry::{Limit, RetryPolicy, UpstreamMetrics};
+
+use crate::config::Balance;
 
 /// A named upstream, ready for calls.
 #[derive(Clone, Debug)]
@@ -28,10 +37,13 @@ pub struct Upstream {
     limit: Arc<Limit>,
     retry: RetryPolicy,
     metrics: UpstreamMetrics,
+    balancer: Arc<Balancer>,
+    /// The health-check tasks, stopped when the last clone is dropped.
+    _checks: Option<Arc<Checks>>,
 }
 
 /// How calls to an upstream are bounded and retried.
-pub struct Options {
+pub struct Options<'a> {
     /// Default deadline for calls.
     pub timeout: Duration,
     pub max_message: usize,
@@ -39,6 +51,12 @@ pub struct Options {
     pub max_concurrent: usize,
     pub retry: RetryPolicy,
     pub metrics: UpstreamMetrics,
+    pub balance: Balance,
+    pub outlier: OutlierPolicy,
+    /// Active health checks; none when `None`.
+    pub health: Option<HealthPolicy>,
+    /// The metrics of each endpoint, by endpoint address as configured.
+    pub endpoint_metrics: &'a dyn Fn(&str) -> EndpointMetrics,
 }
 
 /// An endpoint address that could not be used.
@@ -96,11 +114,12 @@ impl UpstreamError {
 impl Upstream {
     /// Prepares the endpoints; connections open lazily on first use, so a
     /// gateway starts (and a config validates) while an upstream is down.
+    /// Health checks, if any, start now on the current tokio runtime.
     pub fn new(
         name: &str,
         endpoints: &[String],
         settings: ConnSettings,
-        options: Options,
+        options: Options<'_>,
     ) -> Result<Upstream, EndpointError> {
         if endpoints.is_empty() {
             return Err(EndpointError {
@@ -110,16 +129,23 @@ impl Upstream {
         }
         let mut list = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
-            list.push(endpoint_for(endpoint, settings)?);
+            let metrics = (options.endpoint_metrics)(endpoint);
+            list.push(endpoint_for(endpoint, settings, options.outlier, metrics)?);
         }
+        let endpoints: Arc<[Endpoint]> = list.into();
+        let checks = options
+            .health
+            .and_then(|policy| health::spawn(name, &endpoints, policy));
         Ok(Upstream {
             name: name.to_owned(),
-            endpoints: list.into(),
+            endpoints,
             timeout: options.timeout,
             max_message: options.max_message,
             limit: Arc::new(Limit::new(options.max_concurrent)),
             retry: options.retry,
             metrics: options.metrics,
+            balancer: Arc::new(Balancer::new(options.balance)),
+            _checks: checks.map(Arc::new),
         })
     }
 
@@ -218,27 +244,31 @@ impl Upstream {
             output: call.output,
             max_message: self.max_message,
         };
-        (Some(index), grpc::unary(sender, unary, message).await)
+        let result = grpc::unary(sender, unary, message).await;
+        endpoint.record(&self.name, &result);
+        (Some(index), result)
     }
 
-    /// An endpoint with a live connection: the less busy of two picked at
-    /// random (power of two choices), skipping endpoints that just refused a
-    /// connection, and `avoid` (the endpoint that just failed) when there
-    /// are others; on a connection failure the others are tried in turn.
+    /// An endpoint with a live connection, chosen by the balancer among
+    /// those not passed over (ejected, refusing connections or unhealthy)
+    /// and other than `avoid` (the endpoint that just failed) when it can;
+    /// on a connection failure the others are tried in turn.
     async fn connect(
         &self,
         avoid: Option<usize>,
     ) -> Result<(usize, endpoint::Sender), tonic::Status> {
         let n = self.endpoints.len();
-        let mut first = self.pick();
-        if avoid == Some(first) && n > 1 {
-            first = (first + 1) % n;
-        }
+        let now = Instant::now();
+        let first = self.balancer.pick(
+            n,
+            |i| 2 * u8::from(avoid == Some(i)) + u8::from(self.endpoints[i].is_out(now)),
+            |i| self.endpoints[i].in_flight(),
+        );
         let mut last_error = None;
         for offset in 0..n {
             let index = (first + offset) % n;
             let endpoint = &self.endpoints[index];
-            if offset > 0 && endpoint.is_down() {
+            if offset > 0 && endpoint.is_out(now) {
                 continue;
             }
             match endpoint.sender(&self.name).await {
@@ -253,23 +283,14 @@ impl Upstream {
             ))
         }))
     }
-
-    fn pick(&self) -> usize {
-        let n = self.endpoints.len();
-        if n == 1 {
-            return 0;
-        }
-        let a = fastrand::usize(..n);
-        let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-        let load = |i: usize| {
-            let e = &self.endpoints[i];
-            (e.is_down(), e.in_flight())
-        };
-        if load(b) < load(a) { b } else { a }
-    }
 }
 
-fn endpoint_for(endpoint: &str, settings: ConnSettings) -> Result<Endpoint, EndpointError> {
+fn endpoint_for(
+    endpoint: &str,
+    settings: ConnSettings,
+    outlier: OutlierPolicy,
+    metrics: EndpointMetrics,
+) -> Result<Endpoint, EndpointError> {
     let err = |message: &str| EndpointError {
         endpoint: endpoint.to_owned(),
         message: message.to_owned(),
@@ -285,5 +306,5 @@ fn endpoint_for(endpoint: &str, settings: ConnSettings) -> Result<Endpoint, Endp
     if uri.path() != "/" && !uri.path().is_empty() {
         return Err(err("an endpoint is scheme://host:port, without a path"));
     }
-    Endpoint::new(uri, settings).ok_or_else(|| err("missing host"))
+    Endpoint::new(uri, settings, outlier, metrics).ok_or_else(|| err("missing host"))
 }
