@@ -37,6 +37,16 @@ pub struct ClientAddr(pub std::net::SocketAddr);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OriginalUri(pub http::Uri);
 
+/// The verified client certificate's identity, set by the TLS edge on each
+/// request of a mutually authenticated connection (read by `auth`'s `mtls`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The subject's common name.
+    pub subject_cn: Option<String>,
+    /// DNS and URI subject alternative names, in certificate order.
+    pub sans: Vec<String>,
+}
+
 /// Who is calling, once an auth plugin has said so: the key for per-consumer
 /// rate limits, metrics and upstream metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -46,6 +46,7 @@ mod api_key;
 mod body;
 mod hmac;
 mod jwt;
+mod mtls;
 #[cfg(test)]
 mod tests;
 
@@ -102,6 +103,9 @@ pub enum MethodConfig {
     /// HMAC-SHA256 over the method, path, query, a timestamp and the body's
     /// SHA-256; see `docs/partner-signing.md`.
     Hmac(HmacConfig),
+    /// The client certificate of a mutual-TLS connection (verified by the
+    /// TLS edge): the consumer is its subject CN or first SAN.
+    Mtls(mtls::MtlsConfig),
 }
 
 /// How several methods combine.
@@ -260,6 +264,7 @@ impl Plugin for Auth {
                     self::hmac::Hmac::new(c)
                         .map_err(|e| error(format!("methods[{i}].hmac: {e}")))?,
                 ),
+                MethodConfig::Mtls(c) => Box::new(mtls::Mtls::new(c)),
             };
             methods.push(built);
         }
