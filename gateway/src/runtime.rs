@@ -213,6 +213,7 @@ fn route_ctx(
     Ok(RouteCtx {
         index,
         name: route.display_name().to_owned(),
+        hosts: route_hosts(loaded, route, &key)?,
         timeout: route.timeout.map_or(upstream.timeout, |t| t.0),
         upstream,
         max_body: route
@@ -226,6 +227,21 @@ fn route_ctx(
         rpc_status: pool.get_message_by_name("google.rpc.Status"),
         metrics: metrics.clone(),
     })
+}
+
+fn route_hosts(
+    loaded: &LoadedConfig,
+    route: &Route,
+    key: &KeyPath,
+) -> Result<Vec<String>, ConfigError> {
+    let mut hosts = Vec::with_capacity(route.hosts.len());
+    for (i, host) in route.hosts.iter().enumerate() {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        crate::routing::hosts::check_host_pattern(&host)
+            .map_err(|e| loaded.source.error_at(&key.key("hosts").index(i), e))?;
+        hosts.push(host);
+    }
+    Ok(hosts)
 }
 
 fn header_rules(

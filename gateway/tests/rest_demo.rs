@@ -475,3 +475,40 @@ async fn paths_are_normalised_before_routing() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn routes_can_be_limited_to_hosts_and_the_same_path_routed_per_host() {
+    // users on api.example.com and any *.partners.example.com; a second
+    // binding set of the same service, for any other host, that requires an API key.
+    let demo = common::spawn_demo().await;
+    let yaml = format!(
+        r#"
+listeners: [{{ address: "127.0.0.1:0" }}]
+admin: {{ address: "127.0.0.1:0" }}
+protos: {{ sources: ["{}"] }}
+upstreams:
+  users: {{ endpoints: ["{}"] }}
+routes:
+  - {{ name: public, service: demo.users.v1.UserService, upstream: users, hosts: [api.example.com, "*.partners.example.com"] }}
+  - {{ name: other, service: demo.users.v1.UserService, upstream: users,
+       plugins: [ {{ auth: {{ methods: [ {{ api_key: {{ keys: [ {{ consumer: x, sha256: a52782e3a2d4dd2f95f640b9abfb3b2a6b8e722c65f55be830f6e5f619f7f873 }} ] }} }} ] }} }} ] }}
+"#,
+        common::repo_root().join("proto").display(),
+        demo.url(switchyard_demo::Service::Users)
+    );
+    let gw = TestGateway::start_yaml(demo, &yaml).await;
+    for (host, want) in [
+        ("api.example.com", StatusCode::OK),
+        ("API.Example.com:8443", StatusCode::OK),
+        ("eu.partners.example.com", StatusCode::OK),
+        // Any other host falls to the route without `hosts`, which wants a key.
+        ("partners.example.com", StatusCode::UNAUTHORIZED),
+        ("evil.example.net", StatusCode::UNAUTHORIZED),
+    ] {
+        let reply = gw
+            .send(Method::GET, "/v1/users/1", &[("host", host)], Bytes::new())
+            .await;
+        assert_eq!(reply.status, want, "{host}: {}", reply.text());
+    }
+    gw.stop().await;
+}

@@ -195,6 +195,11 @@ pub struct Route {
     pub name: Option<String>,
     /// The fully-qualified gRPC service, e.g. `demo.users.v1.UserService`.
     pub service: String,
+    /// Only requests for these hosts (`api.example.com`, or `*.example.com`
+    /// for any subdomain); any host when omitted. The same path may be routed
+    /// differently per host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     /// Only these methods (by simple name); all of the service's methods when omitted.
     #[serde(default)]
     pub methods: Option<Vec<String>>,

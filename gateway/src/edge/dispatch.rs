@@ -13,6 +13,7 @@ use switchyard_plugins::stage::{BoxFuture, OriginalUri, Request, Response};
 use tower::{Service, ServiceExt};
 
 use crate::observability::Metrics;
+use crate::routing::hosts::request_host;
 use crate::routing::normalize::normalize;
 use crate::runtime::Runtime;
 
@@ -66,9 +67,11 @@ impl Gateway {
         let started = Instant::now();
         let runtime = self.runtime();
         let method = req.method().clone();
-        let (route_name, response) = match normalize_uri(&mut req)
-            .and_then(|()| runtime.table.lookup(&method, req.uri().path()))
-        {
+        let (route_name, response) = match normalize_uri(&mut req).and_then(|()| {
+            runtime
+                .table
+                .lookup(&method, request_host(&req).as_deref(), req.uri().path())
+        }) {
             Ok(matched) => {
                 let route = matched.binding.route.clone();
                 req.extensions_mut().insert(matched);
