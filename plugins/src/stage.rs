@@ -75,3 +75,45 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// Reads a whole request body, refusing more than `limit` bytes with 413: up
+/// front from `content-length`, and while reading for chunked bodies.
+/// `limit_name` says whose limit it is in the message ("the route's limit").
+pub async fn read_body_limited(
+    headers: &http::HeaderMap,
+    mut body: Body,
+    limit: usize,
+    limit_name: &str,
+) -> Result<Bytes, crate::error::ErrorResponse> {
+    use crate::error::{Code, ErrorResponse};
+    let too_large = || {
+        ErrorResponse::with_status(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            Code::InvalidArgument,
+            format!("request body is larger than {limit_name} of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut buf = bytes::BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ErrorResponse::new(
+                Code::InvalidArgument,
+                format!("could not read the request body: {e}"),
+            )
+        })?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(buf.freeze())
+}

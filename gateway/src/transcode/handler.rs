@@ -5,11 +5,11 @@
 use std::convert::Infallible;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use http_body_util::BodyExt;
 use switchyard_plugins::error::{Code, ErrorResponse};
-use switchyard_plugins::stage::{Body, BoxFuture, HttpService, Request, Response, full_body};
+use switchyard_plugins::stage::{
+    BoxFuture, HttpService, Request, Response, full_body, read_body_limited,
+};
 
 use super::binding::Binding;
 use super::{request, response};
@@ -61,7 +61,13 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         ));
     }
     let (parts, body) = req.into_parts();
-    let bytes = read_body(&parts.headers, body, binding.route.max_body).await?;
+    let bytes = read_body_limited(
+        &parts.headers,
+        body,
+        binding.route.max_body,
+        "the route's limit",
+    )
+    .await?;
     let message = request::build_message(
         &binding,
         &captures,
@@ -117,42 +123,6 @@ fn ok_response(binding: &Binding, reply: Reply) -> Result<Response, ErrorRespons
     );
     copy_response_metadata(reply.metadata, &binding.route.headers, headers);
     Ok(res)
-}
-
-/// Reads the whole body, refusing more than `limit` bytes: up front from
-/// `content-length`, and while streaming for chunked bodies.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ErrorResponse> {
-    let too_large = || {
-        ErrorResponse::with_status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Code::InvalidArgument,
-            format!("request body is larger than the route's limit of {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mut body = body;
-    let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ErrorResponse::new(
-                Code::InvalidArgument,
-                format!("could not read the request body: {e}"),
-            )
-        })?;
-        if let Some(data) = frame.data_ref() {
-            if buf.len() + data.len() > limit {
-                return Err(too_large());
-            }
-            buf.extend_from_slice(data);
-        }
-    }
-    Ok(buf.freeze())
 }
 
 /// Only allowed headers become metadata: hop-by-hop and internal headers must
