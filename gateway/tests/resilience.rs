@@ -24,8 +24,6 @@ enum Fake {
     DropAfterRequest,
     /// Answers every call with a gRPC UNAVAILABLE status of its own.
     Unavailable,
-    /// Accepts and holds connections, never answering.
-    Silent,
 }
 
 /// A fake upstream on an ephemeral port, and the requests it received.
@@ -35,12 +33,10 @@ async fn fake(kind: Fake) -> (SocketAddr, Arc<AtomicUsize>) {
     let requests = Arc::new(AtomicUsize::new(0));
     let seen = requests.clone();
     tokio::spawn(async move {
-        let mut held = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
             let seen = seen.clone();
             match kind {
                 Fake::DropOnAccept => drop(socket),
-                Fake::Silent => held.push(socket),
                 Fake::DropAfterRequest | Fake::Unavailable => {
                     tokio::spawn(async move {
                         let Ok(mut conn) = h2::server::handshake(socket).await else {
@@ -179,7 +175,7 @@ async fn retries_stop_at_the_retry_budget() {
 
 #[tokio::test]
 async fn a_saturated_upstream_sheds_calls_at_once() {
-    let (silent, _) = fake(Fake::Silent).await;
+    let silent = common::silent_upstream();
     let gw = Arc::new(
         gateway(
             &[format!("http://{silent}")],

@@ -12,14 +12,7 @@ use std::time::{Duration, Instant};
 fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     // An upstream that accepts and never answers: the request is in flight
     // until the route's 800 ms deadline.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_addr = silent.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in silent.incoming() {
-            held.push(s);
-        }
-    });
+    let silent_addr = common::silent_upstream();
     let dir = std::env::temp_dir().join(format!("sy-sigterm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("gateway.yaml");

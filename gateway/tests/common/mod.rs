@@ -47,6 +47,22 @@ pub async fn spawn_demo() -> DemoServer {
         .expect("demo services start")
 }
 
+/// An "upstream" on an ephemeral port that accepts TCP connections and
+/// never answers (nor closes them): calls to it end only at their deadline.
+/// Plain std sockets on a thread of its own, so sync and async tests alike
+/// can use it; it lives as long as the test process.
+pub fn silent_upstream() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a silent upstream");
+    let addr = listener.local_addr().expect("its address");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
 /// A config on ephemeral ports whose protos come from `protos` (the repo's
 /// `proto/` when `None`), with one upstream `name` at `endpoints` (YAML list
 /// items, e.g. `"http://127.0.0.1:1"`) plus `upstream_extra` keys, and one
