@@ -228,7 +228,7 @@ async fn rate_limits_key_on_the_consumer_named_by_auth() {
     gw.stop().await;
 }
 
-/// An HS256 token signed with `secret`, for the JWT test below.
+/// An HS256 token signed with `secret`, for the JWT tests below.
 fn hs256_token(secret: &[u8], claims: &serde_json::Value) -> String {
     use base64::Engine as _;
     use hmac::Mac as _;
@@ -299,6 +299,65 @@ async fn jwt_bearer_tokens_are_checked_and_name_the_consumer() {
                 .starts_with("Bearer")
         );
     }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn jwt_allow_rules_on_scopes_and_claims_are_403_and_limits_key_on_a_claim() {
+    let secret = "a-test-only-secret-of-at-least-32-bytes!";
+    let plugins = format!(
+        ", plugins: [ {{ auth: {{ methods: [ {{ jwt: {{ algorithms: [HS256], keys: {{ hs256_secret: \"{secret}\" }} }} }} ], allow: {{ scopes: [users:read], claims: {{ tenant: [acme, globex], tier: [2, 3] }} }} }} }}, {{ rate_limit: {{ rate: 1/min, key: [{{ claim: tenant }}] }} }} ]"
+    );
+    let gw = TestGateway::demo_with(&plugins, "").await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let gw_ref = &gw;
+    let get = |claims: serde_json::Value| {
+        let bearer = format!("Bearer {}", hs256_token(secret.as_bytes(), &claims));
+        async move {
+            gw_ref
+                .send(
+                    Method::GET,
+                    "/v1/users/1",
+                    &[("authorization", &bearer)],
+                    Bytes::new(),
+                )
+                .await
+        }
+    };
+    let acme = serde_json::json!({"sub": "user-7", "exp": exp, "tenant": "acme", "tier": 2, "scope": "profile users:read"});
+    let reply = get(acme).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+
+    // Authenticated but refused: a scope or a claim value missing.
+    for claims in [
+        serde_json::json!({"sub": "user-8", "exp": exp, "tenant": "acme", "tier": 2, "scope": "profile"}),
+        serde_json::json!({"sub": "user-8", "exp": exp, "tenant": "initech", "tier": 2, "scope": "users:read"}),
+        serde_json::json!({"sub": "user-8", "exp": exp, "tenant": "acme", "scp": ["users:read"]}),
+    ] {
+        let reply = get(claims.clone()).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{claims}");
+        assert_eq!(
+            reply.error(),
+            (7, "permission denied".to_owned()),
+            "the refused rule is not named"
+        );
+        assert!(reply.headers.get("www-authenticate").is_none());
+    }
+
+    // The limit counts per tenant, whoever the user: acme's one request is
+    // spent (the 403s above spent none), globex's is not.
+    let other_acme_user = serde_json::json!({"sub": "user-9", "exp": exp, "tenant": "acme", "tier": 3, "scp": ["users:read"]});
+    assert_eq!(
+        get(other_acme_user).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let globex = serde_json::json!({"sub": "user-9", "exp": exp, "tenant": "globex", "tier": 3, "scp": "users:read"});
+    let reply = get(globex).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     gw.stop().await;
 }
 

@@ -21,6 +21,8 @@ pub struct BuildContext {
     pub base_dir: std::path::PathBuf,
     /// The route's name, for state that must not be shared across routes.
     pub route: String,
+    /// Where plugins count their outcomes (see [`crate::metrics`]).
+    pub metrics: crate::metrics::PluginMetrics,
 }
 
 impl BuildContext {
@@ -69,7 +71,7 @@ pub struct PluginError {
 
 /// Declares the registered plugins: one line each, `Variant(module::Type)`.
 macro_rules! plugins {
-    ($($(#[$doc:meta])* $variant:ident($ty:ty)),* $(,)?) => {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty) => $phase:ident),* $(,)?) => {
         /// One entry of a route's `plugins:` list: the plugin's name as the only
         /// key, its configuration as the value.
         #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -82,6 +84,11 @@ macro_rules! plugins {
             /// The plugin's YAML name.
             pub fn name(&self) -> &'static str {
                 match self { $(PluginConfig::$variant(_) => <$ty as Plugin>::NAME,)* }
+            }
+
+            /// Where the plugin sits in every stack.
+            pub fn phase(&self) -> Phase {
+                match self { $(PluginConfig::$variant(_) => Phase::$phase,)* }
             }
 
             /// Builds the plugin and wraps `inner` with it.
@@ -99,15 +106,39 @@ macro_rules! plugins {
 
 plugins! {
     /// Generates or propagates a request id header.
-    RequestId(crate::request_id::RequestId),
-    /// Cross-Origin Resource Sharing for browser clients (answers preflights).
-    Cors(crate::cors::Cors),
-    /// Authentication (API keys, JWT; HMAC and mTLS to come): 401/403 before the route runs.
-    Auth(crate::auth::Auth),
-    /// Limits request rates per client IP, consumer or header (429 with RateLimit headers).
-    RateLimit(crate::rate_limit::RateLimit),
+    RequestId(crate::request_id::RequestId) => Correlate,
     /// Sets, adds or removes request and response headers.
-    Headers(crate::headers::Headers),
+    Headers(crate::headers::Headers) => Rewrite,
+    /// Cross-Origin Resource Sharing for browser clients (answers preflights).
+    Cors(crate::cors::Cors) => Cors,
+    /// Authentication (API keys, JWT, HMAC-signed requests, mTLS): 401/403 before the route runs.
+    Auth(crate::auth::Auth) => Authenticate,
+    /// Limits request rates per client IP, consumer, claim or header (429 with RateLimit headers).
+    RateLimit(crate::rate_limit::RateLimit) => Limit,
+}
+
+/// Where a plugin runs in a route's stack, outermost first. Every stack is
+/// built in this order whatever order the YAML lists plugins in (a config
+/// cannot put a rate limit before authentication by mistake); plugins of the
+/// same phase keep their listed order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// `request_id`: every response, rejections included, carries the id,
+    /// and every later stage can log it.
+    Correlate,
+    /// `headers`: request edits happen before authentication (which then
+    /// sets its claim headers over anything configured or sent), and response
+    /// edits apply to every response, rejections included.
+    Rewrite,
+    /// `cors`: preflights carry no credentials, so they are answered before
+    /// authentication; the CORS headers on a 401 or 429 let the browser
+    /// show the error to the page.
+    Cors,
+    /// `auth`: nothing past this point runs for an unauthenticated caller.
+    Authenticate,
+    /// `rate_limit`: after authentication, so limits can key on the consumer
+    /// or a claim, and refused credentials spend no one's quota.
+    Limit,
 }
 
 /// A route's effective plugin list: the top-level `defaults` first, in their
@@ -136,15 +167,22 @@ pub fn with_defaults(defaults: &[PluginConfig], route: &[PluginConfig]) -> Vec<P
     out
 }
 
-/// Wraps `handler` with `plugins`, the first listed being the outermost (it
-/// sees the request first and the response last).
+/// `plugins` in the order they run: by [`Phase`], then as listed.
+pub fn in_phase_order(plugins: &[PluginConfig]) -> Vec<&PluginConfig> {
+    let mut ordered: Vec<&PluginConfig> = plugins.iter().collect();
+    ordered.sort_by_key(|p| p.phase());
+    ordered
+}
+
+/// Wraps `handler` with `plugins` in [`Phase`] order, the first being the
+/// outermost (it sees the request first and the response last).
 pub async fn build_stack(
     plugins: &[PluginConfig],
     handler: HttpService,
     ctx: &BuildContext,
 ) -> Result<HttpService, PluginError> {
     let mut service = handler;
-    for plugin in plugins.iter().rev() {
+    for plugin in in_phase_order(plugins).into_iter().rev() {
         service = plugin.wrap(service, ctx).await?;
     }
     Ok(service)
@@ -182,6 +220,43 @@ mod tests {
             PluginConfig::RequestId(c) => assert_eq!(c.header, "x-route"),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn named(names: &[&str]) -> Vec<PluginConfig> {
+        names
+            .iter()
+            .map(|name| {
+                let config = match *name {
+                    "cors" => serde_json::json!({"allow_origins": ["*"]}),
+                    "auth" => serde_json::json!({"methods": [{"mtls": {}}]}),
+                    "rate_limit" => serde_json::json!({"rate": "10/s"}),
+                    _ => serde_json::json!({}),
+                };
+                serde_json::from_value(serde_json::json!({ *name: config })).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stacks_run_in_phase_order_whatever_the_listed_order() {
+        let listed = named(&["rate_limit", "auth", "cors", "headers", "request_id"]);
+        let names: Vec<_> = in_phase_order(&listed)
+            .into_iter()
+            .map(PluginConfig::name)
+            .collect();
+        assert_eq!(
+            names,
+            ["request_id", "headers", "cors", "auth", "rate_limit"]
+        );
+    }
+
+    #[test]
+    fn plugins_of_one_phase_keep_their_listed_order() {
+        let listed = named(&["rate_limit", "auth", "rate_limit"]);
+        let ordered = in_phase_order(&listed);
+        assert_eq!(ordered[0].name(), "auth");
+        assert!(std::ptr::eq(ordered[1], &listed[0]));
+        assert!(std::ptr::eq(ordered[2], &listed[2]));
     }
 
     #[test]

@@ -52,6 +52,15 @@ pub struct ClientCertificate {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Consumer(pub String);
 
+/// The claims of the JSON Web Token that authenticated the request, set by
+/// `auth` when its `jwt` method did (in `all` mode, the first `jwt` method
+/// listed), after the signature, `exp`/`nbf`, `iss` and `aud` checks: every
+/// claim of the token's payload, top-level names to JSON values. Absent when
+/// another method (an API key, a signature, a certificate) authenticated
+/// the request. Later stages read it (rate-limit keys on a claim, metadata).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claims(pub std::sync::Arc<serde_json::Map<String, serde_json::Value>>);
+
 /// A boxed, `Send` future, for services whose futures must be type-erased.
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
 

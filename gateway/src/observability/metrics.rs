@@ -8,6 +8,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use switchyard_plugins::error::Code;
+use switchyard_plugins::metrics::PluginMetrics;
 
 use crate::upstream::outlier::EndpointMetrics;
 use crate::upstream::retry::UpstreamMetrics;
@@ -39,6 +40,8 @@ pub struct Metrics {
     rate_limit_redis_fallbacks: IntCounter,
     /// Serialises the mirroring, so two scrapes cannot add the same delta.
     mirror: std::sync::Mutex<()>,
+    /// Auth outcomes and rate-limit decisions, counted by the plugins.
+    pub plugins: PluginMetrics,
 }
 
 // === impl Metrics ===
@@ -153,7 +156,12 @@ impl Metrics {
                 .register(collector)
                 .expect("metric names are unique");
         }
+        let plugins = PluginMetrics::new();
+        plugins
+            .register(&registry)
+            .expect("metric names are unique");
         Metrics {
+            plugins,
             registry,
             http_requests,
             http_duration,

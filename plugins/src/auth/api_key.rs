@@ -215,6 +215,7 @@ impl ApiKey {
                 return Outcome::Authenticated(Identity {
                     consumer: consumer.clone(),
                     headers: Vec::new(),
+                    claims: None,
                 });
             }
         }

@@ -315,6 +315,7 @@ impl Hmac {
             Insert::Fresh => Ok(Identity {
                 consumer: key.consumer.clone(),
                 headers: Vec::new(),
+                claims: None,
             }),
             Insert::Replayed => Err(Outcome::Rejected(REPLAYED)),
             Insert::Full => {

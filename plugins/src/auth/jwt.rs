@@ -18,7 +18,9 @@
 //! On success the claims listed in `claims_to_metadata` are set as request
 //! headers (strings as they are, other JSON values as JSON text); the same
 //! header names are first removed from every request the plugin admits, so a
-//! client cannot forge them. The `Authorization` header is **kept**: upstreams
+//! client cannot forge them. All the token's claims go with the identity
+//! (and are remembered with it by the token cache): the `allow` rules check
+//! them, and the request carries them as [`Claims`](crate::stage::Claims). The `Authorization` header is **kept**: upstreams
 //! may want the token itself (to read more claims, or to call on).
 //!
 //! Keys come from an inline PEM, a shared secret, or a JWKS URL (see
@@ -415,7 +417,9 @@ impl Jwt {
         }
     }
 
-    fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, String> {
+    /// The identity a verified token names; it keeps the claims (for `allow`
+    /// rules and the [`Claims`](crate::stage::Claims) extension).
+    fn identity(&self, claims: Map<String, Value>) -> Result<Identity, String> {
         let consumer = match claims.get(&self.consumer_claim) {
             Some(Value::String(s))
                 if !s.is_empty()
@@ -438,7 +442,11 @@ impl Jwt {
                 Err(_) => tracing::debug!(claim, "jwt: claim is not a valid header value; not set"),
             }
         }
-        Ok(Identity { consumer, headers })
+        Ok(Identity {
+            consumer,
+            headers,
+            claims: Some(Arc::new(claims)),
+        })
     }
 }
 
@@ -460,7 +468,7 @@ impl Method for Jwt {
         }
         let checked = self.verify(token).and_then(|(claims, by)| {
             let exp = claims.get("exp").and_then(Value::as_u64);
-            self.identity(&claims).map(|identity| (identity, by, exp))
+            self.identity(claims).map(|identity| (identity, by, exp))
         });
         match checked {
             Ok((identity, by, exp)) => {

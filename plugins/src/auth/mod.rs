@@ -1,9 +1,9 @@
 //! Plugin `auth`: authenticates the caller before anything else on the route
 //! runs, and answers 401/403 itself.
 //!
-//! A route lists one or several **methods** (today `api_key`, `jwt` and
-//! `hmac`; mTLS slots in as one more [`MethodConfig`] variant, implementing
-//! the internal [`Method`] trait). How they combine is the [`Mode`]:
+//! A route lists one or several **methods** (`api_key`, `jwt`, `hmac` and
+//! `mtls`, each a [`MethodConfig`] variant implementing the internal
+//! [`Method`] trait). How they combine is the [`Mode`]:
 //!
 //! - `first_match` (default): methods are tried in order; the first one that
 //!   authenticates the request wins and names the consumer. A method whose
@@ -21,10 +21,13 @@
 //!   presented and refused; the short code comes from the first method that
 //!   refused). Neither the credential nor the reason it failed is echoed.
 //! - **403** when the request authenticated but the route's `allow` rules
-//!   refuse the identity: `{"code":7,"message":"permission denied"}`.
+//!   (on the consumer, a token's scopes or its claims; see [`allow`]) refuse
+//!   the identity: `{"code":7,"message":"permission denied"}`, whichever
+//!   rule refused.
 //!
 //! On success the request continues with a [`Consumer`] in its extensions (for
-//! per-consumer rate limits, metrics and upstream metadata), and every
+//! per-consumer rate limits, metrics and upstream metadata), the token's
+//! [`Claims`] too when a `jwt` method authenticated it, and every
 //! method's credentials removed (an API key header, a query parameter…): the
 //! upstream never sees them. The one exception is the JWT `Authorization`
 //! header, kept on purpose (upstreams may read the token); the `jwt` method
@@ -39,9 +42,13 @@
 //! and passes the same bytes on as the body. Trailers of a buffered body are
 //! dropped. Other requests stream through untouched.
 //!
+//! Every outcome is counted in `switchyard_auth_requests_total{route,
+//! outcome}` (see [`crate::metrics`]).
+//!
 //! A method may also answer **503** ([`Outcome::Unavailable`]): `hmac` does
 //! when its replay cache is full, rather than forget signatures it has seen.
 
+mod allow;
 mod api_key;
 mod body;
 mod hmac;
@@ -63,12 +70,14 @@ use serde::Deserialize;
 use tower::Service;
 
 pub use self::hmac::{ByteSize, HmacConfig, HmacKey};
+pub use allow::{AllowRules, ClaimValue};
 pub use api_key::{ApiKeyConfig, KeyEntry};
 pub use jwt::{Alg, JwtConfig, KeysConfig};
 
 use crate::error::{Code, ErrorResponse};
+use crate::metrics::{AuthCounters, PluginMetrics};
 use crate::registry::{Plugin, PluginError};
-use crate::stage::{BoxFuture, Consumer, HttpService, Request, Response};
+use crate::stage::{BoxFuture, Claims, Consumer, HttpService, Request, Response};
 
 /// Configuration of the `auth` plugin.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -80,8 +89,9 @@ pub struct AuthConfig {
     /// that authenticates the request wins) or `all` (every method must).
     #[serde(default)]
     pub mode: Mode,
-    /// Who may call the route once authenticated; anyone authenticated when
-    /// omitted. A refused identity gets 403.
+    /// Who may call the route once authenticated: by consumer, by a token's
+    /// scopes or by its claims; anyone authenticated when omitted. A refused
+    /// identity gets 403.
     #[serde(default)]
     pub allow: Option<AllowRules>,
 }
@@ -121,17 +131,6 @@ pub enum Mode {
     All,
 }
 
-/// Rules an authenticated identity must pass, else 403. Every rule that is
-/// set must pass.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AllowRules {
-    /// Only these consumers (as named by the authenticating method, e.g. an
-    /// API key's `consumer`) may call the route.
-    #[serde(default)]
-    pub consumers: Option<Vec<String>>,
-}
-
 /// Who a method says the caller is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Identity {
@@ -139,7 +138,10 @@ pub(crate) struct Identity {
     pub consumer: String,
     /// Request headers to set once admitted (JWT claims for the upstream).
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    // Claims and scopes (JWT) go here, for `allow` rules to check.
+    /// A validated token's claims (`jwt` only; `None` for every other
+    /// method): checked by `allow.scopes` and `allow.claims`, then inserted
+    /// into the request as [`Claims`].
+    pub claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// What a method made of a request.
@@ -196,7 +198,8 @@ pub struct Auth {
 struct Shared {
     methods: Vec<Box<dyn Method>>,
     mode: Mode,
-    allow_consumers: Option<Vec<String>>,
+    allow: Option<allow::Allow>,
+    counters: AuthCounters,
 }
 
 /// The `auth` stage in front of the rest of the route.
@@ -239,10 +242,24 @@ impl Plugin for Auth {
                 api_key.keys_file = Some(ctx.resolve(path));
             }
         }
-        Self::new(config).await
+        Self::create(config, ctx.metrics.auth(&ctx.route)).await
     }
 
     async fn new(config: AuthConfig) -> Result<Self, PluginError> {
+        Self::create(config, PluginMetrics::default().auth("")).await
+    }
+
+    fn wrap(&self, inner: HttpService) -> HttpService {
+        HttpService::new(AuthService {
+            shared: self.shared.clone(),
+            inner,
+        })
+    }
+}
+
+impl Auth {
+    /// Checks `config` and builds the methods, counting outcomes into `counters`.
+    async fn create(config: AuthConfig, counters: AuthCounters) -> Result<Self, PluginError> {
         if config.methods.is_empty() {
             return Err(error(
                 "`methods` is empty: list at least one authentication method".into(),
@@ -268,38 +285,18 @@ impl Plugin for Auth {
             };
             methods.push(built);
         }
-        let allow_consumers = match config.allow {
-            None => None,
-            Some(AllowRules { consumers: None }) => {
-                return Err(error(
-                    "`allow` sets no rule: list `consumers`, or remove `allow`".into(),
-                ));
-            }
-            Some(AllowRules {
-                consumers: Some(consumers),
-            }) => {
-                if consumers.is_empty() {
-                    return Err(error(
-                        "`allow.consumers` is empty: no caller could pass; remove the route instead"
-                            .into(),
-                    ));
-                }
-                Some(consumers)
-            }
-        };
+        let allow = config
+            .allow
+            .map(allow::Allow::new)
+            .transpose()
+            .map_err(error)?;
         Ok(Auth {
             shared: Arc::new(Shared {
                 methods,
                 mode: config.mode,
-                allow_consumers,
+                allow,
+                counters,
             }),
-        })
-    }
-
-    fn wrap(&self, inner: HttpService) -> HttpService {
-        HttpService::new(AuthService {
-            shared: self.shared.clone(),
-            inner,
         })
     }
 }
@@ -307,13 +304,15 @@ impl Plugin for Auth {
 // === impl Shared ===
 
 impl Shared {
-    /// Admits the request (credentials stripped, [`Consumer`] set) or answers it.
+    /// Admits the request (credentials stripped, [`Consumer`] and, for a
+    /// token, [`Claims`] set) or answers it.
     fn admit(&self, request: Request) -> Result<Request, ErrorResponse> {
         let (mut parts, body) = request.into_parts();
         let identity = self.authenticate(&parts);
         parts.extensions.remove::<BodyDigest>();
         let identity = identity?;
         if !self.allows(&identity) {
+            self.counters.forbidden.inc();
             return Err(ErrorResponse::new(
                 Code::PermissionDenied,
                 "permission denied",
@@ -326,6 +325,13 @@ impl Shared {
             parts.headers.insert(name, value);
         }
         parts.extensions.insert(Consumer(identity.consumer));
+        self.counters.authenticated.inc();
+        // Always this stage's word: no earlier stage's claims survive an
+        // admission by another method.
+        match identity.claims {
+            Some(claims) => parts.extensions.insert(Claims(claims)),
+            None => parts.extensions.remove::<Claims>(),
+        };
         Ok(Request::from_parts(parts, body))
     }
 
@@ -340,10 +346,16 @@ impl Shared {
                         return Ok(identity);
                     }
                     // `all`: the first method names the consumer; every
-                    // method's headers are set.
+                    // method's headers are set; the claims are the first
+                    // token's.
                     match &mut first {
                         None => first = Some(identity),
-                        Some(first) => first.headers.extend(identity.headers),
+                        Some(first) => {
+                            first.headers.extend(identity.headers);
+                            if first.claims.is_none() {
+                                first.claims = identity.claims;
+                            }
+                        }
                     }
                 }
                 Outcome::Absent => absent = true,
@@ -351,6 +363,7 @@ impl Shared {
                     rejected.get_or_insert(code);
                 }
                 Outcome::Unavailable(code) => {
+                    self.counters.unavailable.inc();
                     return Err(ErrorResponse::new(Code::Unavailable, code)
                         .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")));
                 }
@@ -360,8 +373,14 @@ impl Shared {
         // refusal or absence fails the request.
         match (first, rejected, absent) {
             (Some(identity), None, false) => Ok(identity),
-            (_, Some(code), _) => Err(self.unauthenticated(code)),
-            _ => Err(self.unauthenticated(MISSING)),
+            (_, Some(code), _) => {
+                self.counters.invalid_credentials.inc();
+                Err(self.unauthenticated(code))
+            }
+            _ => {
+                self.counters.missing_credentials.inc();
+                Err(self.unauthenticated(MISSING))
+            }
         }
     }
 
@@ -374,10 +393,9 @@ impl Shared {
     }
 
     fn allows(&self, identity: &Identity) -> bool {
-        match &self.allow_consumers {
-            None => true,
-            Some(consumers) => consumers.contains(&identity.consumer),
-        }
+        self.allow
+            .as_ref()
+            .is_none_or(|allow| allow.allows(identity))
     }
 
     fn unauthenticated(&self, code: &str) -> ErrorResponse {

@@ -68,6 +68,7 @@ impl Method for Mtls {
             Some(name) => Outcome::Authenticated(Identity {
                 consumer: name.to_owned(),
                 headers: Vec::new(),
+                claims: None,
             }),
             None => Outcome::Rejected("invalid credentials"),
         }

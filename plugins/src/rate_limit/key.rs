@@ -1,6 +1,14 @@
 //! What a request is counted against: the client IP (from the socket, or from
 //! a forwarding header when the peer is a trusted proxy), the consumer, a
-//! header, or a combination of them.
+//! header, a JWT claim, or a combination of them.
+//!
+//! Every limit is **per route**: there is no `route` key part because the
+//! route is always part of the key already. A `rate_limit` plugin instance
+//! belongs to one route (the gateway builds each route's stack on its own,
+//! top-level `plugins:` included), so a `local` limiter's state is that
+//! route's alone; a `redis` limiter's key names start with `key_prefix`
+//! extended by the route's name (see `RateLimit::build`), so two routes
+//! sharing a Redis keep separate budgets as long as their names differ.
 //!
 //! # Client IP behind proxies
 //!
@@ -23,9 +31,15 @@
 //! # Keys
 //!
 //! A key is the configured parts, each tagged and length-prefixed (so no
-//! combination of values can collide with another), or its SHA-256 digest
-//! when that is longer than [`MAX_VERBATIM_KEY`] bytes: a key costs the
-//! limiter a bounded amount of memory whatever the header values.
+//! combination of values can collide with another, and a consumer, a header
+//! value or a claim that reads like an IP address is not that client), or
+//! its SHA-256 digest when that is longer than [`MAX_VERBATIM_KEY`] bytes: a
+//! key costs the limiter a bounded amount of memory whatever the header or
+//! claim values.
+//!
+//! A part without a value on the request (no consumer, no such header, no
+//! such claim) stands in as the client IP, so anonymous traffic is still
+//! limited per client.
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -35,7 +49,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::stage::{ClientAddr, Consumer, Request};
+use crate::stage::{Claims, ClientAddr, Consumer, Request};
 
 /// Keys up to this many bytes are stored as they are; longer ones as their
 /// SHA-256 digest.
@@ -48,13 +62,19 @@ pub enum KeyPart {
     /// The client's IP address: the socket peer, or the right-most untrusted
     /// hop of the forwarding header when the peer is a trusted proxy.
     ClientIp,
-    /// The consumer named by an auth plugin listed before this one. Requests
-    /// without a consumer (no auth plugin ran, or it let anonymous requests
-    /// through) are counted by client IP instead.
+    /// The consumer named by the route's `auth` plugin. Requests without a
+    /// consumer (no auth plugin ran, or it let anonymous requests through)
+    /// are counted by client IP instead.
     Consumer,
     /// The value of this request header (all its values, in order). Requests
     /// without the header are counted by client IP instead.
     Header(String),
+    /// The value of this top-level claim of the JSON Web Token that
+    /// authenticated the request (`auth`'s `jwt` method), e.g. `tenant`:
+    /// strings as they are, other values as their JSON text. Requests
+    /// without the claim (another method authenticated them, the token
+    /// lacks it, or it is `null`) are counted by client IP instead.
+    Claim(String),
 }
 
 /// The header trusted proxies append the client address to.
@@ -99,6 +119,7 @@ enum PartSpec {
     ClientIp,
     Consumer,
     Header(HeaderName),
+    Claim(String),
 }
 
 // Tags of the encoded parts: a consumer named "10.0.0.1" is not the client
@@ -106,6 +127,7 @@ enum PartSpec {
 const TAG_IP: u8 = b'i';
 const TAG_CONSUMER: u8 = b'c';
 const TAG_HEADER: u8 = b'h';
+const TAG_CLAIM: u8 = b'j';
 const TAG_VERBATIM: u8 = 0;
 const TAG_DIGEST: u8 = 1;
 
@@ -330,7 +352,7 @@ impl Key {
 // === impl KeyBuilder ===
 
 impl KeyBuilder {
-    /// Validates the parts (header names) and builds the key extractor.
+    /// Validates the parts (header and claim names) and builds the key extractor.
     pub fn new(parts: &[KeyPart], resolver: ClientIpResolver) -> Result<Self, String> {
         let parts = parts
             .iter()
@@ -340,6 +362,10 @@ impl KeyBuilder {
                 KeyPart::Header(name) => HeaderName::try_from(name.as_str())
                     .map(PartSpec::Header)
                     .map_err(|e| format!("key: invalid header name {name:?}: {e}")),
+                KeyPart::Claim(name) if name.is_empty() => Err(
+                    "key: empty claim name: name a top-level claim, e.g. `{claim: tenant}`".into(),
+                ),
+                KeyPart::Claim(name) => Ok(PartSpec::Claim(name.clone())),
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(KeyBuilder { parts, resolver })
@@ -375,6 +401,23 @@ impl KeyBuilder {
                         continue;
                     }
                 }
+                PartSpec::Claim(name) => {
+                    let value = request
+                        .extensions()
+                        .get::<Claims>()
+                        .and_then(|Claims(claims)| claims.get(name));
+                    match value {
+                        None | Some(serde_json::Value::Null) => {}
+                        Some(serde_json::Value::String(s)) => {
+                            push_part(&mut encoded, TAG_CLAIM, s.as_bytes());
+                            continue;
+                        }
+                        Some(other) => {
+                            push_part(&mut encoded, TAG_CLAIM, other.to_string().as_bytes());
+                            continue;
+                        }
+                    }
+                }
                 PartSpec::ClientIp => {}
             }
             // The client IP, or the stand-in for a part without a value. No
@@ -392,7 +435,8 @@ impl KeyBuilder {
 /// Appends a tagged, length-prefixed part.
 fn push_part(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
     out.push(tag);
-    // Header values are far below 4 GiB (the edge bounds header sizes).
+    // Header and claim values are far below 4 GiB (the edge bounds header
+    // sizes, tokens included).
     out.extend_from_slice(&(value.len() as u32).to_le_bytes());
     out.extend_from_slice(value);
 }

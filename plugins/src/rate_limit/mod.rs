@@ -23,9 +23,10 @@
 //!
 //! # Keys
 //!
-//! See [`key`]: `client_ip` (the default), `consumer` (set by an auth plugin
-//! listed before this one; requests without one are counted by client IP),
-//! `header: name` (absent: client IP), or a list combining several. An empty
+//! See [`key`]: `client_ip` (the default), `consumer` (set by the route's
+//! `auth` plugin, which always runs first; requests without one are counted
+//! by client IP), `header: name` or `claim: name` (a JWT claim; absent:
+//! client IP), or a list combining several. An empty
 //! list is one bucket for the whole route. Client IPs come from the socket,
 //! or from `X-Forwarded-For` / `Forwarded` only when the peer is a trusted
 //! proxy (right-most untrusted hop); a header sent by anyone else is ignored.
@@ -87,6 +88,7 @@ use serde::Deserialize;
 use tower::Service;
 
 use crate::error::{Code, ErrorResponse};
+use crate::metrics::{PluginMetrics, RateLimitCounters};
 use crate::registry::{Plugin, PluginError};
 use crate::stage::{BoxFuture, HttpService, Request, Response};
 
@@ -116,9 +118,10 @@ pub struct RateLimitConfig {
     #[serde(default)]
     pub burst: Option<u32>,
     /// What requests are counted against: a list of `client_ip`, `consumer`
-    /// (the auth plugin's consumer; client IP when there is none) and
-    /// `{header: name}` (client IP when absent), combined. `[]` is one
-    /// bucket for the whole route. Default: `[client_ip]`.
+    /// (the auth plugin's consumer; client IP when there is none),
+    /// `{header: name}` and `{claim: name}` (a JWT claim; client IP when
+    /// absent), combined. `[]` is one bucket for the whole route. Default:
+    /// `[client_ip]`.
     #[serde(default = "default_key")]
     pub key: Vec<KeyPart>,
     /// Proxies (CIDRs or addresses, IPv4 or IPv6) whose forwarding header is
@@ -178,6 +181,7 @@ struct Shared {
     /// `"<name>"`, the policy's identifier as an sf-string.
     name: String,
     policy: HeaderValue,
+    counters: RateLimitCounters,
 }
 
 /// The state backend.
@@ -288,10 +292,26 @@ impl Plugin for RateLimit {
         {
             redis.key_prefix = format!("{}{}:", redis.key_prefix, ctx.route);
         }
-        Self::new(config).await
+        let counters = ctx.metrics.rate_limit(&ctx.route, &config.name);
+        Self::create(config, counters)
     }
 
     async fn new(config: RateLimitConfig) -> Result<Self, PluginError> {
+        let counters = PluginMetrics::default().rate_limit("", &config.name);
+        Self::create(config, counters)
+    }
+
+    fn wrap(&self, inner: HttpService) -> HttpService {
+        HttpService::new(RateLimitService {
+            inner,
+            shared: self.shared.clone(),
+        })
+    }
+}
+
+impl RateLimit {
+    /// Checks `config` and builds the limiter, counting into `counters`.
+    fn create(config: RateLimitConfig, counters: RateLimitCounters) -> Result<Self, PluginError> {
         let rate = Rate::parse(&config.rate).map_err(Self::error)?;
         let burst = match config.burst {
             None => rate.count,
@@ -349,14 +369,8 @@ impl Plugin for RateLimit {
                 limiter,
                 name,
                 policy,
+                counters,
             }),
-        })
-    }
-
-    fn wrap(&self, inner: HttpService) -> HttpService {
-        HttpService::new(RateLimitService {
-            inner,
-            shared: self.shared.clone(),
         })
     }
 }
@@ -454,14 +468,21 @@ impl RateLimitFuture {
         request: Request,
     ) -> RateLimitFuture {
         match decision {
-            None => RateLimitFuture::Limited(ready(Ok(shared.unavailable()))),
+            None => {
+                shared.counters.unavailable.inc();
+                RateLimitFuture::Limited(ready(Ok(shared.unavailable())))
+            }
             Some(Decision::Limited { retry_after }) => {
+                shared.counters.limited.inc();
                 RateLimitFuture::Limited(ready(Ok(shared.refusal(retry_after))))
             }
-            Some(Decision::Allowed { remaining, reset }) => RateLimitFuture::Allowed {
-                inner: inner.call(request),
-                headers: shared.allowed_headers(remaining, reset),
-            },
+            Some(Decision::Allowed { remaining, reset }) => {
+                shared.counters.allowed.inc();
+                RateLimitFuture::Allowed {
+                    inner: inner.call(request),
+                    headers: shared.allowed_headers(remaining, reset),
+                }
+            }
         }
     }
 }

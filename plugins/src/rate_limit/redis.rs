@@ -31,12 +31,12 @@
 //!
 //! # Keys
 //!
-//! `key_prefix` + the policy `name` + `:` + the request's key bytes
-//! ([`Key::as_bytes`], binary). The route is *not* part of it (a plugin does
-//! not know its route): two routes with the same prefix and policy name share
-//! their budgets — give them different `name`s (or prefixes) to keep them
-//! apart. Every gateway instance must use the same prefix, name, rate and
-//! burst for a limit to be shared.
+//! `key_prefix` + the route's name + `:` + the policy `name` + `:` + the
+//! request's key bytes ([`Key::as_bytes`], binary); the gateway adds the
+//! route when it builds the plugin (route names are unique in a config), so
+//! two routes keep separate budgets, as local limits do. Every gateway
+//! instance must use the same prefix, route name, policy name, rate and burst
+//! for a limit to be shared.
 //!
 //! # When Redis is unreachable
 //!

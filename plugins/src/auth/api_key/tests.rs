@@ -58,6 +58,7 @@ fn authenticated(consumer: &str) -> Outcome {
     Outcome::Authenticated(Identity {
         consumer: consumer.into(),
         headers: Vec::new(),
+        claims: None,
     })
 }
 

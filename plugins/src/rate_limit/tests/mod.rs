@@ -11,6 +11,7 @@ use tower::ServiceExt;
 use super::*;
 use crate::stage::{ClientAddr, Consumer, empty_body};
 
+mod client_ip;
 mod config;
 mod headers;
 mod keys;
