@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::Method;
+use http::{HeaderMap, Method};
 use switchyard_plugins::error::{Code, ErrorResponse};
 
 use super::table::{PathTable, PathTableBuilder};
@@ -118,6 +118,7 @@ impl RouteTable {
         method: &Method,
         host: Option<&str>,
         path: &str,
+        headers: &HeaderMap,
     ) -> Result<Matched, ErrorResponse> {
         if let Some(host) = host {
             let exact = self.exact.get(host).into_iter();
@@ -127,11 +128,11 @@ impl RouteTable {
                 .filter(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
                 .map(|(_, table)| table);
             if let Some(table) = exact.chain(wildcards).find(|t| t.serves(path)) {
-                return table.lookup(method, path);
+                return table.lookup(method, path, headers);
             }
         }
         if self.any.serves(path) || (self.exact.is_empty() && self.wildcard.is_empty()) {
-            return self.any.lookup(method, path);
+            return self.any.lookup(method, path, headers);
         }
         Err(ErrorResponse::new(
             Code::NotFound,

@@ -1,6 +1,7 @@
 //! Routing: the per-config-version route table (HTTP method + path template →
 //! binding) and the per-route context every binding shares.
 
+pub mod header_match;
 pub mod hosts;
 pub mod normalize;
 pub mod path_router;
@@ -26,6 +27,8 @@ pub struct RouteCtx {
     pub name: String,
     /// Host patterns the route answers for; any host when empty.
     pub hosts: Vec<String>,
+    /// Header conditions the request must meet (`match_headers`).
+    pub match_headers: Vec<header_match::HeaderMatcher>,
     pub upstream: Upstream,
     pub timeout: Duration,
     pub max_body: usize,

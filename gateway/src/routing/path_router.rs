@@ -177,6 +177,22 @@ impl<T> PathRouter<T> {
         }))
     }
 
+    /// The same router with each value replaced by `f(value)`.
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> PathRouter<U> {
+        PathRouter {
+            nodes: self.nodes,
+            routes: self
+                .routes
+                .into_iter()
+                .map(|route| Route {
+                    template: route.template,
+                    value: f(route.value),
+                })
+                .collect(),
+            has_verbs: self.has_verbs,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.routes.len()
     }

@@ -1,11 +1,13 @@
-//! One host's route table: HTTP method + path template → binding.
+//! One host's route table: HTTP method + path template (+ header
+//! conditions) → binding.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use switchyard_plugins::error::{Code, ErrorResponse};
 
+use super::header_match::{HeaderMatcher, all_match};
 use super::path_router::{self, PathRouter, PathRouterBuilder, RouteMatch};
 use super::{Conflict, Matched};
 use crate::transcode::binding::Binding;
@@ -13,57 +15,109 @@ use crate::transcode::binding::Binding;
 /// The routes of one host pattern (or of any host).
 #[derive(Debug, Default)]
 pub struct PathTable {
-    by_method: HashMap<Method, PathRouter<Arc<Binding>>>,
+    by_method: HashMap<Method, PathRouter<Candidates>>,
 }
+
+/// The routes that bind one method and path template on one host, in the
+/// order they are tried: those with header conditions (config order), then
+/// the one without (see `header_match`).
+#[derive(Debug, Default)]
+pub struct Candidates(Box<[Arc<Binding>]>);
 
 /// Collects bindings and builds the table.
 #[derive(Default)]
 pub struct PathTableBuilder {
-    by_method: HashMap<Method, PathRouterBuilder<Arc<Binding>>>,
-    /// (method, shape) → the binding already there, for conflict messages.
-    seen: HashMap<(Method, String), Arc<Binding>>,
+    /// Router values index `slots`.
+    by_method: HashMap<Method, PathRouterBuilder<usize>>,
+    slots: Vec<Vec<Arc<Binding>>>,
+    /// (method, shape) → its slot.
+    seen: HashMap<(Method, String), usize>,
+}
+
+// === impl Candidates ===
+
+impl Candidates {
+    /// The first route whose header conditions the request meets.
+    pub fn select(&self, headers: &HeaderMap) -> Option<&Arc<Binding>> {
+        self.0
+            .iter()
+            .find(|b| all_match(&b.route.match_headers, headers))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Binding>> {
+        self.0.iter()
+    }
 }
 
 // === impl PathTableBuilder ===
 
 impl PathTableBuilder {
+    /// Adds a binding. Two bindings of the same method and path shape
+    /// conflict unless their routes' header conditions tell them apart: at
+    /// most one of them may have none, and no two may have the same.
     pub fn insert(&mut self, binding: Arc<Binding>) -> Result<(), Conflict> {
         let method = binding.http_method.clone();
         let key = (method.clone(), binding.template.shape());
-        if let Some(existing) = self.seen.get(&key) {
-            return Err(Conflict {
-                new: binding.describe(),
-                new_rpc: binding.rpc.full_name().to_owned(),
-                existing: existing.describe(),
-                existing_rpc: existing.rpc.full_name().to_owned(),
-                existing_route: existing.route.name.clone(),
-            });
+        if let Some(&slot) = self.seen.get(&key) {
+            let same = |b: &&Arc<Binding>| {
+                same_conditions(&b.route.match_headers, &binding.route.match_headers)
+            };
+            if let Some(existing) = self.slots[slot].iter().find(same) {
+                return Err(Conflict {
+                    new: binding.describe(),
+                    new_rpc: binding.rpc.full_name().to_owned(),
+                    existing: existing.describe(),
+                    existing_rpc: existing.rpc.full_name().to_owned(),
+                    existing_route: existing.route.name.clone(),
+                });
+            }
+            self.slots[slot].push(binding);
+            return Ok(());
         }
-        self.seen.insert(key, binding.clone());
+        let slot = self.slots.len();
         let template = binding.template.clone();
         let describe = binding.describe();
         self.by_method
             .entry(method)
             .or_default()
-            .insert(template, binding)
+            .insert(template, slot)
             .map_err(|e| Conflict {
                 new: describe,
                 new_rpc: String::new(),
                 existing: e.to_string(),
                 existing_rpc: String::new(),
                 existing_route: String::new(),
-            })
+            })?;
+        self.seen.insert(key, slot);
+        self.slots.push(vec![binding]);
+        Ok(())
     }
 
-    pub fn build(self) -> PathTable {
+    pub fn build(mut self) -> PathTable {
+        for slot in &mut self.slots {
+            // Stable: routes with conditions first, each group in config order.
+            slot.sort_by_key(|b| b.route.match_headers.is_empty());
+        }
+        let mut slots: Vec<Option<Vec<Arc<Binding>>>> = self.slots.into_iter().map(Some).collect();
         PathTable {
             by_method: self
                 .by_method
                 .into_iter()
-                .map(|(m, b)| (m, b.build()))
+                .map(|(m, b)| {
+                    let router = b
+                        .build()
+                        .map(|slot| Candidates(slots[slot].take().unwrap_or_default().into()));
+                    (m, router)
+                })
                 .collect(),
         }
     }
+}
+
+/// Whether two condition lists hold for exactly the same requests, as far as
+/// their text tells (the same conditions, in any order).
+fn same_conditions(a: &[HeaderMatcher], b: &[HeaderMatcher]) -> bool {
+    a.len() == b.len() && a.iter().all(|m| b.contains(m)) && b.iter().all(|m| a.contains(m))
 }
 
 // === impl PathTable ===
@@ -74,20 +128,32 @@ impl PathTable {
     /// match, 404 otherwise. `OPTIONS` on a path served for other methods goes
     /// to one of those bindings' routes, marked with the `Allow` list, so the
     /// route's plugins (CORS preflights) see it and the handler can answer it.
-    pub fn lookup(&self, method: &Method, path: &str) -> Result<Matched, ErrorResponse> {
+    /// `headers` pick among routes of the same method and template.
+    pub fn lookup(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Matched, ErrorResponse> {
         let bad_path = |e: path_router::PathError| {
             ErrorResponse::new(Code::InvalidArgument, format!("invalid request path: {e}"))
         };
         if let Some(router) = self.by_method.get(method)
             && let Some(m) = router.at(path).map_err(bad_path)?
         {
+            let Some(binding) = m.value.select(headers) else {
+                return Err(ErrorResponse::new(
+                    Code::NotFound,
+                    format!("no route for {method} {path} matches the request headers"),
+                ));
+            };
             return Ok(Matched {
-                binding: m.value.clone(),
+                binding: binding.clone(),
                 captures: m.captures,
                 options_allow: None,
             });
         }
-        let mut others: Vec<(&Method, RouteMatch<'_, Arc<Binding>>)> = self
+        let mut others: Vec<(&Method, RouteMatch<'_, Candidates>)> = self
             .by_method
             .iter()
             .filter(|(m, _)| *m != method)
@@ -108,8 +174,15 @@ impl PathTable {
         let allow_value = HeaderValue::from_str(&allow).ok();
         if *method == Method::OPTIONS {
             let (_, found) = others.swap_remove(0);
+            let candidates = &found.value.0;
+            let Some(binding) = found.value.select(headers).or(candidates.first()) else {
+                return Err(ErrorResponse::new(
+                    Code::NotFound,
+                    format!("no route for {method} {path}"),
+                ));
+            };
             return Ok(Matched {
-                binding: found.value.clone(),
+                binding: binding.clone(),
                 captures: found.captures,
                 options_allow: allow_value.or_else(|| Some(HeaderValue::from_static("OPTIONS"))),
             });
@@ -129,11 +202,11 @@ impl PathTable {
     pub fn bindings(&self) -> impl Iterator<Item = &Arc<Binding>> {
         self.by_method
             .values()
-            .flat_map(|r| r.iter().map(|(_, b)| b))
+            .flat_map(|r| r.iter().flat_map(|(_, c)| c.iter()))
     }
 
     pub fn len(&self) -> usize {
-        self.by_method.values().map(PathRouter::len).sum()
+        self.bindings().count()
     }
 
     pub fn is_empty(&self) -> bool {
