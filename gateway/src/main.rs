@@ -51,6 +51,22 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// GraphQL tools (see docs/graphql.md).
+    Graphql {
+        #[command(subcommand)]
+        command: GraphqlCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GraphqlCommand {
+    /// Print the SDL of the GraphQL schema generated from a config's protos
+    /// and routes (with the `graphql:` defaults when the config has none).
+    Schema {
+        /// The YAML config file.
+        #[arg(short, long, default_value = "config/gateway.yaml")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +88,9 @@ fn main() -> ExitCode {
             Command::Demo { config } => demo(&config).await,
             Command::Validate { config } => validate(&config).await,
             Command::Schema { out } => schema(out.as_deref()),
+            Command::Graphql {
+                command: GraphqlCommand::Schema { config },
+            } => graphql_schema(&config).await,
         }
     })
 }
@@ -152,6 +171,24 @@ fn schema(out: Option<&Path>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+async fn graphql_schema(path: &Path) -> ExitCode {
+    let mut loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    loaded.config.graphql.get_or_insert_with(Default::default);
+    match Runtime::build(loaded, Default::default()).await {
+        Ok(runtime) => match &runtime.graphql {
+            Some(graphql) => {
+                print!("{}", graphql.schema.sdl());
+                ExitCode::SUCCESS
+            }
+            None => fail(&"the config has no GraphQL endpoint"),
+        },
+        Err(e) => fail(&e),
     }
 }
 

@@ -14,6 +14,7 @@ use switchyard_plugins::stage::HttpService;
 use crate::config::{ConfigError, KeyPath, LoadedConfig, Route};
 use crate::observability::Metrics;
 use crate::protos::{self, ProtoSources};
+use crate::routing::header_match::HeaderMatcher;
 use crate::routing::{HeaderForwarding, RouteCtx, RouteTable, RouteTableBuilder};
 use crate::transcode::binding::Binding;
 use crate::transcode::http_rule::{self, RuleSpec};
@@ -32,6 +33,8 @@ pub struct Runtime {
     /// Each route's pipeline (plugins around the handler), by route index.
     pub stacks: Vec<HttpService>,
     pub metrics: Arc<Metrics>,
+    /// The GraphQL endpoint, when `graphql:` is configured.
+    pub graphql: Option<crate::graphql::Endpoint>,
 }
 
 // === impl Runtime ===
@@ -44,6 +47,7 @@ impl Runtime {
     ) -> Result<Runtime, ConfigError> {
         let source = loaded.source.clone();
         let config = &loaded.config;
+        check_route_names(&loaded)?;
         let pool = load_protos(&loaded)?;
         let upstreams = build_upstreams(&loaded, &metrics)?;
         let mut table = RouteTableBuilder::default();
@@ -78,13 +82,16 @@ impl Runtime {
             let ctx = BuildContext {
                 base_dir: source.base_dir(),
                 route: route.display_name().to_owned(),
+                metrics: metrics.plugins.clone(),
             };
             let stack = build_stack(&plugins, handler.clone(), &ctx)
                 .await
                 .map_err(|e| source.error_at(&key.key("plugins"), e.to_string()))?;
             stacks.push(stack);
         }
+        let graphql = graphql_endpoint(&loaded, &pool, &upstreams, &metrics).await?;
         Ok(Runtime {
+            graphql,
             pool,
             table: table.build(),
             stacks,
@@ -92,6 +99,30 @@ impl Runtime {
             loaded,
         })
     }
+}
+
+/// Route names (a route's `name`, else its service) label metrics and keep
+/// shared rate-limit budgets apart: two routes must not share one.
+fn check_route_names(loaded: &LoadedConfig) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashMap::new();
+    for (index, route) in loaded.config.routes.iter().enumerate() {
+        let name = route.display_name();
+        if let Some(first) = seen.insert(name, index) {
+            let key = KeyPath::root().key("routes").index(index);
+            let key = if route.name.is_some() {
+                key.key("name")
+            } else {
+                key
+            };
+            return Err(loaded.source.error_at(
+                &key,
+                format!(
+                    "route name `{name}` is already used by routes[{first}]; give each route a distinct `name` (unnamed routes are named after their service)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn load_protos(loaded: &LoadedConfig) -> Result<DescriptorPool, ConfigError> {
@@ -214,6 +245,7 @@ fn route_ctx(
         index,
         name: route.display_name().to_owned(),
         hosts: route_hosts(loaded, route, &key)?,
+        match_headers: route_header_matchers(loaded, route, &key)?,
         timeout: route.timeout.map_or(upstream.timeout, |t| t.0),
         upstream,
         max_body: route
@@ -242,6 +274,23 @@ fn route_hosts(
         hosts.push(host);
     }
     Ok(hosts)
+}
+
+fn route_header_matchers(
+    loaded: &LoadedConfig,
+    route: &Route,
+    key: &KeyPath,
+) -> Result<Vec<HeaderMatcher>, ConfigError> {
+    let mut matchers = Vec::with_capacity(route.match_headers.len());
+    for (i, condition) in route.match_headers.iter().enumerate() {
+        let matcher = HeaderMatcher::compile(condition).map_err(|e| {
+            loaded
+                .source
+                .error_at(&key.key("match_headers").index(i), e)
+        })?;
+        matchers.push(matcher);
+    }
+    Ok(matchers)
 }
 
 fn header_rules(
@@ -337,4 +386,66 @@ fn route_rules(
         out.extend(rules.into_iter().map(|r| (rpc.clone(), r)));
     }
     Ok(out)
+}
+
+// === GraphQL (docs/graphql.md) ===
+
+/// The GraphQL endpoint when `graphql:` is set: the schema of the routes'
+/// services (each called through its route's upstream, timeout and header
+/// rules), behind the top-level plugins only.
+async fn graphql_endpoint(
+    loaded: &LoadedConfig,
+    pool: &DescriptorPool,
+    upstreams: &BTreeMap<String, Upstream>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<crate::graphql::Endpoint>, ConfigError> {
+    use crate::graphql::{self, BuildError, root::Exposed};
+    let Some(config) = &loaded.config.graphql else {
+        return Ok(None);
+    };
+    let source = &loaded.source;
+    let at = |e: BuildError| {
+        let key = e
+            .key
+            .iter()
+            .fold(KeyPath::root().key("graphql"), |k, part| {
+                k.key(part.as_str())
+            });
+        source.error_at(&key, e.message)
+    };
+    graphql::Endpoint::check_path(&config.path).map_err(at)?;
+    let mut exposed = Vec::with_capacity(loaded.config.routes.len());
+    for (index, route) in loaded.config.routes.iter().enumerate() {
+        let key = KeyPath::root().key("routes").index(index);
+        if route.plugins.iter().any(|p| p.name() == "auth") {
+            return Err(source.error_at(
+                &key.key("plugins"),
+                "this route has its own `auth` plugin, which GraphQL calls would bypass (the GraphQL endpoint runs the top-level plugins only); move `auth` to the top-level `plugins:` or leave `graphql:` off",
+            ));
+        }
+        exposed.push(Exposed {
+            service: find_service(loaded, pool, route, &key)?,
+            route: Arc::new(route_ctx(loaded, index, route, upstreams, pool, metrics)?),
+            methods: route.methods.clone(),
+        });
+    }
+    let schema = graphql::schema(pool, config, &exposed).map_err(at)?;
+    let handler = graphql::http::service(
+        schema.clone(),
+        loaded.config.limits.max_request_body.as_usize(),
+    );
+    let ctx = BuildContext {
+        base_dir: source.base_dir(),
+        route: "graphql".to_owned(),
+        metrics: metrics.plugins.clone(),
+    };
+    let stack = build_stack(&with_defaults(&loaded.config.plugins, &[]), handler, &ctx)
+        .await
+        .map_err(|e| source.error_at(&KeyPath::root().key("plugins"), e.to_string()))?;
+    Ok(Some(graphql::Endpoint::new(
+        config.path.clone(),
+        schema,
+        stack,
+        config.graphiql,
+    )))
 }

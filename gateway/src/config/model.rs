@@ -45,6 +45,9 @@ pub struct Config {
     /// on one thread. Default: the number of CPUs available to the process.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// A GraphQL endpoint generated from the routes' services (docs/graphql.md); off when absent.
+    #[serde(default)]
+    pub graphql: Option<super::graphql::GraphqlConfig>,
 }
 
 impl Config {
@@ -200,6 +203,11 @@ pub struct Route {
     /// differently per host.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Only requests whose headers meet every one of these conditions. Routes
+    /// with conditions are tried before the route without any that binds the
+    /// same method and path; when none matches, 404.
+    #[serde(default)]
+    pub match_headers: Vec<HeaderMatch>,
     /// Only these methods (by simple name); all of the service's methods when omitted.
     #[serde(default)]
     pub methods: Option<Vec<String>>,
@@ -225,6 +233,26 @@ pub struct Route {
     /// sees the request first.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+}
+
+/// A condition on one request header (`match_headers`): `name` and exactly
+/// one of `exact`, `prefix` or `present`. A header sent several times, or as a
+/// comma-separated list, matches when any one value does; values are compared
+/// byte for byte.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    /// The header name (case-insensitive).
+    pub name: String,
+    /// The value must equal this.
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// The value must start with this.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// `true`: the header must be sent (any value); `false`: it must not be.
+    #[serde(default)]
+    pub present: Option<bool>,
 }
 
 /// JSON mapping options (proto3 JSON).

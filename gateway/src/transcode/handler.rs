@@ -131,7 +131,7 @@ fn ok_response(binding: &Binding, reply: Reply) -> Result<Response, ErrorRespons
 /// Forwarded values are marked sensitive, so HPACK sends them as never-indexed
 /// literals: the upstream connection is shared by every client, and one
 /// client's `authorization` must not sit in (or churn) the shared table.
-fn forward_metadata(headers: &HeaderMap, rules: &HeaderForwarding) -> HeaderMap {
+pub(crate) fn forward_metadata(headers: &HeaderMap, rules: &HeaderForwarding) -> HeaderMap {
     let mut out = HeaderMap::new();
     let sensitive = |value: &HeaderValue| {
         let mut value = value.clone();

@@ -1,0 +1,156 @@
+//! One root field's upstream call: GraphQL arguments → request message,
+//! the unary call through the route's upstream (timeout, header forwarding,
+//! metrics as for REST), and a failed call → a GraphQL error carrying the
+//! gRPC code and the `google.rpc.Status` details.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_graphql::dynamic::{FieldValue, ResolverContext};
+use async_graphql::{ErrorExtensions, Value as GqlValue};
+use http::HeaderMap;
+use http::uri::PathAndQuery;
+use prost_reflect::{DeserializeOptions, DynamicMessage, MethodDescriptor};
+use switchyard_plugins::error::{Code, ErrorResponse};
+
+use super::BuildError;
+use super::inputs;
+use super::root::{self, Root};
+use crate::routing::RouteCtx;
+use crate::transcode::{handler, response};
+use crate::upstream::{Call, UpstreamError};
+
+/// The headers of the GraphQL HTTP request, in the request data, for
+/// forwarding as metadata.
+pub struct RequestHeaders(pub HeaderMap);
+
+/// An exposed method.
+pub struct Operation {
+    pub method: MethodDescriptor,
+    pub root: Root,
+    pub route: Arc<RouteCtx>,
+    /// One `input:` argument instead of one per field.
+    pub single_input: bool,
+    path: PathAndQuery,
+}
+
+// === impl Operation ===
+
+impl Operation {
+    pub fn new(
+        method: MethodDescriptor,
+        root: Root,
+        route: Arc<RouteCtx>,
+        single_input: bool,
+    ) -> Result<Operation, BuildError> {
+        let service = method.parent_service();
+        let path = PathAndQuery::try_from(format!("/{}/{}", service.full_name(), method.name()))
+            .map_err(|e| {
+                BuildError::at(
+                    [] as [&str; 0],
+                    format!("{}: invalid gRPC path: {e}", method.full_name()),
+                )
+            })?;
+        Ok(Operation {
+            method,
+            root,
+            route,
+            single_input,
+            path,
+        })
+    }
+
+    /// Builds the request, calls the upstream, returns the reply.
+    pub async fn run(
+        &self,
+        ctx: &ResolverContext<'_>,
+    ) -> async_graphql::Result<FieldValue<'static>> {
+        let message = self.request(ctx)?;
+        let metadata = ctx
+            .data_opt::<RequestHeaders>()
+            .map(|h| handler::forward_metadata(&h.0, &self.route.headers))
+            .unwrap_or_default();
+        let route = &self.route;
+        let output = self.method.output();
+        let call = Call {
+            path: &self.path,
+            output: &output,
+            metadata,
+            timeout: route.timeout,
+            idempotent: self.root == Root::Query,
+        };
+        let started = Instant::now();
+        let result = route.upstream.unary(call, &message).await;
+        let code = match &result {
+            Ok(_) => Code::Ok,
+            Err(UpstreamError::Status(status) | UpstreamError::Transport { status, .. }) => {
+                Code::from_i32(status.code() as i32)
+            }
+            Err(_) => Code::Internal,
+        };
+        route
+            .metrics
+            .observe_upstream(&route.upstream.name, code, started.elapsed());
+        match result {
+            Ok(reply) => root::reply_value(self, reply.message),
+            Err(error) => Err(upstream_error(route, error)),
+        }
+    }
+
+    /// The request message from the field's arguments.
+    fn request(&self, ctx: &ResolverContext<'_>) -> async_graphql::Result<DynamicMessage> {
+        let input = self.method.input();
+        let args = ctx.args.as_index_map();
+        let json = if self.single_input {
+            match args.get("input") {
+                Some(GqlValue::Object(fields)) => inputs::message_json(&input, fields.iter()),
+                _ => Ok(Default::default()),
+            }
+        } else {
+            inputs::message_json(&input, args.iter())
+        }
+        .map_err(invalid_argument)?;
+        DynamicMessage::deserialize_with_options(
+            input,
+            serde_json::Value::Object(json),
+            &DeserializeOptions::new(),
+        )
+        .map_err(|e| invalid_argument(e.to_string()))
+    }
+}
+
+fn invalid_argument(message: String) -> async_graphql::Error {
+    graphql_error(ErrorResponse::new(Code::InvalidArgument, message))
+}
+
+/// A failed call as a GraphQL error, the gRPC status rendered like the REST
+/// error body (details with `@type`, the route's JSON options).
+fn upstream_error(route: &RouteCtx, error: UpstreamError) -> async_graphql::Error {
+    let error = match error {
+        UpstreamError::Status(status) | UpstreamError::Transport { status, .. } => {
+            response::status_to_error(route.rpc_status.as_ref(), &status, &route.serialize)
+        }
+        UpstreamError::ReplyTooLarge { limit } => ErrorResponse::new(
+            Code::Internal,
+            format!(
+                "the upstream's reply is larger than limits.max_upstream_message ({limit} bytes)"
+            ),
+        ),
+        UpstreamError::Protocol(message) => ErrorResponse::new(Code::Internal, message),
+    };
+    graphql_error(error)
+}
+
+/// `extensions`: `code` (the gRPC code name) and `details` (a list).
+fn graphql_error(error: ErrorResponse) -> async_graphql::Error {
+    let details: Vec<GqlValue> = error
+        .details
+        .into_iter()
+        .filter_map(|d| GqlValue::from_json(d).ok())
+        .collect();
+    let code = error.code.name();
+    async_graphql::Error::new(error.message).extend_with(move |_, ext| {
+        ext.set("code", code);
+        ext.set("details", GqlValue::List(details));
+    })
+}
