@@ -164,7 +164,7 @@ fn env_properties() -> HashMap<String, String> {
 
 fn from_yaml_error(source: &ConfigSource, e: &serde_saphyr::Error) -> ConfigError {
     let location = e.location();
-    let message = strip_position(&e.without_snippet().to_string());
+    let mut message = strip_position(&e.without_snippet().to_string());
     let key = match (&source.tree, location) {
         (Some(tree), Some(loc)) => {
             let mut path = Node::path_at(tree, loc);
@@ -177,6 +177,13 @@ fn from_yaml_error(source: &ConfigSource, e: &serde_saphyr::Error) -> ConfigErro
         }
         _ => String::new(),
     };
+    // With environment interpolation on, serde-saphyr names an unknown key
+    // "an interpolated field"; the key path knows its real name.
+    if let Some(rest) = message.strip_prefix("unknown field `an interpolated field`")
+        && let Some(name) = key.rsplit('.').next().filter(|n| !n.is_empty())
+    {
+        message = format!("unknown field `{name}`{rest}");
+    }
     source.error(location, key, message)
 }
 

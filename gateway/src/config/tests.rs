@@ -138,3 +138,16 @@ fn the_committed_schema_matches_the_config_types() {
         "schemas/gateway.schema.json is stale: run `cargo run -p switchyard -- schema --out schemas/gateway.schema.json`"
     );
 }
+
+#[test]
+fn an_unknown_key_is_named_in_a_file_that_interpolates_variables() {
+    let err = parse_err(
+        "listeners: [{ address: \"${NO_SUCH_VAR_X:-127.0.0.1:8080}\" }]\nprotos: {sources: [p]}\nroutes:\n  - service: a.B\n    upstrem: users\n",
+    );
+    assert!(
+        err.starts_with(
+            "gateway.yaml:5:5: at `routes[0].upstrem`: unknown field `upstrem`, expected one of"
+        ),
+        "{err}"
+    );
+}
