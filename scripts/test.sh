@@ -3,6 +3,8 @@
 # runs before pushing. On a fresh machine it installs what the tests need:
 #   - a Python virtualenv (.venv) with grpcio, for the end-to-end test against
 #     a gRPC server we did not write in Rust;
+#   - Debian's chromium and playwright-core (npm, gateway/tests/browser), for
+#     the GraphiQL page run in a headless browser;
 #   - a Redis on 127.0.0.1:6379, for the shared rate limit tests (started if
 #     none answers; apt-get installed if redis-server is missing);
 # then checks formatting and lints, and runs every test in the workspace.
@@ -23,6 +25,28 @@ if [ -f "$requirements" ]; then
     echo "$want" > "$stamp"
   fi
   export SWITCHYARD_PYTHON="$PWD/.venv/bin/python"
+fi
+
+# --- Headless Chromium (gateway/tests/graphiql_browser.rs) ------------------
+# Debian's chromium, driven by playwright-core from gateway/tests/browser
+# (node_modules reinstalled with `npm ci` when package-lock.json changes).
+browser_dir=gateway/tests/browser
+if [ -f "$browser_dir/package-lock.json" ]; then
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing chromium"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  fi
+  stamp=$browser_dir/node_modules/.package-lock.sha256
+  want=$(sha256sum "$browser_dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing the browser test's node packages (npm ci)"
+    (cd "$browser_dir" && npm ci --silent --no-audit --no-fund)
+    echo "$want" > "$stamp"
+  fi
+  export SWITCHYARD_CHROMIUM=/usr/bin/chromium
+  export SWITCHYARD_BROWSER_DIR="$PWD/$browser_dir"
 fi
 
 # --- Redis (plugins rate_limit::redis tests, gateway/tests/rate_limit_redis.rs)
