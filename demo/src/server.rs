@@ -200,6 +200,11 @@ impl DemoServer {
         self.calls[service.index()].load(Ordering::SeqCst)
     }
 
+    /// The `read_mask` paths of the latest `GetUser` call (empty: none sent).
+    pub fn last_read_mask(&self) -> Vec<String> {
+        self.users_store.last_read_mask()
+    }
+
     /// Number of open `WatchOrders` streams; see [`InMemoryOrders::open_watches`].
     pub fn open_watches(&self) -> usize {
         self.orders_store.open_watches()

@@ -56,6 +56,8 @@ const UPDATABLE: [&str; 3] = ["name", "email", "role"];
 #[derive(Debug, Clone)]
 pub struct InMemoryUsers {
     state: Arc<RwLock<State>>,
+    /// The `read_mask` paths of the latest `GetUser` call, for tests.
+    last_read_mask: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 #[derive(Debug)]
@@ -83,7 +85,16 @@ impl InMemoryUsers {
                 users,
                 next_id: SEED_USERS + 1,
             })),
+            last_read_mask: Arc::default(),
         }
+    }
+
+    /// The `read_mask` paths of the latest `GetUser` call (empty: none sent).
+    pub fn last_read_mask(&self) -> Vec<String> {
+        self.last_read_mask
+            .lock()
+            .map(|paths| paths.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -116,6 +127,31 @@ fn user_not_found(id: &str) -> Status {
     )
 }
 
+/// `user` with only the fields named in `paths` (all of them when empty);
+/// an unknown path is INVALID_ARGUMENT, as AIP-157 asks.
+fn masked(user: User, paths: &[String]) -> Result<User, Status> {
+    if paths.is_empty() {
+        return Ok(user);
+    }
+    let mut out = User::default();
+    for (i, path) in paths.iter().enumerate() {
+        match path.as_str() {
+            "id" => out.id.clone_from(&user.id),
+            "name" => out.name.clone_from(&user.name),
+            "email" => out.email.clone_from(&user.email),
+            "role" => out.role = user.role,
+            "create_time" => out.create_time = user.create_time,
+            other => {
+                return Err(bad_field(
+                    &format!("read_mask.paths[{i}]"),
+                    format!("unknown field {other:?}"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Checks the fields of `user` named in `paths`, collecting one violation per bad field.
 ///
 /// `ROLE_UNSPECIFIED` is fine on create (it means "customer") but not as an explicit update.
@@ -146,16 +182,20 @@ fn validate(user: &User, paths: &[&str], allow_unspecified_role: bool) -> Vec<Vi
 #[tonic::async_trait]
 impl UserService for InMemoryUsers {
     async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
-        let id = request.into_inner().id;
+        let GetUserRequest { id, read_mask } = request.into_inner();
         if id.is_empty() {
             return Err(bad_field("id", "must not be empty"));
         }
         let state = self.state.read().await;
-        canonical_id(&id)
+        let user = canonical_id(&id)
             .and_then(|key| state.users.get(&key))
             .cloned()
-            .map(Response::new)
-            .ok_or_else(|| user_not_found(&id))
+            .ok_or_else(|| user_not_found(&id))?;
+        let paths = read_mask.map(|m| m.paths).unwrap_or_default();
+        if let Ok(mut last) = self.last_read_mask.lock() {
+            last.clone_from(&paths);
+        }
+        masked(user, &paths).map(Response::new)
     }
 
     async fn list_users(

@@ -29,7 +29,10 @@ async fn binary_prints_addresses_and_stops_on_sigterm() {
         .await
         .unwrap();
     let ada = client
-        .get_user(GetUserRequest { id: "1".into() })
+        .get_user(GetUserRequest {
+            id: "1".into(),
+            read_mask: None,
+        })
         .await
         .unwrap()
         .into_inner();

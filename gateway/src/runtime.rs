@@ -409,7 +409,10 @@ async fn graphql_endpoint(
             .key
             .iter()
             .fold(KeyPath::root().key("graphql"), |k, part| {
-                k.key(part.as_str())
+                match part.parse::<usize>() {
+                    Ok(index) => k.index(index),
+                    Err(_) => k.key(part.as_str()),
+                }
             });
         source.error_at(&key, e.message)
     };
@@ -430,9 +433,12 @@ async fn graphql_endpoint(
         });
     }
     let schema = graphql::schema(pool, config, &exposed).map_err(at)?;
+    let protection =
+        graphql::http::Protection::new(config, &schema, &source.base_dir()).map_err(at)?;
     let handler = graphql::http::service(
         schema.clone(),
         loaded.config.limits.max_request_body.as_usize(),
+        protection,
     );
     let ctx = BuildContext {
         base_dir: source.base_dir(),

@@ -6,7 +6,7 @@ mod common;
 use switchyard::config;
 use switchyard::runtime::Runtime;
 
-/// The SDL of `config/gateway.yaml` with the `graphql:` defaults.
+/// The SDL of `config/gateway.yaml` (its `graphql:` section, joins included).
 async fn demo_sdl() -> String {
     let mut loaded = config::load(&common::repo_root().join("config/gateway.yaml"))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -29,7 +29,7 @@ async fn the_issue_query_fields_exist_on_the_demo() {
         "order(id: String): Order",
         "orders(userId: String, pageSize: Int, pageToken: String): ListOrdersResponse",
         "stock(sku: String): Stock",
-        "user(id: String): User",
+        "readMask: [String!]\n\t): User",
         "batchGetUsers(ids: [String!]): BatchGetUsersResponse",
         "createOrder(userId: String, items: [LineItemInput!]): Order",
         "watchOrders(userId: String): Order",

@@ -19,7 +19,10 @@ async fn one_service_can_be_stopped_and_restarted() {
     server.stop(Service::Users).await;
     assert!(!server.is_running(Service::Users));
     let down = client
-        .get_user(GetUserRequest { id: "1".into() })
+        .get_user(GetUserRequest {
+            id: "1".into(),
+            read_mask: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(down.code(), Code::Unavailable);
@@ -33,7 +36,10 @@ async fn one_service_can_be_stopped_and_restarted() {
     server.restart(Service::Users).await.unwrap();
     let mut client = users(&server).await;
     let survivor = client
-        .get_user(GetUserRequest { id: "21".into() })
+        .get_user(GetUserRequest {
+            id: "21".into(),
+            read_mask: None,
+        })
         .await
         .unwrap()
         .into_inner();

@@ -8,7 +8,10 @@ async fn get_user_returns_seed_data_and_rich_errors() {
     let mut client = users(&server).await;
 
     let ada = client
-        .get_user(GetUserRequest { id: "1".into() })
+        .get_user(GetUserRequest {
+            id: "1".into(),
+            read_mask: None,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -19,7 +22,10 @@ async fn get_user_returns_seed_data_and_rich_errors() {
     assert_eq!(ada.create_time.unwrap().seconds, 1_704_070_800);
 
     let grace = client
-        .get_user(GetUserRequest { id: "2".into() })
+        .get_user(GetUserRequest {
+            id: "2".into(),
+            read_mask: None,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -29,7 +35,10 @@ async fn get_user_returns_seed_data_and_rich_errors() {
     );
 
     let missing = client
-        .get_user(GetUserRequest { id: "99".into() })
+        .get_user(GetUserRequest {
+            id: "99".into(),
+            read_mask: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
@@ -49,13 +58,19 @@ async fn get_user_returns_seed_data_and_rich_errors() {
 
     // "01" must not alias user "1".
     let aliased = client
-        .get_user(GetUserRequest { id: "01".into() })
+        .get_user(GetUserRequest {
+            id: "01".into(),
+            read_mask: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(aliased.code(), Code::NotFound);
 
     let empty = client
-        .get_user(GetUserRequest { id: String::new() })
+        .get_user(GetUserRequest {
+            id: String::new(),
+            read_mask: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(empty.code(), Code::InvalidArgument);
@@ -224,4 +239,35 @@ async fn create_update_and_batch_get_users() {
         .unwrap()
         .into_inner();
     assert_eq!(ids_of_users(&batch.users), ["3", "21", "1"]);
+}
+
+#[tokio::test]
+async fn get_user_returns_only_the_read_mask_fields_and_refuses_unknown_paths() {
+    let server = start().await;
+    let mut client = users(&server).await;
+    let mask = |paths: &[&str]| {
+        Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        })
+    };
+    let ada = client
+        .get_user(GetUserRequest {
+            id: "1".into(),
+            read_mask: mask(&["name", "create_time"]),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ada.name, "Ada Lovelace");
+    assert!(ada.create_time.is_some());
+    assert_eq!((ada.id.as_str(), ada.email.as_str()), ("", ""));
+    assert_eq!(server.last_read_mask(), ["name", "create_time"]);
+    let err = client
+        .get_user(GetUserRequest {
+            id: "1".into(),
+            read_mask: mask(&["password"]),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
 }

@@ -4,7 +4,7 @@
 //! gRPC code and the `google.rpc.Status` details.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_graphql::dynamic::{FieldValue, ResolverContext};
 use async_graphql::{ErrorExtensions, Value as GqlValue};
@@ -14,7 +14,9 @@ use prost_reflect::{DeserializeOptions, DynamicMessage, MethodDescriptor};
 use switchyard_plugins::error::{Code, ErrorResponse};
 
 use super::BuildError;
+use super::field_mask::MaskPlan;
 use super::inputs;
+use super::joins::RequestState;
 use super::root::{self, Root};
 use crate::routing::RouteCtx;
 use crate::transcode::{handler, response};
@@ -32,6 +34,10 @@ pub struct Operation {
     /// One `input:` argument instead of one per field.
     pub single_input: bool,
     path: PathAndQuery,
+    /// `graphql.timeout`: the whole request's budget.
+    budget: Duration,
+    /// The request's read mask, filled from the selection.
+    mask: Option<MaskPlan>,
 }
 
 // === impl Operation ===
@@ -42,6 +48,7 @@ impl Operation {
         root: Root,
         route: Arc<RouteCtx>,
         single_input: bool,
+        budget: Duration,
     ) -> Result<Operation, BuildError> {
         let service = method.parent_service();
         let path = PathAndQuery::try_from(format!("/{}/{}", service.full_name(), method.name()))
@@ -57,7 +64,15 @@ impl Operation {
             route,
             single_input,
             path,
+            budget,
+            mask: None,
         })
+    }
+
+    /// Fills `plan`'s read mask from each call's selection.
+    pub fn with_mask(mut self, plan: Option<MaskPlan>) -> Operation {
+        self.mask = plan;
+        self
     }
 
     /// Builds the request, calls the upstream, returns the reply.
@@ -66,21 +81,49 @@ impl Operation {
         ctx: &ResolverContext<'_>,
     ) -> async_graphql::Result<FieldValue<'static>> {
         let message = self.request(ctx)?;
-        let metadata = ctx
-            .data_opt::<RequestHeaders>()
-            .map(|h| handler::forward_metadata(&h.0, &self.route.headers))
-            .unwrap_or_default();
+        let started = ctx
+            .data_opt::<RequestState>()
+            .map_or_else(Instant::now, RequestState::started);
+        let reply = self
+            .call(&message, ctx.data_opt::<RequestHeaders>(), started)
+            .await?;
+        root::reply_value(self, reply)
+    }
+
+    /// Calls the upstream with `message`: metadata from `headers` (the
+    /// route's forwarding rules), a deadline of the route's timeout or what
+    /// remains of the request's budget (counted from `started`), if shorter.
+    pub async fn call(
+        &self,
+        message: &DynamicMessage,
+        headers: Option<&RequestHeaders>,
+        started: Instant,
+    ) -> async_graphql::Result<DynamicMessage> {
         let route = &self.route;
+        let remaining = self.budget.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return Err(graphql_error(ErrorResponse::new(
+                Code::DeadlineExceeded,
+                format!(
+                    "{}: the request's deadline (graphql.timeout, {:?}) has passed",
+                    self.method.full_name(),
+                    self.budget
+                ),
+            )));
+        }
+        let metadata = headers
+            .map(|h| handler::forward_metadata(&h.0, &route.headers))
+            .unwrap_or_default();
         let output = self.method.output();
         let call = Call {
             path: &self.path,
             output: &output,
             metadata,
-            timeout: route.timeout,
+            timeout: route.timeout.min(remaining),
             idempotent: self.root == Root::Query,
         };
         let started = Instant::now();
-        let result = route.upstream.unary(call, &message).await;
+        let result = route.upstream.unary(call, message).await;
         let code = match &result {
             Ok(_) => Code::Ok,
             Err(UpstreamError::Status(status) | UpstreamError::Transport { status, .. }) => {
@@ -92,7 +135,7 @@ impl Operation {
             .metrics
             .observe_upstream(&route.upstream.name, code, started.elapsed());
         match result {
-            Ok(reply) => root::reply_value(self, reply.message),
+            Ok(reply) => Ok(reply.message),
             Err(error) => Err(upstream_error(route, error)),
         }
     }
@@ -110,12 +153,20 @@ impl Operation {
             inputs::message_json(&input, args.iter())
         }
         .map_err(invalid_argument)?;
-        DynamicMessage::deserialize_with_options(
+        let mut message = DynamicMessage::deserialize_with_options(
             input,
             serde_json::Value::Object(json),
             &DeserializeOptions::new(),
         )
-        .map_err(|e| invalid_argument(e.to_string()))
+        .map_err(|e| invalid_argument(e.to_string()))?;
+        if let Some(mask) = &self.mask {
+            mask.apply(
+                &mut message,
+                &self.method.output(),
+                ctx.field().selection_set(),
+            );
+        }
+        Ok(message)
     }
 }
 
@@ -142,7 +193,7 @@ fn upstream_error(route: &RouteCtx, error: UpstreamError) -> async_graphql::Erro
 }
 
 /// `extensions`: `code` (the gRPC code name) and `details` (a list).
-fn graphql_error(error: ErrorResponse) -> async_graphql::Error {
+pub(crate) fn graphql_error(error: ErrorResponse) -> async_graphql::Error {
     let details: Vec<GqlValue> = error
         .details
         .into_iter()

@@ -1,9 +1,15 @@
 //! GraphQL over HTTP: `POST` with a JSON body `{query, variables,
-//! operationName}`, `GET ?query=…` for queries only. The answer is
-//! `application/graphql-response+json` when the client accepts it, else
+//! operationName, extensions}`, `GET ?query=…` for queries only. The answer
+//! is `application/graphql-response+json` when the client accepts it, else
 //! `application/json`. A malformed request is a 4xx with `{"errors": [...]}`.
+//!
+//! Before anything runs, each operation goes through the endpoint's
+//! [`Protection`]: persisted queries ([`super::persisted`]), then the size
+//! limits on the text, then the limits on the parsed document
+//! ([`super::limits`]). A refused operation never reaches an upstream.
 
 use std::convert::Infallible;
+use std::path::Path;
 use std::sync::Arc;
 
 use async_graphql::dynamic::Schema;
@@ -16,18 +22,61 @@ use switchyard_plugins::stage::{
     BoxFuture, HttpService, Request, Response, full_body, read_body_limited,
 };
 
+use super::BuildError;
 use super::call::RequestHeaders;
+use super::limits::{Limits, Refusal};
+use super::persisted::Persisted;
+use crate::config::graphql::GraphqlConfig;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
+/// What is checked before an operation runs: `graphql.limits`,
+/// `graphql.introspection`, `graphql.batching`, `graphql.persisted_queries`.
+pub struct Protection {
+    limits: Limits,
+    persisted: Persisted,
+    introspection: bool,
+    /// Most operations in a batch; `None`: batches are refused.
+    batch_max: Option<usize>,
+}
+
+// === impl Protection ===
+
+impl Protection {
+    /// `base_dir` is the config file's directory (the safelist file is
+    /// relative to it).
+    pub fn new(
+        config: &GraphqlConfig,
+        schema: &Schema,
+        base_dir: &Path,
+    ) -> Result<Protection, BuildError> {
+        if let Some(batching) = &config.batching
+            && batching.max == 0
+        {
+            return Err(BuildError::at(
+                ["batching", "max"],
+                "must be at least 1 (leave `batching` out to refuse batches)",
+            ));
+        }
+        Ok(Protection {
+            limits: Limits::new(config, schema)?,
+            persisted: Persisted::new(&config.persisted_queries, base_dir)?,
+            introspection: config.introspection,
+            batch_max: config.batching.as_ref().map(|b| b.max),
+        })
+    }
+}
+
 /// The endpoint's innermost service.
-pub fn service(schema: Schema, max_body: usize) -> HttpService {
+pub fn service(schema: Schema, max_body: usize, protection: Protection) -> HttpService {
     let schema = Arc::new(schema);
+    let protection = Arc::new(protection);
     HttpService::new(tower::service_fn(
         move |req: Request| -> BoxFuture<Result<Response, Infallible>> {
             let schema = schema.clone();
+            let protection = protection.clone();
             // Boxed with an explicit `Send` bound, as `transcode::handler::service`.
-            Box::pin(async move { Ok(handle(&schema, max_body, req).await) })
+            Box::pin(async move { Ok(handle(&schema, &protection, max_body, req).await) })
         },
     ))
 }
@@ -35,7 +84,10 @@ pub fn service(schema: Schema, max_body: usize) -> HttpService {
 /// A request that is not a GraphQL request: status and what is wrong.
 struct Rejected(StatusCode, String);
 
-/// The JSON body of a POST.
+/// A request refused as a whole with a code (batching).
+struct RejectedWithCode(StatusCode, Refusal);
+
+/// One GraphQL request as received, before persisted queries are resolved.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Body {
@@ -44,13 +96,33 @@ struct Body {
     variables: Option<serde_json::Value>,
     #[serde(default)]
     operation_name: Option<String>,
+    #[serde(default)]
+    extensions: Option<serde_json::Value>,
 }
 
-async fn handle(schema: &Schema, max_body: usize, req: Request) -> Response {
+/// The body of a POST: one request or a batch.
+enum Incoming {
+    One(Body),
+    Batch(Vec<Body>),
+}
+
+/// One operation's answer: the JSON and whether it is a request error (it
+/// did not execute at all: no `data`).
+struct Answer {
+    json: serde_json::Value,
+    request_error: bool,
+}
+
+async fn handle(
+    schema: &Schema,
+    protection: &Protection,
+    max_body: usize,
+    req: Request,
+) -> Response {
     let (parts, body) = req.into_parts();
     let graphql_response = accepts_graphql_response(&parts.headers);
     let parsed = match parts.method {
-        Method::GET => from_query(parts.uri.query()),
+        Method::GET => from_query(parts.uri.query()).map(Incoming::One),
         Method::POST => {
             match read_body_limited(&parts.headers, body, max_body, "limits.max_request_body").await
             {
@@ -63,31 +135,152 @@ async fn handle(schema: &Schema, max_body: usize, req: Request) -> Response {
             "GraphQL is served with GET (queries) and POST".to_owned(),
         )),
     };
-    let request = match parsed.and_then(|r| queries_only_on_get(&parts.method, r)) {
-        Ok(request) => request.data(RequestHeaders(parts.headers)),
+    let incoming = match parsed {
+        Ok(incoming) => incoming,
         Err(rejected) => return reject(rejected, graphql_response),
     };
-    let response = schema.execute(request).await;
-    // GraphQL over HTTP: with the new media type, a request that did not
-    // execute at all (no data: parse or validation errors) is a 400.
-    let status = if graphql_response
-        && response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-    {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    match serde_json::to_vec(&response) {
-        Ok(json) => reply(status, json, graphql_response),
-        Err(e) => reject(
-            Rejected(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot render the response: {e}"),
-            ),
-            graphql_response,
-        ),
+    let headers = &parts.headers;
+    let method = &parts.method;
+    match incoming {
+        Incoming::One(body) => match run(schema, protection, method, headers, body).await {
+            Ok(answer) => {
+                // GraphQL over HTTP: with the new media type, a request that
+                // did not execute at all (refused, parse or validation
+                // errors: no data) is a 400.
+                let status = if graphql_response && answer.request_error {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::OK
+                };
+                render(status, &answer.json, graphql_response)
+            }
+            Err(rejected) => reject(rejected, graphql_response),
+        },
+        Incoming::Batch(bodies) => {
+            if let Err(RejectedWithCode(status, refusal)) = check_batch(protection, bodies.len()) {
+                return render(status, &errors_json(&[refusal]), graphql_response);
+            }
+            let runs = bodies
+                .into_iter()
+                .map(|body| run(schema, protection, method, headers, body));
+            let mut answers = Vec::new();
+            for result in futures_util::future::join_all(runs).await {
+                answers.push(match result {
+                    Ok(answer) => answer.json,
+                    Err(Rejected(_, message)) => {
+                        serde_json::json!({"errors": [{"message": message}]})
+                    }
+                });
+            }
+            render(
+                StatusCode::OK,
+                &serde_json::Value::Array(answers),
+                graphql_response,
+            )
+        }
     }
+}
+
+fn check_batch(protection: &Protection, len: usize) -> Result<(), RejectedWithCode> {
+    let refuse = |code, message: String| {
+        Err(RejectedWithCode(
+            StatusCode::BAD_REQUEST,
+            Refusal { code, message },
+        ))
+    };
+    match protection.batch_max {
+        None => refuse(
+            "BATCHING_DISABLED",
+            "batched requests (a JSON array) are not supported: graphql.batching is off".to_owned(),
+        ),
+        Some(_) if len == 0 => refuse(
+            "BAD_REQUEST",
+            "the batch (a JSON array) is empty".to_owned(),
+        ),
+        Some(max) if len > max => refuse(
+            "BATCH_TOO_LARGE",
+            format!("batch of {len} operations exceeds graphql.batching.max ({max})"),
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
+/// One operation: persisted query, limits, then execution.
+async fn run(
+    schema: &Schema,
+    protection: &Protection,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Answer, Rejected> {
+    let refused = |refusals: &[Refusal]| {
+        Ok(Answer {
+            json: errors_json(refusals),
+            request_error: true,
+        })
+    };
+    let resolved = match protection
+        .persisted
+        .resolve(body.query, body.extensions.as_ref())
+    {
+        Ok(resolved) => resolved,
+        Err(refusal) if refusal.code == "BAD_REQUEST" => {
+            return Err(Rejected(StatusCode::BAD_REQUEST, refusal.message));
+        }
+        Err(refusal) => return refused(&[refusal]),
+    };
+    if let Err(refusal) = protection.limits.check_text(&resolved.query) {
+        return refused(&[refusal]);
+    }
+    let mut request = build(resolved.query, body.variables, body.operation_name)?;
+    request = queries_only_on_get(method, request)?;
+    // The document is parsed once (the executor reuses it); one that does
+    // not parse is left to the executor, which reports it.
+    let variables = std::mem::take(&mut request.variables);
+    let operation = request.operation_name.take();
+    let checked = request.parsed_query().ok().map(|document| {
+        protection
+            .limits
+            .check_document(document, operation.as_deref(), &variables)
+    });
+    request.variables = variables;
+    request.operation_name = operation;
+    match checked {
+        Some(Err(refusals)) => return refused(&refusals),
+        Some(Ok(())) => {
+            if let Some(hash) = resolved.register {
+                protection.persisted.register(hash, &request.query);
+            }
+        }
+        None => {}
+    }
+    if !protection.introspection {
+        request = request.disable_introspection();
+    }
+    let request = request
+        .data(RequestHeaders(headers.clone()))
+        .data(super::joins::RequestState::new());
+    let response = schema.execute(request).await;
+    let request_error = response.data == async_graphql::Value::Null && !response.errors.is_empty();
+    let json = serde_json::to_value(&response).map_err(|e| {
+        Rejected(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot render the response: {e}"),
+        )
+    })?;
+    Ok(Answer {
+        json,
+        request_error,
+    })
+}
+
+/// `{"errors": [{"message", "extensions": {"code"}}]}`.
+fn errors_json(refusals: &[Refusal]) -> serde_json::Value {
+    let errors: Vec<_> = refusals
+        .iter()
+        .map(|r| serde_json::json!({"message": r.message, "extensions": {"code": r.code}}))
+        .collect();
+    serde_json::json!({ "errors": errors })
 }
 
 fn accepts_graphql_response(headers: &HeaderMap) -> bool {
@@ -121,47 +314,56 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejected> {
     }
 }
 
-fn from_body(bytes: &[u8]) -> Result<GqlRequest, Rejected> {
+fn from_body(bytes: &[u8]) -> Result<Incoming, Rejected> {
     let bad = |m: String| Rejected(StatusCode::BAD_REQUEST, m);
     let json: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;
-    if json.is_array() {
-        return Err(bad(
-            "batched requests (a JSON array) are not supported".to_owned()
-        ));
+    let one = |json: serde_json::Value| -> Result<Body, Rejected> {
+        if !json.is_object() {
+            return Err(bad(
+                "the body must be a JSON object with a `query`".to_owned()
+            ));
+        }
+        serde_json::from_value(json).map_err(|e| bad(format!("invalid request: {e}")))
+    };
+    match json {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .map(one)
+            .collect::<Result<_, _>>()
+            .map(Incoming::Batch),
+        json => one(json).map(Incoming::One),
     }
-    if !json.is_object() {
-        return Err(bad(
-            "the body must be a JSON object with a `query`".to_owned()
-        ));
-    }
-    let body: Body =
-        serde_json::from_value(json).map_err(|e| bad(format!("invalid request: {e}")))?;
-    build(body.query, body.variables, body.operation_name)
 }
 
-/// `?query=…&variables=<JSON>&operationName=…`.
-fn from_query(query: Option<&str>) -> Result<GqlRequest, Rejected> {
-    let (mut text, mut variables, mut operation) = (None, None, None);
+/// `?query=…&variables=<JSON>&operationName=…&extensions=<JSON>`.
+fn from_query(query: Option<&str>) -> Result<Body, Rejected> {
+    let mut body = Body {
+        query: None,
+        variables: None,
+        operation_name: None,
+        extensions: None,
+    };
+    let json = |name: &str, value: &str| {
+        serde_json::from_str(value).map_err(|e| {
+            Rejected(
+                StatusCode::BAD_REQUEST,
+                format!("`{name}` is not valid JSON: {e}"),
+            )
+        })
+    };
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = decode(value)?;
         match decode(key)?.as_str() {
-            "query" => text = Some(value),
-            "operationName" => operation = Some(value),
-            "variables" => {
-                let json = serde_json::from_str(&value).map_err(|e| {
-                    Rejected(
-                        StatusCode::BAD_REQUEST,
-                        format!("`variables` is not valid JSON: {e}"),
-                    )
-                })?;
-                variables = Some(json);
-            }
+            "query" => body.query = Some(value),
+            "operationName" => body.operation_name = Some(value),
+            "variables" => body.variables = Some(json("variables", &value)?),
+            "extensions" => body.extensions = Some(json("extensions", &value)?),
             _ => {}
         }
     }
-    build(text, variables, operation)
+    Ok(body)
 }
 
 fn decode(text: &str) -> Result<String, Rejected> {
@@ -178,14 +380,11 @@ fn decode(text: &str) -> Result<String, Rejected> {
 }
 
 fn build(
-    query: Option<String>,
+    query: String,
     variables: Option<serde_json::Value>,
     operation: Option<String>,
 ) -> Result<GqlRequest, Rejected> {
     let bad = |m: &str| Rejected(StatusCode::BAD_REQUEST, m.to_owned());
-    let query = query
-        .filter(|q| !q.trim().is_empty())
-        .ok_or_else(|| bad("`query` is required"))?;
     let mut request = GqlRequest::new(query);
     match variables {
         None | Some(serde_json::Value::Null) => {}
@@ -228,16 +427,20 @@ fn queries_only_on_get(method: &Method, mut request: GqlRequest) -> Result<GqlRe
 
 fn reject(Rejected(status, message): Rejected, graphql_response: bool) -> Response {
     let body = serde_json::json!({"errors": [{"message": message}]});
-    let mut res = reply(
-        status,
-        serde_json::to_vec(&body).unwrap_or_default(),
-        graphql_response,
-    );
+    let mut res = render(status, &body, graphql_response);
     if status == StatusCode::METHOD_NOT_ALLOWED {
         res.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
     }
     res
+}
+
+fn render(status: StatusCode, json: &serde_json::Value, graphql_response: bool) -> Response {
+    reply(
+        status,
+        serde_json::to_vec(json).unwrap_or_default(),
+        graphql_response,
+    )
 }
 
 fn reply(status: StatusCode, json: Vec<u8>, graphql_response: bool) -> Response {

@@ -12,11 +12,15 @@
 //!   page with its assets built in.
 
 pub mod call;
+pub mod field_mask;
 pub mod graphiql;
 pub mod http;
 pub mod inputs;
+pub mod joins;
+pub mod limits;
 pub mod naming;
 pub mod output;
+pub mod persisted;
 pub mod root;
 pub mod scalars;
 pub mod types;
@@ -148,7 +152,11 @@ pub fn schema(
     exposed: &[Exposed],
 ) -> Result<Schema, BuildError> {
     let ops = root::plan(pool, config, exposed)?;
+    let joins = joins::compile(pool, config, exposed)?;
     let (mut out, mut input) = (Reach::default(), Reach::default());
+    for join in &joins {
+        out.visit(&join.output());
+    }
     for op in &ops {
         out.visit(&op.method.output());
         if op.single_input {
@@ -172,7 +180,7 @@ pub fn schema(
     let names = Names::new(config.naming, all);
     let comments = Comments::new(pool);
     let mut types = Types::default();
-    register_types(&mut types, &names, &comments, &out, &input)?;
+    register_types(&mut types, &names, &comments, &out, &input, &joins)?;
     let fields = root::field_names(&names, ops);
     let roots = root_objects(&names, &comments, &fields);
     let has = |root: Root| fields.iter().any(|(_, op)| op.root == root);
@@ -233,6 +241,7 @@ fn register_types(
     comments: &Comments,
     out: &Reach,
     input: &Reach,
+    joins: &[Arc<joins::Join>],
 ) -> Result<(), BuildError> {
     for name in out.scalars.union(&input.scalars) {
         if let Some(scalar) = scalars::definition(name) {
@@ -244,8 +253,33 @@ fn register_types(
         types.add(types::enumeration(names, comments, desc), full)?;
     }
     for (full, desc) in &out.messages {
-        for ty in types::object(names, comments, desc) {
+        let mut generated = types::object(names, comments, desc);
+        // The message's object is last; joined fields go on it.
+        if let Some(Type::Object(object)) = generated.pop() {
+            let object = joins
+                .iter()
+                .filter(|j| j.on.full_name() == full.as_str())
+                .fold(object, |object, join| {
+                    object.field(join.field(names.of(join.output().full_name())))
+                });
+            generated.push(Type::Object(object));
+        }
+        for ty in generated {
             types.add(ty, full)?;
+        }
+    }
+    for (i, join) in joins.iter().enumerate() {
+        if !out.messages.contains_key(join.on.full_name()) {
+            return Err(BuildError::at(
+                ["joins".to_owned(), i.to_string(), "on".to_owned()]
+                    .iter()
+                    .map(String::as_str),
+                format!(
+                    "{} is not the type of any field of the schema: nothing could select `{}`",
+                    join.on.full_name(),
+                    join.field
+                ),
+            ));
         }
     }
     for (full, desc) in &input.messages {

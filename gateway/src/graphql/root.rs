@@ -12,6 +12,7 @@ use prost_reflect::{DescriptorPool, MethodDescriptor, ReflectMessage, ServiceDes
 
 use super::BuildError;
 use super::call::Operation;
+use super::field_mask::{JoinKeys, MaskPlan};
 use super::inputs;
 use super::naming::Names;
 use super::scalars::Wkt;
@@ -44,6 +45,13 @@ pub fn plan(
 ) -> Result<Vec<Operation>, BuildError> {
     let mut seen = BTreeSet::new();
     let mut ops = Vec::new();
+    let join_keys: JoinKeys = Arc::new(
+        config
+            .joins
+            .iter()
+            .map(|j| ((j.on.clone(), j.field.clone()), j.key.clone()))
+            .collect(),
+    );
     for item in exposed {
         if !seen.insert(item.service.full_name().to_owned()) {
             continue; // the first route of a service serves it
@@ -60,12 +68,17 @@ pub fn plan(
                 continue;
             };
             let single_input = method.input().fields().len() > config.input_threshold;
-            ops.push(Operation::new(
-                method,
-                root,
-                item.route.clone(),
-                single_input,
-            )?);
+            let mask = MaskPlan::find(&method.input(), &config.field_masks, &join_keys);
+            ops.push(
+                Operation::new(
+                    method,
+                    root,
+                    item.route.clone(),
+                    single_input,
+                    config.timeout.0,
+                )?
+                .with_mask(mask),
+            );
         }
     }
     for name in config.operations.keys() {
@@ -206,7 +219,7 @@ pub fn field(names: &Names, comments: &Comments, name: &str, op: &Arc<Operation>
 /// Records a failed root field as an error with its `path` and returns
 /// nothing, so the field is `null` and its siblings still resolve
 /// (async-graphql's dynamic resolver would drop the field and the path).
-fn report(ctx: &ResolverContext<'_>, error: async_graphql::Error) {
+pub(crate) fn report(ctx: &ResolverContext<'_>, error: async_graphql::Error) {
     let error = ctx.set_error_path(error.into_server_error(ctx.item.pos));
     ctx.add_error(error);
 }
