@@ -241,3 +241,18 @@ async fn graphiql_can_be_turned_off() {
     assert_eq!(asset.status, StatusCode::NOT_FOUND);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn response_fields_come_in_the_order_of_the_selection() {
+    let gw = gateway().await;
+    let reply = post(
+        &gw,
+        json!({"query": r#"{ order(id: "1") { totalCents items { sku qty } id } }"#}),
+    )
+    .await;
+    assert_eq!(
+        reply.text(),
+        r#"{"data":{"order":{"totalCents":"7499","items":[{"sku":"A-1","qty":2},{"sku":"B-2","qty":1}],"id":"1"}}}"#
+    );
+    gw.stop().await;
+}

@@ -109,7 +109,9 @@ enum Incoming {
 /// One operation's answer: the JSON and whether it is a request error (it
 /// did not execute at all: no `data`).
 struct Answer {
-    json: serde_json::Value,
+    /// The serialised response: rendered straight from the executor's
+    /// ordered map, so fields keep the selection's order (GraphQL spec).
+    json: Vec<u8>,
     request_error: bool,
 }
 
@@ -152,7 +154,7 @@ async fn handle(
                 } else {
                     StatusCode::OK
                 };
-                render(status, &answer.json, graphql_response)
+                reply(status, answer.json, graphql_response)
             }
             Err(rejected) => reject(rejected, graphql_response),
         },
@@ -163,20 +165,25 @@ async fn handle(
             let runs = bodies
                 .into_iter()
                 .map(|body| run(schema, protection, method, headers, body));
-            let mut answers = Vec::new();
-            for result in futures_util::future::join_all(runs).await {
-                answers.push(match result {
-                    Ok(answer) => answer.json,
-                    Err(Rejected(_, message)) => {
-                        serde_json::json!({"errors": [{"message": message}]})
-                    }
-                });
+            let mut answers = b"[".to_vec();
+            for (i, result) in futures_util::future::join_all(runs)
+                .await
+                .into_iter()
+                .enumerate()
+            {
+                if i > 0 {
+                    answers.push(b',');
+                }
+                match result {
+                    Ok(answer) => answers.extend_from_slice(&answer.json),
+                    Err(Rejected(_, message)) => answers.extend_from_slice(
+                        &serde_json::to_vec(&serde_json::json!({"errors": [{"message": message}]}))
+                            .unwrap_or_default(),
+                    ),
+                }
             }
-            render(
-                StatusCode::OK,
-                &serde_json::Value::Array(answers),
-                graphql_response,
-            )
+            answers.push(b']');
+            reply(StatusCode::OK, answers, graphql_response)
         }
     }
 }
@@ -215,7 +222,7 @@ async fn run(
 ) -> Result<Answer, Rejected> {
     let refused = |refusals: &[Refusal]| {
         Ok(Answer {
-            json: errors_json(refusals),
+            json: serde_json::to_vec(&errors_json(refusals)).unwrap_or_default(),
             request_error: true,
         })
     };
@@ -262,7 +269,7 @@ async fn run(
         .data(super::joins::RequestState::new());
     let response = schema.execute(request).await;
     let request_error = response.data == async_graphql::Value::Null && !response.errors.is_empty();
-    let json = serde_json::to_value(&response).map_err(|e| {
+    let json = serde_json::to_vec(&response).map_err(|e| {
         Rejected(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot render the response: {e}"),
