@@ -150,12 +150,7 @@ async fn join_config_errors_name_the_join_and_what_is_wrong() {
             "{}\ngraphql: {{ joins: [ {join} ] }}\n",
             common::demo_config(&demo, "", "")
         );
-        let loaded = switchyard::config::parse(&common::repo_root().join("t.yaml"), yaml).unwrap();
-        let err = switchyard::runtime::Runtime::build(loaded, Default::default())
-            .await
-            .err()
-            .expect("refused");
-        let text = err.to_string();
+        let text = common::config_error(&yaml).await;
         assert!(text.contains(says), "{says}: {text}");
         assert!(text.contains("joins[0]"), "{text}");
     }

@@ -374,12 +374,7 @@ async fn a_cost_for_an_unknown_field_is_a_config_error() {
         "",
         r#"graphql: { limits: { costs: { "Query.nope": 5 } } }"#,
     );
-    let loaded = switchyard::config::parse(&common::repo_root().join("test.yaml"), yaml).unwrap();
-    let error = switchyard::runtime::Runtime::build(loaded, Default::default())
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let error = common::config_error(&yaml).await;
     assert!(error.contains("graphql.limits.costs"), "{error}");
     assert!(error.contains("`Query.nope` is not a field"), "{error}");
 }

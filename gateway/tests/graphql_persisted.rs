@@ -263,13 +263,7 @@ async fn a_missing_safelist_file_is_a_config_error() {
         ),
     ] {
         let yaml = common::demo_config(&demo, "", &format!("graphql: {graphql}"));
-        let loaded =
-            switchyard::config::parse(&common::repo_root().join("test.yaml"), yaml).unwrap();
-        let error = switchyard::runtime::Runtime::build(loaded, Default::default())
-            .await
-            .err()
-            .expect("refused")
-            .to_string();
+        let error = common::config_error(&yaml).await;
         assert!(error.contains("graphql.persisted_queries.file"), "{error}");
         assert!(error.contains(expected), "{error}");
     }

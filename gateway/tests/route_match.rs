@@ -128,15 +128,7 @@ routes:
 "#,
         proto = common::repo_root().join("proto").display(),
     );
-    let loaded = switchyard::config::parse(&common::repo_root().join("t.yaml"), yaml).unwrap();
-    let err = switchyard::runtime::Runtime::build(
-        loaded,
-        std::sync::Arc::new(switchyard::observability::Metrics::new()),
-    )
-    .await
-    .err()
-    .expect("conflict refused");
-    let text = err.to_string();
+    let text = common::config_error(&yaml).await;
     assert!(text.contains("HTTP binding conflict"), "{text}");
 }
 
@@ -155,16 +147,8 @@ routes:
 "#,
         proto = common::repo_root().join("proto").display(),
     );
-    let loaded = switchyard::config::parse(&common::repo_root().join("t.yaml"), yaml).unwrap();
-    let err = switchyard::runtime::Runtime::build(
-        loaded,
-        std::sync::Arc::new(switchyard::observability::Metrics::new()),
-    )
-    .await
-    .err()
-    .expect("refused");
-    let text = err.to_string();
-    assert!(text.contains("t.yaml:9:"), "{text}");
+    let text = common::config_error(&yaml).await;
+    assert!(text.contains("test.yaml:9:"), "{text}");
     assert!(
         text.contains("set one of `exact`, `prefix` or `present`"),
         "{text}"
@@ -186,16 +170,8 @@ routes:
 "#,
         proto = common::repo_root().join("proto").display(),
     );
-    let loaded = switchyard::config::parse(&common::repo_root().join("t.yaml"), yaml).unwrap();
-    let err = switchyard::runtime::Runtime::build(
-        loaded,
-        std::sync::Arc::new(switchyard::observability::Metrics::new()),
-    )
-    .await
-    .err()
-    .expect("refused");
-    let text = err.to_string();
-    assert!(text.contains("t.yaml:7:"), "{text}");
+    let text = common::config_error(&yaml).await;
+    assert!(text.contains("test.yaml:7:"), "{text}");
     assert!(
         text.contains("route name `demo.users.v1.UserService` is already used by routes[0]"),
         "{text}"

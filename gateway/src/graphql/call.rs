@@ -19,8 +19,8 @@ use super::inputs;
 use super::joins::RequestState;
 use super::root::{self, Root};
 use crate::routing::RouteCtx;
-use crate::transcode::{handler, response};
-use crate::upstream::{Call, UpstreamError};
+use crate::transcode::handler;
+use crate::upstream::Call;
 
 /// The headers of the GraphQL HTTP request, in the request data, for
 /// forwarding as metadata.
@@ -122,22 +122,10 @@ impl Operation {
             timeout: route.timeout.min(remaining),
             idempotent: self.root == Root::Query,
         };
-        let started = Instant::now();
-        let result = route.upstream.unary(call, message).await;
-        let code = match &result {
-            Ok(_) => Code::Ok,
-            Err(UpstreamError::Status(status) | UpstreamError::Transport { status, .. }) => {
-                Code::from_i32(status.code() as i32)
-            }
-            Err(_) => Code::Internal,
-        };
-        route
-            .metrics
-            .observe_upstream(&route.upstream.name, code, started.elapsed());
-        match result {
-            Ok(reply) => Ok(reply.message),
-            Err(error) => Err(upstream_error(route, error)),
-        }
+        handler::call_upstream(route, call, message)
+            .await
+            .map(|reply| reply.message)
+            .map_err(graphql_error)
     }
 
     /// The request message from the field's arguments.
@@ -172,24 +160,6 @@ impl Operation {
 
 fn invalid_argument(message: String) -> async_graphql::Error {
     graphql_error(ErrorResponse::new(Code::InvalidArgument, message))
-}
-
-/// A failed call as a GraphQL error, the gRPC status rendered like the REST
-/// error body (details with `@type`, the route's JSON options).
-fn upstream_error(route: &RouteCtx, error: UpstreamError) -> async_graphql::Error {
-    let error = match error {
-        UpstreamError::Status(status) | UpstreamError::Transport { status, .. } => {
-            response::status_to_error(route.rpc_status.as_ref(), &status, &route.serialize)
-        }
-        UpstreamError::ReplyTooLarge { limit } => ErrorResponse::new(
-            Code::Internal,
-            format!(
-                "the upstream's reply is larger than limits.max_upstream_message ({limit} bytes)"
-            ),
-        ),
-        UpstreamError::Protocol(message) => ErrorResponse::new(Code::Internal, message),
-    };
-    graphql_error(error)
 }
 
 /// `extensions`: `code` (the gRPC code name) and `details` (a list).

@@ -11,9 +11,11 @@ use switchyard_plugins::stage::{
     BoxFuture, HttpService, Request, Response, full_body, read_body_limited,
 };
 
+use prost_reflect::DynamicMessage;
+
 use super::binding::Binding;
 use super::{request, response};
-use crate::routing::{HeaderForwarding, Matched};
+use crate::routing::{HeaderForwarding, Matched, RouteCtx};
 use crate::upstream::grpc::Reply;
 use crate::upstream::{Call, UpstreamError};
 
@@ -84,8 +86,20 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         idempotent: binding.http_method == http::Method::GET
             || binding.http_method == http::Method::HEAD,
     };
+    let reply = call_upstream(route, call, &message).await?;
+    ok_response(&binding, reply)
+}
+
+/// One unary call through `route`'s upstream, recorded in the upstream
+/// metrics; a failure becomes the error to answer (REST) or to report
+/// (GraphQL): the upstream's status with its details, or a 502.
+pub(crate) async fn call_upstream(
+    route: &RouteCtx,
+    call: Call<'_>,
+    message: &DynamicMessage,
+) -> Result<Reply, ErrorResponse> {
     let started = Instant::now();
-    let result = route.upstream.unary(call, &message).await;
+    let result = route.upstream.unary(call, message).await;
     let code = match &result {
         Ok(_) => Code::Ok,
         Err(UpstreamError::Status(status) | UpstreamError::Transport { status, .. }) => {
@@ -96,16 +110,15 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
     route
         .metrics
         .observe_upstream(&route.upstream.name, code, started.elapsed());
-    match result {
-        Ok(reply) => ok_response(&binding, reply),
-        Err(UpstreamError::Status(status) | UpstreamError::Transport { status, .. }) => Err(
-            response::status_to_error(route.rpc_status.as_ref(), &status, &route.serialize),
-        ),
-        Err(UpstreamError::ReplyTooLarge { limit }) => Err(bad_gateway(format!(
+    result.map_err(|error| match error {
+        UpstreamError::Status(status) | UpstreamError::Transport { status, .. } => {
+            response::status_to_error(route.rpc_status.as_ref(), &status, &route.serialize)
+        }
+        UpstreamError::ReplyTooLarge { limit } => bad_gateway(format!(
             "the upstream's reply is larger than limits.max_upstream_message ({limit} bytes)"
-        ))),
-        Err(UpstreamError::Protocol(message)) => Err(bad_gateway(message)),
-    }
+        )),
+        UpstreamError::Protocol(message) => bad_gateway(message),
+    })
 }
 
 /// The upstream, not the client, is at fault: 502.

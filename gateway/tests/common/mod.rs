@@ -39,6 +39,19 @@ pub struct Reply {
     pub body: Bytes,
 }
 
+/// The error a config (YAML text, named `test.yaml` at the repo root) is
+/// refused with when it is compiled; panics if it compiles.
+pub async fn config_error(yaml: &str) -> String {
+    let loaded = match config::parse(&repo_root().join("test.yaml"), yaml.to_owned()) {
+        Ok(loaded) => loaded,
+        Err(e) => return e.to_string(),
+    };
+    match switchyard::runtime::Runtime::build(loaded, Default::default()).await {
+        Ok(_) => panic!("the config compiled:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// The demo services, each on an ephemeral port.
 pub async fn spawn_demo() -> DemoServer {
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
