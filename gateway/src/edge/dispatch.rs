@@ -67,22 +67,22 @@ impl Gateway {
         let started = Instant::now();
         let runtime = self.runtime();
         let method = req.method().clone();
+        // One normal form of the path for everything below (a malformed one is a 400).
+        let normalized = normalize_uri(&mut req);
         // The GraphQL endpoint (`graphql.path`) comes before the route table.
-        if let Some(graphql) = runtime
-            .graphql
-            .as_ref()
-            .filter(|g| g.serves(req.uri().path()))
+        if normalized.is_ok()
+            && let Some(graphql) = runtime
+                .graphql
+                .as_ref()
+                .filter(|g| g.serves(req.uri().path()))
         {
-            let response = match normalize_uri(&mut req) {
-                Ok(()) => graphql.call(req).await?,
-                Err(error) => error.into_response(),
-            };
+            let response = graphql.call(req).await?;
             let status = response.status().as_u16();
             self.metrics
                 .observe_http("graphql", method.as_str(), status, started.elapsed());
             return Ok(response);
         }
-        let (route_name, response) = match normalize_uri(&mut req).and_then(|()| {
+        let (route_name, response) = match normalized.and_then(|()| {
             runtime.table.lookup(
                 &method,
                 request_host(&req).as_deref(),

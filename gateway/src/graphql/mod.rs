@@ -97,15 +97,11 @@ impl Endpoint {
         }
     }
 
-    /// Whether a request for `path` (as received) is for this endpoint (or,
-    /// with GraphiQL on, one of the page's assets).
+    /// Whether a request for `path` (in normal form: the edge normalises it
+    /// first) is for this endpoint (or, with GraphiQL on, one of the page's
+    /// assets).
     pub fn serves(&self, path: &str) -> bool {
-        match normalize(path) {
-            Ok(normal) => {
-                normal == self.path || (self.graphiql && self.asset_name(&normal).is_some())
-            }
-            Err(_) => false,
-        }
+        path == self.path || (self.graphiql && self.asset_name(path).is_some())
     }
 
     /// `name` for `<path>/graphiql/<name>`.
