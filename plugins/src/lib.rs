@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cors;
 pub mod error;
 pub mod headers;
+pub mod hex;
 pub mod metrics;
 pub mod rate_limit;
 pub mod registry;

@@ -194,13 +194,7 @@ fn persisted_hash(ext: &serde_json::Value, mode: PersistedQueryMode) -> Result<S
 
 /// The sha256 of `text` in lower-case hex, as APQ clients compute it.
 pub fn sha256_hex(text: &str) -> String {
-    use std::fmt::Write;
-    let digest = Sha256::digest(text.as_bytes());
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
+    switchyard_plugins::hex::encode(&Sha256::digest(text.as_bytes()))
 }
 
 /// A safelist file: `{"<id>": "<query>"}`, `["<query>", …]`, or an Apollo

@@ -98,7 +98,7 @@ impl PathTableBuilder {
             // Stable: routes with conditions first, each group in config order.
             slot.sort_by_key(|b| b.route.match_headers.is_empty());
         }
-        let mut slots: Vec<Option<Vec<Arc<Binding>>>> = self.slots.into_iter().map(Some).collect();
+        let mut slots = self.slots;
         PathTable {
             by_method: self
                 .by_method
@@ -106,7 +106,7 @@ impl PathTableBuilder {
                 .map(|(m, b)| {
                     let router = b
                         .build()
-                        .map(|slot| Candidates(slots[slot].take().unwrap_or_default().into()));
+                        .map(|slot| Candidates(std::mem::take(&mut slots[slot]).into()));
                     (m, router)
                 })
                 .collect(),

@@ -308,27 +308,11 @@ fn parse_sha256_hex(hex: &str) -> Result<[u8; 32], String> {
             hex.chars().count()
         ));
     }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-        match (hex_value(pair[0]), hex_value(pair[1])) {
-            (Some(hi), Some(lo)) => *byte = (hi << 4) | lo,
-            _ => {
-                return Err(format!(
-                    "`sha256` must be 64 hex digits ({HOW_TO_HASH}), found a character other than 0-9, a-f"
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    crate::hex::decode32(hex).ok_or_else(|| {
+        format!(
+            "`sha256` must be 64 hex digits ({HOW_TO_HASH}), found a character other than 0-9, a-f"
+        )
+    })
 }
 
 /// Appends the keys of a `consumer:sha256hex` file. Errors name the file and
@@ -413,8 +397,8 @@ fn form_decode(raw: &str) -> Option<Cow<'_, [u8]>> {
         out.push(match b {
             b'+' => b' ',
             b'%' => {
-                let hi = hex_value(bytes.next()?)?;
-                let lo = hex_value(bytes.next()?)?;
+                let hi = crate::hex::digit(bytes.next()?)?;
+                let lo = crate::hex::digit(bytes.next()?)?;
                 (hi << 4) | lo
             }
             other => other,

@@ -378,7 +378,7 @@ pub(super) fn canonical_query(query: Option<&str>) -> String {
 
 /// Lowercase hex.
 pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(bytes)
 }
 
 // === helpers ===
@@ -395,19 +395,10 @@ fn single<'a>(parts: &'a Parts, name: &HeaderName) -> Option<&'a str> {
 
 /// Exactly 64 lowercase hex digits → 32 bytes.
 fn parse_hex32(text: &str) -> Option<[u8; 32]> {
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    if text.len() != 64 {
+    if text.bytes().any(|c| c.is_ascii_uppercase()) {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
-    }
-    Some(out)
+    crate::hex::decode32(text)
 }
 
 /// Decimal digits only (no sign, no spaces), at most 12 of them.

@@ -20,10 +20,7 @@ mod modes;
 
 /// The lowercase hex SHA-256 of `key`, as `printf %s key | sha256sum` prints it.
 pub(super) fn sha256_hex(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(&Sha256::digest(key.as_bytes()))
 }
 
 /// What the inner handler saw of one request.
