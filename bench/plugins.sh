@@ -14,6 +14,7 @@ BIN=$ROOT/target/release OUT=${BENCH_OUT:-$ROOT/bench/out}; RAW=$OUT/raw-plugins
 KEY=plugins/tests/fixtures/jwt/rsa_a.key # test-only key
 die() { printf 'plugins.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 say() { printf 'plugins.sh: %s\n' "$*" >&2; }
+source "$ROOT/bench/lib.sh"
 for v in DURATION WARMUP CONNS; do [[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number"; done
 ((DURATION > 0 && DURATION + WARMUP <= 120)) || die "BENCH_DURATION must be 1..120 s (shared machine)"
 for c in wrk curl openssl taskset; do command -v $c >/dev/null || die "$c not found"; done
@@ -32,12 +33,7 @@ if [[ ${BENCH_BUILD:-1} != 0 ]]; then
 fi
 [[ -x $BIN/switchyard && -x $BIN/switchyard-demo ]] || die "no binaries in $BIN (run with BENCH_BUILD=1)"
 
-BUSY=" $(ss -Hltn 2>/dev/null | awk '{n = split($4, a, ":"); print a[n]}' | tr '\n' ' ') "
-pick_port() { # pick_port VAR PREFERRED: the preferred port, or a free one if it is busy
-    local p=$2
-    while [[ $BUSY == *" $p "* ]] || (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((20000 + RANDOM % 20000)); done
-    [[ $p == "$2" ]] || say "port $2 is busy; using $p"; BUSY+="$p "; printf -v "$1" '%s' "$p"
-}
+BUSY=" $(listening_ports | tr '\n' ' ') "
 pick_port GW_PORT 8080; pick_port ADMIN_PORT 9090; pick_port USERS_PORT 50051
 pick_port ORDERS_PORT 50052; pick_port INV_PORT 50053
 mkdir -p "$RAW"; rm -f "$RAW"/*
@@ -56,7 +52,6 @@ for _ in $(seq 100); do (($(grep -c 'listening on' "$RAW/demo.log") >= 3)) && br
 (($(grep -c 'listening on' "$RAW/demo.log") >= 3)) || die "switchyard-demo not listening: $(cat "$RAW/demo.log")"
 
 ticks() { local s; s=$(<"/proc/$1/stat") || die "process $1 is gone"; s=${s##*) }; set -- $s; echo $((${12} + ${13})); }
-to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v / 1000; else if (v ~ /ms$/) printf "%.3f", v + 0; else printf "%.3f", v * 1000 }'; }
 HZ=$(getconf CLK_TCK)
 WRK=(wrk -t1 -c"$CONNS" --latency -H "Authorization: Bearer $TOKEN" "$URL")
 declare -A ROW; ORDER=()

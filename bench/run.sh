@@ -64,6 +64,7 @@ NOISY=${BENCH_NOISY_PERCENT:-20} # "other" CPU (% of a core) above which a row i
 
 die() { printf '\nbench: FAILED: %s\n' "$*" >&2; exit 1; }
 say() { printf 'bench: %s\n' "$*" >&2; }
+source "$ROOT/bench/lib.sh"
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 for v in DURATION WARMUP CONNS UNLOADED; do
     is_uint "${!v}" || die "BENCH_$v must be a whole number, got '${!v}'"
@@ -97,16 +98,6 @@ trap 'say "interrupted"; exit 130' INT
 trap 'exit 143' TERM HUP
 
 # ------------------------------------------------------------------ tools ---
-APT_UPDATED=0
-need() { # need COMMAND DEBIAN-PACKAGE
-    command -v "$1" >/dev/null 2>&1 && return 0
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        say "installing $2 (for $1)"
-        if ((APT_UPDATED == 0)); then apt-get update -qq >&2 || die "apt-get update failed"; APT_UPDATED=1; fi
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >&2 || die "apt-get install $2 failed"
-    fi
-    command -v "$1" >/dev/null 2>&1 || die "$1 not found: install the Debian package $2"
-}
 need wrk wrk
 need h2load nghttp2-client
 need curl curl
@@ -142,26 +133,7 @@ DEMO_BIN=$BIN_DIR/switchyard-demo
 [[ -f $CONFIG ]] || die "config $CONFIG not found"
 
 # ------------------------------------------------------------------ ports ---
-listening_ports() {
-    if command -v ss >/dev/null; then
-        ss -Hltn | awk '{n = split($4, a, ":"); print a[n]}' | sort -un
-    fi
-}
 BUSY=" $(listening_ports | tr '\n' ' ') "
-port_busy() {
-    [[ $BUSY == *" $1 "* ]] && return 0
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null # fallback when ss is missing
-}
-pick_port() { # pick_port VAR PREFERRED
-    local p=$2
-    if port_busy "$p"; then
-        p=$((20000 + RANDOM % 20000))
-        while port_busy "$p"; do p=$((20000 + RANDOM % 20000)); done
-        say "port $2 is busy; using $p instead"
-    fi
-    BUSY+="$p "
-    printf -v "$1" '%s' "$p"
-}
 pick_port GW_PORT "${BENCH_GATEWAY_PORT:-8080}"
 pick_port ADMIN_PORT "${BENCH_ADMIN_PORT:-9090}"
 pick_port USERS_PORT "${BENCH_USERS_PORT:-50051}"
@@ -241,18 +213,6 @@ proc_ticks() { # utime + stime of all threads of PID, in clock ticks
     set -- $s
     echo $((${12} + ${13}))
 }
-machine_ticks() { # "busy total" over all CPUs from /proc/stat
-    local _c u n s i w irq sirq st _rest
-    read -r _c u n s i w irq sirq st _rest </proc/stat
-    echo "$((u + n + s + irq + sirq + st)) $((u + n + s + i + w + irq + sirq + st))"
-}
-to_ms() { # wrk latency ("812.00us", "1.23ms", "1.02s") -> ms
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-        else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.3f", v * 60000 }
-        else { sub(/s$/, "", v); printf "%.3f", v * 1000 } }'
-}
 percentiles() { # file with one latency (us) per line -> "p50_ms p99_ms" (nearest rank)
     sort -n "$1" | awk '{ v[NR] = $1 } END {
         if (NR == 0) { print "nan nan"; exit }
@@ -261,13 +221,6 @@ percentiles() { # file with one latency (us) per line -> "p50_ms p99_ms" (neares
         printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }'
 }
 
-shell_words() { # print the arguments as one copy-pastable shell command line
-    local a out=()
-    for a in "$@"; do
-        if [[ $a =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
-    done
-    echo "${out[*]}"
-}
 
 server_alive() { # server_alive PID NAME LOG SCENARIO
     kill -0 "$1" 2>/dev/null && return 0

@@ -64,6 +64,7 @@ RAW=$OUT/graphql-raw
 
 die() { printf '\nbench/graphql: FAILED: %s\n' "$*" >&2; exit 1; }
 say() { printf 'bench/graphql: %s\n' "$*" >&2; }
+source "$ROOT/bench/lib.sh"
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 for v in DURATION WARMUP CONNS; do
     is_uint "${!v}" || die "BENCH_$v must be a whole number, got '${!v}'"
@@ -99,16 +100,6 @@ trap 'say "interrupted"; exit 130' INT
 trap 'exit 143' TERM HUP
 
 # ------------------------------------------------------------------ tools ---
-APT_UPDATED=0
-need() { # need COMMAND DEBIAN-PACKAGE
-    command -v "$1" >/dev/null 2>&1 && return 0
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        say "installing $2 (for $1)"
-        if ((APT_UPDATED == 0)); then apt-get update -qq >&2 || die "apt-get update failed"; APT_UPDATED=1; fi
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >&2 || die "apt-get install $2 failed"
-    fi
-    command -v "$1" >/dev/null 2>&1 || die "$1 not found: install the Debian package $2"
-}
 need curl curl
 need taskset util-linux
 need node nodejs
@@ -154,26 +145,7 @@ fi
 if [[ $WITH_SY != 0 && ! -x $SY_BIN ]]; then say "$SY_BIN not found: Hive rows only"; WITH_SY=0; fi
 
 # ------------------------------------------------------------------ ports ---
-listening_ports() {
-    if command -v ss >/dev/null; then
-        ss -Hltn | awk '{n = split($4, a, ":"); print a[n]}' | sort -un
-    fi
-}
 BUSY=" $(listening_ports | tr '\n' ' ') "
-port_busy() {
-    [[ $BUSY == *" $1 "* ]] && return 0
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null # fallback when ss is missing
-}
-pick_port() { # pick_port VAR PREFERRED
-    local p=$2
-    if port_busy "$p"; then
-        p=$((20000 + RANDOM % 20000))
-        while port_busy "$p"; do p=$((20000 + RANDOM % 20000)); done
-        say "port $2 is busy; using $p instead"
-    fi
-    BUSY+="$p "
-    printf -v "$1" '%s' "$p"
-}
 pick_port HIVE_PORT "${BENCH_HIVE_PORT:-4000}"
 pick_port SY_PORT "${BENCH_GATEWAY_PORT:-8080}"
 pick_port ADMIN_PORT "${BENCH_ADMIN_PORT:-9090}"
@@ -238,28 +210,9 @@ proc_ticks() { # utime + stime of PID and its descendants (all threads), in cloc
     done
     echo "$total"
 }
-machine_ticks() { # "busy total" over all CPUs from /proc/stat
-    local _c u n s i w irq sirq st _rest
-    read -r _c u n s i w irq sirq st _rest </proc/stat
-    echo "$((u + n + s + irq + sirq + st)) $((u + n + s + i + w + irq + sirq + st))"
-}
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 reset_hwm() { # reset the peak RSS to the current RSS (Linux >= 4.0; root or owner)
     echo 5 2>/dev/null >"/proc/$1/clear_refs"
-}
-to_ms() { # wrk latency ("812.00us", "1.23ms", "1.02s") -> ms
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-        else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.3f", v * 60000 }
-        else { sub(/s$/, "", v); printf "%.3f", v * 1000 } }'
-}
-shell_words() { # print the arguments as one copy-pastable shell command line
-    local a out=()
-    for a in "$@"; do
-        if [[ $a =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
-    done
-    echo "${out[*]}"
 }
 server_alive() { # server_alive PID NAME LOG WHEN
     kill -0 "$1" 2>/dev/null && return 0
