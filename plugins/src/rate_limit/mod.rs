@@ -12,7 +12,14 @@
 //!       forwarded_header: x_forwarded_for   # or `forwarded` (RFC 7239)
 //!       max_keys: 100000
 //!       backend: local            # or { redis: { url: redis://127.0.0.1:6379 } }
+//!       consumers:                # quotas of their own for some consumers
+//!         partner-a: { rate: 1000/s, burst: 200 }
 //! ```
+//!
+//! A consumer listed in `consumers` (as named by the route's `auth`) is
+//! counted against its own quota, in its own state (local, or its own Redis
+//! keys `name@consumer`), keyed as usual, and its `RateLimit-Policy` shows
+//! its quota; every other request gets `rate`/`burst`.
 //!
 //! # Algorithm
 //!
@@ -70,10 +77,12 @@
 
 pub mod key;
 pub mod local;
+mod policy;
 pub mod redis;
 #[cfg(test)]
 mod tests;
 
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::num::NonZeroU32;
@@ -82,15 +91,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, header};
+use http::{HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tower::Service;
 
-use crate::error::{Code, ErrorResponse};
 use crate::metrics::{PluginMetrics, RateLimitCounters};
 use crate::registry::{Plugin, PluginError};
-use crate::stage::{BoxFuture, HttpService, Request, Response};
+use crate::stage::{BoxFuture, Consumer, HttpService, Request, Response};
+use policy::{Limiter, Policy};
 
 pub use key::{Cidr, ClientIpResolver, ForwardedHeader, Key, KeyBuilder, KeyPart};
 pub use local::{Decision, LocalLimiter, Period};
@@ -149,6 +158,24 @@ pub struct RateLimitConfig {
     /// gateway instance using that Redis).
     #[serde(default)]
     pub backend: BackendConfig,
+    /// Quotas of their own for some consumers (as named by the route's `auth`
+    /// plugin), by consumer name: `{partner-a: {rate: 1000/s, burst: 200}}`.
+    /// Their requests are keyed as usual (`key`) but counted against their
+    /// own quota, in their own counters, and their `RateLimit-Policy` header
+    /// shows it; everyone else gets `rate`/`burst`.
+    #[serde(default)]
+    pub consumers: BTreeMap<String, ConsumerQuota>,
+}
+
+/// A consumer's own quota (`consumers:`).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerQuota {
+    /// The sustained rate, as the limit's `rate`.
+    pub rate: String,
+    /// The bucket size, as the limit's `burst`; default: the N of `rate`.
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// Where a limit's state lives.
@@ -177,17 +204,10 @@ pub struct RateLimit {
 /// What every clone of the service shares.
 struct Shared {
     keys: KeyBuilder,
-    limiter: Limiter,
-    /// `"<name>"`, the policy's identifier as an sf-string.
-    name: String,
-    policy: HeaderValue,
-    counters: RateLimitCounters,
-}
-
-/// The state backend.
-enum Limiter {
-    Local(LocalLimiter),
-    Redis(Arc<RedisLimiter>),
+    /// The route's quota.
+    default: Arc<Policy>,
+    /// Consumers with a quota of their own.
+    consumers: HashMap<String, Arc<Policy>>,
 }
 
 /// The service wrapping the rest of the route.
@@ -216,7 +236,7 @@ pub struct Checking {
     check: BoxFuture<Option<Decision>>,
     /// The inner service, already ready, and the request for it.
     call: Option<(HttpService, Request)>,
-    shared: Arc<Shared>,
+    policy: Arc<Policy>,
 }
 
 fn default_key() -> Vec<KeyPart> {
@@ -312,18 +332,6 @@ impl Plugin for RateLimit {
 impl RateLimit {
     /// Checks `config` and builds the limiter, counting into `counters`.
     fn create(config: RateLimitConfig, counters: RateLimitCounters) -> Result<Self, PluginError> {
-        let rate = Rate::parse(&config.rate).map_err(Self::error)?;
-        let burst = match config.burst {
-            None => rate.count,
-            Some(b) => NonZeroU32::new(b).ok_or_else(|| Self::error("burst must be at least 1"))?,
-        };
-        let refill = rate.period.duration() / rate.count.get() * burst.get();
-        if refill > MAX_WINDOW {
-            return Err(Self::error(format!(
-                "burst {burst} is too large for rate {:?}: refilling it would take more than a year",
-                config.rate
-            )));
-        }
         if config.max_keys == 0 {
             return Err(Self::error("max_keys must be at least 1"));
         }
@@ -346,30 +354,22 @@ impl RateLimit {
             .map_err(|e| Self::error(format!("trusted_proxies: {e}")))?;
         let resolver = ClientIpResolver::new(trusted, config.forwarded_header);
         let keys = KeyBuilder::new(&config.key, resolver).map_err(Self::error)?;
-        let limiter = match &config.backend {
-            BackendConfig::Local => Limiter::Local(LocalLimiter::new(
-                local::quota(rate.count, rate.period, burst),
-                config.max_keys,
-            )),
-            BackendConfig::Redis(redis) => Limiter::Redis(Arc::new(
-                RedisLimiter::new(redis, name, rate, burst, config.max_keys)
-                    .map_err(Self::error)?,
-            )),
+        let quota = |rate: &str, burst: Option<u32>, backend_name: &str| {
+            Policy::new(&config, rate, burst, backend_name, counters.clone()).map(Arc::new)
         };
-        let name = format!("\"{name}\"");
-        let policy = format!(
-            "{name};q={};w={}",
-            rate.count,
-            rate.period.duration().as_secs()
-        );
-        let policy = HeaderValue::try_from(policy).map_err(|e| Self::error(e.to_string()))?;
+        let default = quota(&config.rate, config.burst, name).map_err(Self::error)?;
+        let mut consumers = HashMap::with_capacity(config.consumers.len());
+        for (consumer, own) in &config.consumers {
+            // Its own state: a consumer's counters never mix with the route's.
+            let policy = quota(&own.rate, own.burst, &format!("{name}@{consumer}"))
+                .map_err(|e| Self::error(format!("consumers.{consumer}: {e}")))?;
+            consumers.insert(consumer.clone(), policy);
+        }
         Ok(RateLimit {
             shared: Arc::new(Shared {
                 keys,
-                limiter,
-                name,
-                policy,
-                counters,
+                default,
+                consumers,
             }),
         })
     }
@@ -378,48 +378,17 @@ impl RateLimit {
 // === impl Shared ===
 
 impl Shared {
-    /// `"<name>";r=<remaining>;t=<secs>`.
-    fn ratelimit(&self, remaining: u32, secs: u64) -> Option<HeaderValue> {
-        HeaderValue::try_from(format!("{};r={remaining};t={secs}", self.name)).ok()
-    }
-
-    /// The headers of an allowed response.
-    fn allowed_headers(
-        &self,
-        remaining: u32,
-        reset: Duration,
-    ) -> Option<[(HeaderName, HeaderValue); 2]> {
-        self.ratelimit(remaining, ceil_secs(reset))
-            .map(|value| [(RATELIMIT_POLICY, self.policy.clone()), (RATELIMIT, value)])
-    }
-
-    /// The 503 of a `fail_closed` limit whose backend could not decide.
-    fn unavailable(&self) -> Response {
-        ErrorResponse::new(Code::Unavailable, "rate limiter unavailable")
-            .with_header(RATELIMIT_POLICY, self.policy.clone())
-            .into_response()
-    }
-
-    /// The 429 for a request that may retry after `wait`.
-    fn refusal(&self, wait: Duration) -> Response {
-        let secs = ceil_secs(wait).max(1);
-        let mut error = ErrorResponse::new(Code::ResourceExhausted, "rate limit exceeded")
-            .with_details(vec![serde_json::json!({
-                "@type": "type.googleapis.com/google.rpc.RetryInfo",
-                "retryDelay": format!("{secs}s"),
-            })])
-            .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
-            .with_header(RATELIMIT_POLICY, self.policy.clone());
-        if let Some(value) = self.ratelimit(0, secs) {
-            error = error.with_header(RATELIMIT, value);
+    /// The quota `request` is counted against: its consumer's own, if any.
+    fn policy_for(&self, request: &Request) -> &Arc<Policy> {
+        if self.consumers.is_empty() {
+            return &self.default;
         }
-        error.into_response()
+        request
+            .extensions()
+            .get::<Consumer>()
+            .and_then(|Consumer(name)| self.consumers.get(name))
+            .unwrap_or(&self.default)
     }
-}
-
-/// Whole seconds, rounded up.
-fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 // === impl RateLimitService ===
@@ -435,10 +404,11 @@ impl Service<Request> for RateLimitService {
 
     fn call(&mut self, request: Request) -> RateLimitFuture {
         let key = self.shared.keys.key(&request);
-        match &self.shared.limiter {
+        let policy = self.shared.policy_for(&request);
+        match &policy.limiter {
             Limiter::Local(local) => {
                 let decision = local.check(&key);
-                RateLimitFuture::decided(&self.shared, Some(decision), &mut self.inner, request)
+                RateLimitFuture::decided(policy, Some(decision), &mut self.inner, request)
             }
             Limiter::Redis(redis) => {
                 let redis = redis.clone();
@@ -449,7 +419,7 @@ impl Service<Request> for RateLimitService {
                 RateLimitFuture::Checking(Checking {
                     check: Box::pin(async move { redis.check(&key).await }),
                     call: Some((inner, request)),
-                    shared: self.shared.clone(),
+                    policy: policy.clone(),
                 })
             }
         }
@@ -462,25 +432,25 @@ impl RateLimitFuture {
     /// The future for a decision (`None`: the backend could not decide and
     /// the limit fails closed); `inner` must be ready.
     fn decided(
-        shared: &Shared,
+        policy: &Policy,
         decision: Option<Decision>,
         inner: &mut HttpService,
         request: Request,
     ) -> RateLimitFuture {
         match decision {
             None => {
-                shared.counters.unavailable.inc();
-                RateLimitFuture::Limited(ready(Ok(shared.unavailable())))
+                policy.counters.unavailable.inc();
+                RateLimitFuture::Limited(ready(Ok(policy.unavailable())))
             }
             Some(Decision::Limited { retry_after }) => {
-                shared.counters.limited.inc();
-                RateLimitFuture::Limited(ready(Ok(shared.refusal(retry_after))))
+                policy.counters.limited.inc();
+                RateLimitFuture::Limited(ready(Ok(policy.refusal(retry_after))))
             }
             Some(Decision::Allowed { remaining, reset }) => {
-                shared.counters.allowed.inc();
+                policy.counters.allowed.inc();
                 RateLimitFuture::Allowed {
                     inner: inner.call(request),
-                    headers: shared.allowed_headers(remaining, reset),
+                    headers: policy.allowed_headers(remaining, reset),
                 }
             }
         }
@@ -496,8 +466,8 @@ impl Future for RateLimitFuture {
         if let RateLimitFuture::Checking(checking) = this {
             let decision = std::task::ready!(checking.check.as_mut().poll(cx));
             let (mut inner, request) = checking.call.take().expect("polled after completion");
-            let shared = checking.shared.clone();
-            *this = RateLimitFuture::decided(&shared, decision, &mut inner, request);
+            let policy = checking.policy.clone();
+            *this = RateLimitFuture::decided(&policy, decision, &mut inner, request);
         }
         match this {
             RateLimitFuture::Checking(_) => unreachable!("decided above"),

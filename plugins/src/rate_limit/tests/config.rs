@@ -174,7 +174,7 @@ fn config_deserializes_from_the_documented_shape() {
 fn every_config_field_is_documented_in_the_schema() {
     let schema = serde_json::to_value(schemars::schema_for!(RateLimitConfig)).unwrap();
     let properties = schema["properties"].as_object().unwrap();
-    assert_eq!(properties.len(), 8);
+    assert_eq!(properties.len(), 9);
     for (name, property) in properties {
         let description = property["description"].as_str().unwrap_or_default();
         assert!(!description.is_empty(), "{name} has no description");

@@ -13,6 +13,7 @@ use crate::stage::{ClientAddr, Consumer, empty_body};
 
 mod client_ip;
 mod config;
+mod consumers;
 mod headers;
 mod keys;
 mod limits;
@@ -29,6 +30,7 @@ fn config(rate: &str) -> RateLimitConfig {
         name: default_name(),
         max_keys: default_max_keys(),
         backend: BackendConfig::Local,
+        consumers: Default::default(),
     }
 }
 
