@@ -434,3 +434,46 @@ fn the_backend_deserializes_from_the_documented_shape() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_consumers_own_quota_is_shared_through_redis_apart_from_the_routes() {
+    require_redis().await;
+    let shared = redis_config(URL, OnError::FailOpen);
+    let mut consumers = std::collections::BTreeMap::new();
+    consumers.insert(
+        "gold".to_owned(),
+        crate::rate_limit::ConsumerQuota {
+            rate: "2/min".into(),
+            burst: None,
+        },
+    );
+    let limit = || RateLimitConfig {
+        key: vec![KeyPart::ClientIp],
+        consumers: consumers.clone(),
+        ..config("1/min", shared.clone())
+    };
+    // Two instances (as two gateways) on one Redis.
+    let (a, b) = (service(limit()).await, service(limit()).await);
+    let gold = || {
+        let mut request = get("192.0.2.1:1");
+        request
+            .extensions_mut()
+            .insert(crate::stage::Consumer("gold".into()));
+        request
+    };
+    assert_eq!(respond(&a, gold()).await.status(), StatusCode::OK);
+    assert_eq!(respond(&b, gold()).await.status(), StatusCode::OK);
+    assert_eq!(
+        respond(&a, gold()).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The same client IP without the consumer: the route's quota, untouched.
+    assert_eq!(
+        respond(&b, get("192.0.2.1:1")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        respond(&a, get("192.0.2.1:1")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
