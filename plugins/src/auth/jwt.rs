@@ -97,10 +97,16 @@ pub struct KeysConfig {
     /// One public key (RSA, EC or Ed25519) in PEM, inline.
     #[serde(default)]
     pub pem: Option<String>,
-    /// A JWK Set URL (`http://` only for now), fetched at startup and every
-    /// `refresh`, keys picked by the token's `kid`.
+    /// A JWK Set URL (`https://`, or `http://` on a trusted network), fetched
+    /// at startup and every `refresh`, keys picked by the token's `kid`.
     #[serde(default)]
     pub jwks: Option<String>,
+    /// A PEM file of the CA certificates trusted for an `https` JWK Set URL
+    /// (a private identity provider), relative to the config file; the
+    /// public web roots built into the gateway (Mozilla's) when omitted.
+    /// Only with `jwks`.
+    #[serde(default)]
+    pub jwks_ca_file: Option<std::path::PathBuf>,
     /// How often the JWK Set is refetched; `5m` by default. Only with `jwks`.
     #[serde(default)]
     pub refresh: Option<String>,
@@ -236,12 +242,13 @@ impl Jwt {
             .iter()
             .filter(|a| a.family() == AlgorithmFamily::Hmac);
         let k = &config.keys;
-        let jwks_only = |set: &Option<String>, name: &str| match set {
-            Some(_) if k.jwks.is_none() => Err(format!("`keys.{name}` only applies to `jwks`")),
+        let jwks_only = |set: bool, name: &str| match set {
+            true if k.jwks.is_none() => Err(format!("`keys.{name}` only applies to `jwks`")),
             _ => Ok(()),
         };
-        jwks_only(&k.refresh, "refresh")?;
-        jwks_only(&k.unknown_kid_cooldown, "unknown_kid_cooldown")?;
+        jwks_only(k.refresh.is_some(), "refresh")?;
+        jwks_only(k.unknown_kid_cooldown.is_some(), "unknown_kid_cooldown")?;
+        jwks_only(k.jwks_ca_file.is_some(), "jwks_ca_file")?;
         let keys = match (&k.pem, &k.jwks, &k.hs256_secret) {
             (Some(pem), None, None) => {
                 let key = pem_key(pem)?;
@@ -274,7 +281,9 @@ impl Jwt {
                 if refresh < Duration::from_secs(1) {
                     return Err("`keys.refresh` must be at least 1s".into());
                 }
-                Keys::Jwks(jwks::Jwks::start(url, refresh, cooldown).await?)
+                Keys::Jwks(
+                    jwks::Jwks::start(url, k.jwks_ca_file.as_deref(), refresh, cooldown).await?,
+                )
             }
             (None, None, Some(secret)) => {
                 if secret.len() < MIN_SECRET_LEN {

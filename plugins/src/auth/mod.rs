@@ -236,10 +236,18 @@ impl Plugin for Auth {
         ctx: &crate::registry::BuildContext,
     ) -> Result<Self, PluginError> {
         for method in &mut config.methods {
-            if let MethodConfig::ApiKey(api_key) = method
-                && let Some(path) = &api_key.keys_file
-            {
-                api_key.keys_file = Some(ctx.resolve(path));
+            match method {
+                MethodConfig::ApiKey(api_key) => {
+                    if let Some(path) = &api_key.keys_file {
+                        api_key.keys_file = Some(ctx.resolve(path));
+                    }
+                }
+                MethodConfig::Jwt(jwt) => {
+                    if let Some(path) = &jwt.keys.jwks_ca_file {
+                        jwt.keys.jwks_ca_file = Some(ctx.resolve(path));
+                    }
+                }
+                _ => {}
             }
         }
         Self::create(config, ctx.metrics.auth(&ctx.route)).await

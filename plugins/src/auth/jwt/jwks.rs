@@ -17,20 +17,27 @@
 //! - Only public keys are taken (`RSA`, `EC`, `OKP`): `oct` keys, `use: enc`
 //!   keys, keys without a `kid` and keys naming an unsupported `alg` are
 //!   skipped. A successful fetch replaces the whole cache.
-//! - `http://` only: outbound TLS for plugins arrives later.
+//! - `https://` URLs are fetched over TLS (rustls, ring), the server checked
+//!   against the public web roots built into the gateway or, with
+//!   `jwks_ca_file`, against that file's CAs only; `http://` stays allowed
+//!   for an identity provider on a trusted network.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -56,7 +63,7 @@ pub(super) struct Jwks {
 
 struct State {
     url: Uri,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     keys: RwLock<Arc<KeyMap>>,
     cooldown: Duration,
     /// When an unknown `kid` last triggered a refetch.
@@ -76,6 +83,7 @@ impl Jwks {
     /// returned) and starts the refresh task.
     pub(super) async fn start(
         url: &str,
+        ca_file: Option<&Path>,
         refresh: Duration,
         cooldown: Duration,
     ) -> Result<Jwks, String> {
@@ -83,23 +91,22 @@ impl Jwks {
             .parse()
             .map_err(|_| format!("`keys.jwks`: {url:?} is not a URL"))?;
         match uri.scheme_str() {
-            Some("http") if uri.authority().is_some() => {}
-            Some("https") => {
-                return Err(format!(
-                    "`keys.jwks`: {url:?} is https; fetching JWKS over TLS is not supported yet \
-                     (it arrives with outbound TLS for plugins): use an http:// URL on a trusted \
-                     network, or `keys.pem`"
-                ));
-            }
+            Some("http" | "https") if uri.authority().is_some() => {}
             _ => {
                 return Err(format!(
-                    "`keys.jwks`: {url:?} must be an absolute http:// URL"
+                    "`keys.jwks`: {url:?} must be an absolute https:// (or http://) URL"
                 ));
             }
         }
+        let tls = tls_config(ca_file)?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
         let state = Arc::new(State {
             url: uri,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
             keys: RwLock::new(Arc::new(KeyMap::new())),
             cooldown,
             last_unknown: Mutex::new(None),
@@ -199,6 +206,34 @@ impl State {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
         Ok(n)
     }
+}
+
+/// The TLS client settings for fetching a JWK Set: ring, TLS 1.2 and 1.3,
+/// the CAs of `ca_file` or the built-in public roots.
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            let shown = path.display();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("`keys.jwks_ca_file` {shown}: {e}"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("`keys.jwks_ca_file` {shown}: {e}"))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!(
+                    "`keys.jwks_ca_file` {shown}: no CA certificate in it (PEM `CERTIFICATE` blocks expected)"
+                ));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// The usable public keys of a JWK Set, by `kid`.

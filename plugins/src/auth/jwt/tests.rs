@@ -315,8 +315,16 @@ async fn unsafe_or_inconsistent_configs_are_refused() {
             "only applies",
         ),
         (
-            json!({ "algorithms": ["RS256"], "keys": { "jwks": "https://idp.test/jwks" } }),
-            "TLS",
+            json!({ "algorithms": ["RS256"], "keys": { "jwks": "ftp://idp.test/jwks" } }),
+            "must be an absolute https:// (or http://) URL",
+        ),
+        (
+            json!({ "algorithms": ["RS256"], "keys": { "jwks": "https://idp.test/jwks", "jwks_ca_file": "/nonexistent/ca.pem" } }),
+            "`keys.jwks_ca_file` /nonexistent/ca.pem",
+        ),
+        (
+            json!({ "algorithms": ["RS256"], "keys": { "pem": RSA_A_PUB, "jwks_ca_file": "ca.pem" } }),
+            "`keys.jwks_ca_file` only applies to `jwks`",
         ),
         (
             json!({ "algorithms": ["RS256"], "keys": { "pem": "nope" } }),

@@ -27,9 +27,42 @@ struct JwksServer {
 
 impl JwksServer {
     async fn start(keys: &[(&str, &EncodingKey, Algorithm)]) -> JwksServer {
+        JwksServer::start_with(keys, None).await
+    }
+
+    /// The same over https, with a self-signed certificate for 127.0.0.1;
+    /// returns that certificate as a PEM file, to trust as the root.
+    async fn start_tls(
+        keys: &[(&str, &EncodingKey, Algorithm)],
+    ) -> (JwksServer, std::path::PathBuf) {
+        let ca = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(ca.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ca.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let server = JwksServer::start_with(keys, Some(acceptor)).await;
+        let path = std::env::temp_dir().join(format!(
+            "switchyard-jwks-ca-{}-{}.pem",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::write(&path, ca.cert.pem()).unwrap();
+        (server, path)
+    }
+
+    async fn start_with(
+        keys: &[(&str, &EncodingKey, Algorithm)],
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> JwksServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let server = JwksServer {
-            url: format!("http://{}/jwks.json", listener.local_addr().unwrap()),
+            url: format!("{scheme}://{}/jwks.json", listener.local_addr().unwrap()),
             body: Arc::new(Mutex::new(String::new())),
             fetches: Arc::new(AtomicUsize::new(0)),
             up: Arc::new(AtomicBool::new(true)),
@@ -54,7 +87,25 @@ impl JwksServer {
                     }
                     async { Ok::<_, Infallible>(response) }
                 });
-                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let builder = http1::Builder::new();
+                    match tls {
+                        None => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => {
+                                builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await
+                            }
+                            Err(_) => Ok(()), // a client that does not trust us
+                        },
+                    }
+                });
             }
         });
         server
@@ -208,4 +259,51 @@ async fn endpoint_down_at_startup_starts_empty_and_recovers() {
     assert_eq!(call(&service, &token, &[]).await, StatusCode::UNAUTHORIZED);
     server.up.store(true, Ordering::SeqCst);
     eventually(&service, &token, StatusCode::OK).await;
+}
+
+/// A number that differs between calls, for unique file names.
+fn rand_suffix() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn jwks_over_https_is_trusted_through_the_configured_ca_file() {
+    let a = rsa(RSA_A);
+    let (server, ca) = JwksServer::start_tls(&[("a", &a, Algorithm::RS256)]).await;
+    assert!(server.url.starts_with("https://127.0.0.1:"));
+    let mut config = server.config("30s");
+    config["keys"]["jwks_ca_file"] = json!(ca);
+    let (service, _) = stack(config).await;
+    assert_eq!(server.fetches(), 1, "fetched over TLS");
+    assert_eq!(
+        call(
+            &service,
+            &sign(Algorithm::RS256, &a, Some("a"), &claims()),
+            &[]
+        )
+        .await,
+        StatusCode::OK
+    );
+    let _ = std::fs::remove_file(ca);
+}
+
+#[tokio::test]
+async fn an_https_jwks_server_outside_the_trusted_roots_gets_no_request() {
+    let a = rsa(RSA_A);
+    let (server, ca) = JwksServer::start_tls(&[("a", &a, Algorithm::RS256)]).await;
+    // The built-in public roots do not include the server's own CA: the
+    // handshake fails, no key is taken, the token is refused.
+    let (service, _) = stack(server.config("30s")).await;
+    assert_eq!(server.fetches(), 0, "no request after a failed handshake");
+    assert_eq!(
+        call(
+            &service,
+            &sign(Algorithm::RS256, &a, Some("a"), &claims()),
+            &[]
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+    let _ = std::fs::remove_file(ca);
 }
