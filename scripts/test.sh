@@ -5,6 +5,8 @@
 #     a gRPC server we did not write in Rust;
 #   - Debian's chromium and playwright-core (npm, gateway/tests/browser), for
 #     the GraphiQL page run in a headless browser;
+#   - graphql-ws and ws (npm, gateway/tests/graphql_ws), a real
+#     graphql-transport-ws client for the GraphQL WebSocket endpoint;
 #   - a Redis on 127.0.0.1:6379, for the shared rate limit tests (started if
 #     none answers; apt-get installed if redis-server is missing);
 # then checks formatting and lints, and runs every test in the workspace.
@@ -27,9 +29,23 @@ if [ -f "$requirements" ]; then
   export SWITCHYARD_PYTHON="$PWD/.venv/bin/python"
 fi
 
+# --- Node test peers ---------------------------------------------------------
+# npm_ci DIR WHAT: (re)install DIR's node_modules with `npm ci` when its
+# package-lock.json changes (a sha256 stamp kept in node_modules).
+npm_ci() {
+  local dir=$1 what=$2
+  local stamp=$dir/node_modules/.package-lock.sha256
+  local want
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing the $what's node packages (npm ci)"
+    (cd "$dir" && npm ci --silent --no-audit --no-fund)
+    echo "$want" > "$stamp"
+  fi
+}
+
 # --- Headless Chromium (gateway/tests/graphiql_browser.rs) ------------------
-# Debian's chromium, driven by playwright-core from gateway/tests/browser
-# (node_modules reinstalled with `npm ci` when package-lock.json changes).
+# Debian's chromium, driven by playwright-core from gateway/tests/browser.
 browser_dir=gateway/tests/browser
 if [ -f "$browser_dir/package-lock.json" ]; then
   if [ ! -x /usr/bin/chromium ]; then
@@ -38,15 +54,17 @@ if [ -f "$browser_dir/package-lock.json" ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
   fi
-  stamp=$browser_dir/node_modules/.package-lock.sha256
-  want=$(sha256sum "$browser_dir/package-lock.json" | cut -d' ' -f1)
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing the browser test's node packages (npm ci)"
-    (cd "$browser_dir" && npm ci --silent --no-audit --no-fund)
-    echo "$want" > "$stamp"
-  fi
+  npm_ci "$browser_dir" "browser test"
   export SWITCHYARD_CHROMIUM=/usr/bin/chromium
   export SWITCHYARD_BROWSER_DIR="$PWD/$browser_dir"
+fi
+
+# --- graphql-ws client (GraphQL WebSocket endpoint tests) -------------------
+# gateway/tests/graphql_ws/subscribe.mjs, a real graphql-ws client.
+graphql_ws_dir=gateway/tests/graphql_ws
+if [ -f "$graphql_ws_dir/package-lock.json" ]; then
+  npm_ci "$graphql_ws_dir" "graphql-ws client"
+  export SWITCHYARD_GRAPHQL_WS_DIR="$PWD/$graphql_ws_dir"
 fi
 
 # --- Redis (plugins rate_limit::redis tests, gateway/tests/rate_limit_redis.rs)

@@ -434,12 +434,15 @@ async fn graphql_endpoint(
     }
     let schema = graphql::schema(pool, config, &exposed).map_err(at)?;
     let protection =
-        graphql::http::Protection::new(config, &schema, &source.base_dir()).map_err(at)?;
-    let handler = graphql::http::service(
-        schema.clone(),
-        loaded.config.limits.max_request_body.as_usize(),
+        graphql::protection::Protection::new(config, &schema, &source.base_dir()).map_err(at)?;
+    let subscriptions =
+        graphql::subscriptions::Subscriptions::new(&config.subscriptions).map_err(at)?;
+    let handler = graphql::http::service(graphql::http::Served {
+        schema: schema.clone(),
         protection,
-    );
+        subscriptions,
+        max_body: loaded.config.limits.max_request_body.as_usize(),
+    });
     let ctx = BuildContext {
         base_dir: source.base_dir(),
         route: "graphql".to_owned(),

@@ -72,6 +72,11 @@ pub struct GraphqlConfig {
     /// what remains of it (or its route's timeout, if shorter).
     #[serde(default = "default_timeout")]
     pub timeout: crate::config::units::HumanDuration,
+    /// Subscriptions (server-streaming methods) over WebSocket
+    /// (`graphql-transport-ws`) and SSE: how many may be open and how idle
+    /// connections are kept alive. See docs/graphql.md, "Subscriptions".
+    #[serde(default)]
+    pub subscriptions: GraphqlSubscriptions,
 }
 
 /// The naming scheme of generated types and root fields.
@@ -196,8 +201,68 @@ impl Default for GraphqlConfig {
             joins: Vec::new(),
             field_masks: default_field_masks(),
             timeout: default_timeout(),
+            subscriptions: GraphqlSubscriptions::default(),
         }
     }
+}
+
+/// Bounds on subscriptions. Each open subscription holds one upstream
+/// stream; a subscription beyond a limit is refused with
+/// `SUBSCRIPTION_LIMIT` (nothing is queued).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GraphqlSubscriptions {
+    /// Most subscriptions open at once on this gateway instance, WebSocket
+    /// and SSE together.
+    #[serde(default = "default_max_open")]
+    pub max_open: usize,
+    /// Most subscriptions open at once on one WebSocket connection.
+    #[serde(default = "default_max_per_connection")]
+    pub max_per_connection: usize,
+    /// How long a WebSocket client has to send `connection_init` before the
+    /// connection is closed (4408).
+    #[serde(default = "default_init_timeout")]
+    pub init_timeout: crate::config::units::HumanDuration,
+    /// How often an idle connection is kept alive: a `ping` message on
+    /// WebSocket, a comment line on SSE.
+    #[serde(default = "default_keepalive")]
+    pub keepalive: crate::config::units::HumanDuration,
+    /// Largest WebSocket message (or frame) a client may send; a larger one
+    /// closes the connection (1009).
+    #[serde(default = "default_max_ws_message")]
+    pub max_message: crate::config::units::ByteSize,
+}
+
+impl Default for GraphqlSubscriptions {
+    fn default() -> Self {
+        GraphqlSubscriptions {
+            max_open: default_max_open(),
+            max_per_connection: default_max_per_connection(),
+            init_timeout: default_init_timeout(),
+            keepalive: default_keepalive(),
+            max_message: default_max_ws_message(),
+        }
+    }
+}
+
+fn default_max_open() -> usize {
+    10_000
+}
+
+fn default_max_per_connection() -> usize {
+    32
+}
+
+fn default_init_timeout() -> crate::config::units::HumanDuration {
+    crate::config::units::HumanDuration(std::time::Duration::from_secs(10))
+}
+
+fn default_keepalive() -> crate::config::units::HumanDuration {
+    crate::config::units::HumanDuration(std::time::Duration::from_secs(15))
+}
+
+fn default_max_ws_message() -> crate::config::units::ByteSize {
+    crate::config::units::ByteSize(64 * 1024)
 }
 
 // === Protection (docs/graphql.md, "Protection") ===

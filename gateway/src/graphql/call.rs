@@ -20,7 +20,7 @@ use super::joins::RequestState;
 use super::root::{self, Root};
 use crate::routing::RouteCtx;
 use crate::transcode::handler;
-use crate::upstream::Call;
+use crate::upstream::{Call, UpstreamError};
 
 /// The headers of the GraphQL HTTP request, in the request data, for
 /// forwarding as metadata.
@@ -126,6 +126,65 @@ impl Operation {
             .await
             .map(|reply| reply.message)
             .map_err(graphql_error)
+    }
+
+    /// Opens the server stream of a Subscription field: each upstream
+    /// message is one event; a failure (at the start or mid-stream) is an
+    /// error, and ends the stream. Dropping the stream cancels the call.
+    pub async fn subscribe(
+        self: Arc<Self>,
+        ctx: &ResolverContext<'_>,
+    ) -> async_graphql::Result<
+        impl futures_util::Stream<Item = async_graphql::Result<FieldValue<'static>>> + Send + use<>,
+    > {
+        let message = self.request(ctx)?;
+        let route = &self.route;
+        let metadata = ctx
+            .data_opt::<RequestHeaders>()
+            .map(|h| handler::forward_metadata(&h.0, &route.headers))
+            .unwrap_or_default();
+        let output = self.method.output();
+        let call = Call {
+            path: &self.path,
+            output: &output,
+            metadata,
+            timeout: route.timeout.min(self.budget),
+            idempotent: false,
+        };
+        let started = Instant::now();
+        let opened = route.upstream.server_stream(call, &message).await;
+        let code = match &opened {
+            Ok(_) => Code::Ok,
+            Err(UpstreamError::Status(s) | UpstreamError::Transport { status: s, .. }) => {
+                Code::from_i32(s.code() as i32)
+            }
+            Err(_) => Code::Internal,
+        };
+        route
+            .metrics
+            .observe_upstream(&route.upstream.name, code, started.elapsed());
+        let messages = opened.map_err(|e| graphql_error(handler::upstream_error(route, e)))?;
+        let op = self.clone();
+        let request = ctx.data_opt::<RequestState>().cloned();
+        Ok(futures_util::stream::unfold(Some(messages), move |state| {
+            let op = op.clone();
+            let request = request.clone();
+            async move {
+                let mut messages = state?;
+                match messages.next().await? {
+                    Ok(message) => {
+                        if let Some(request) = request {
+                            request.renew();
+                        }
+                        Some((root::reply_value(&op, message), Some(messages)))
+                    }
+                    Err(e) => Some((
+                        Err(graphql_error(handler::upstream_error(&op.route, e))),
+                        None,
+                    )),
+                }
+            }
+        }))
     }
 
     /// The request message from the field's arguments.

@@ -3,18 +3,15 @@
 //! is `application/graphql-response+json` when the client accepts it, else
 //! `application/json`. A malformed request is a 4xx with `{"errors": [...]}`.
 //!
-//! Before anything runs, each operation goes through the endpoint's
-//! [`Protection`]: persisted queries ([`super::persisted`]), then the size
-//! limits on the text, then the limits on the parsed document
-//! ([`super::limits`]). A refused operation never reaches an upstream.
+//! Before anything runs, each operation goes through
+//! [`super::protection::prepare`]; a refused operation never reaches an
+//! upstream. Subscriptions are served by [`super::subscriptions`].
 
 use std::convert::Infallible;
-use std::path::Path;
 use std::sync::Arc;
 
 use async_graphql::dynamic::Schema;
-use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql::{Request as GqlRequest, Variables};
+use async_graphql::parser::types::OperationType;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
@@ -22,67 +19,43 @@ use switchyard_plugins::stage::{
     BoxFuture, HttpService, Request, Response, full_body, read_body_limited,
 };
 
-use super::BuildError;
 use super::call::RequestHeaders;
-use super::limits::{Limits, Refusal};
-use super::persisted::Persisted;
-use crate::config::graphql::GraphqlConfig;
+use super::limits::Refusal;
+use super::protection::{Prepared, Protection, prepare};
+use super::subscriptions::{self, Subscriptions};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
-/// What is checked before an operation runs: `graphql.limits`,
-/// `graphql.introspection`, `graphql.batching`, `graphql.persisted_queries`.
-pub struct Protection {
-    limits: Limits,
-    persisted: Persisted,
-    introspection: bool,
-    /// Most operations in a batch; `None`: batches are refused.
-    batch_max: Option<usize>,
+/// Everything the endpoint's innermost service needs.
+pub struct Served {
+    pub schema: Schema,
+    pub protection: Protection,
+    pub subscriptions: Subscriptions,
+    /// `limits.max_request_body`.
+    pub max_body: usize,
 }
 
-// === impl Protection ===
-
-impl Protection {
-    /// `base_dir` is the config file's directory (the safelist file is
-    /// relative to it).
-    pub fn new(
-        config: &GraphqlConfig,
-        schema: &Schema,
-        base_dir: &Path,
-    ) -> Result<Protection, BuildError> {
-        if let Some(batching) = &config.batching
-            && batching.max == 0
-        {
-            return Err(BuildError::at(
-                ["batching", "max"],
-                "must be at least 1 (leave `batching` out to refuse batches)",
-            ));
-        }
-        Ok(Protection {
-            limits: Limits::new(config, schema)?,
-            persisted: Persisted::new(&config.persisted_queries, base_dir)?,
-            introspection: config.introspection,
-            batch_max: config.batching.as_ref().map(|b| b.max),
-        })
-    }
-}
-
-/// The endpoint's innermost service.
-pub fn service(schema: Schema, max_body: usize, protection: Protection) -> HttpService {
-    let schema = Arc::new(schema);
-    let protection = Arc::new(protection);
+/// The endpoint's innermost service: WebSocket upgrades go to
+/// [`subscriptions::ws`], `Accept: text/event-stream` to
+/// [`subscriptions::sse`], the rest is GraphQL over HTTP.
+pub fn service(served: Served) -> HttpService {
+    let served = Arc::new(served);
     HttpService::new(tower::service_fn(
         move |req: Request| -> BoxFuture<Result<Response, Infallible>> {
-            let schema = schema.clone();
-            let protection = protection.clone();
+            let served = served.clone();
             // Boxed with an explicit `Send` bound, as `transcode::handler::service`.
-            Box::pin(async move { Ok(handle(&schema, &protection, max_body, req).await) })
+            Box::pin(async move {
+                if subscriptions::ws::is_upgrade(&req) {
+                    return Ok(subscriptions::ws::accept(served, req));
+                }
+                Ok(handle(&served, req).await)
+            })
         },
     ))
 }
 
 /// A request that is not a GraphQL request: status and what is wrong.
-struct Rejected(StatusCode, String);
+pub(crate) struct Rejected(pub StatusCode, pub String);
 
 /// A request refused as a whole with a code (batching).
 struct RejectedWithCode(StatusCode, Refusal);
@@ -90,14 +63,14 @@ struct RejectedWithCode(StatusCode, Refusal);
 /// One GraphQL request as received, before persisted queries are resolved.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Body {
-    query: Option<String>,
+pub(crate) struct Body {
+    pub query: Option<String>,
     #[serde(default)]
-    variables: Option<serde_json::Value>,
+    pub variables: Option<serde_json::Value>,
     #[serde(default)]
-    operation_name: Option<String>,
+    pub operation_name: Option<String>,
     #[serde(default)]
-    extensions: Option<serde_json::Value>,
+    pub extensions: Option<serde_json::Value>,
 }
 
 /// The body of a POST: one request or a batch.
@@ -115,18 +88,19 @@ struct Answer {
     request_error: bool,
 }
 
-async fn handle(
-    schema: &Schema,
-    protection: &Protection,
-    max_body: usize,
-    req: Request,
-) -> Response {
+async fn handle(served: &Served, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let graphql_response = accepts_graphql_response(&parts.headers);
     let parsed = match parts.method {
         Method::GET => from_query(parts.uri.query()).map(Incoming::One),
         Method::POST => {
-            match read_body_limited(&parts.headers, body, max_body, "limits.max_request_body").await
+            match read_body_limited(
+                &parts.headers,
+                body,
+                served.max_body,
+                "limits.max_request_body",
+            )
+            .await
             {
                 Ok(bytes) => check_content_type(&parts.headers).and_then(|()| from_body(&bytes)),
                 Err(e) => Err(Rejected(e.http_status, e.message)),
@@ -141,6 +115,19 @@ async fn handle(
         Ok(incoming) => incoming,
         Err(rejected) => return reject(rejected, graphql_response),
     };
+    if subscriptions::sse::wanted(&parts.headers) {
+        return match incoming {
+            Incoming::One(body) => subscriptions::sse::serve(served, &parts, body),
+            Incoming::Batch(_) => reject(
+                Rejected(
+                    StatusCode::BAD_REQUEST,
+                    "a batch (a JSON array) cannot be streamed: send one operation per text/event-stream request".to_owned(),
+                ),
+                graphql_response,
+            ),
+        };
+    }
+    let (schema, protection) = (&served.schema, &served.protection);
     let headers = &parts.headers;
     let method = &parts.method;
     match incoming {
@@ -212,7 +199,7 @@ fn check_batch(protection: &Protection, len: usize) -> Result<(), RejectedWithCo
     }
 }
 
-/// One operation: persisted query, limits, then execution.
+/// One operation: [`prepare`], then execution.
 async fn run(
     schema: &Schema,
     protection: &Protection,
@@ -226,44 +213,17 @@ async fn run(
             request_error: true,
         })
     };
-    let resolved = match protection
-        .persisted
-        .resolve(body.query, body.extensions.as_ref())
-    {
-        Ok(resolved) => resolved,
-        Err(refusal) if refusal.code == "BAD_REQUEST" => {
-            return Err(Rejected(StatusCode::BAD_REQUEST, refusal.message));
+    let request = match prepare(protection, method, body)? {
+        Prepared::Ready(request, Some(OperationType::Subscription)) => {
+            drop(request);
+            return refused(&[Refusal {
+                code: "SUBSCRIPTION_TRANSPORT",
+                message: "a subscription needs a streaming transport: a WebSocket (graphql-transport-ws) or `Accept: text/event-stream`".to_owned(),
+            }]);
         }
-        Err(refusal) => return refused(&[refusal]),
+        Prepared::Ready(request, _) => request,
+        Prepared::Refused(refusals) => return refused(&refusals),
     };
-    if let Err(refusal) = protection.limits.check_text(&resolved.query) {
-        return refused(&[refusal]);
-    }
-    let mut request = build(resolved.query, body.variables, body.operation_name)?;
-    request = queries_only_on_get(method, request)?;
-    // The document is parsed once (the executor reuses it); one that does
-    // not parse is left to the executor, which reports it.
-    let variables = std::mem::take(&mut request.variables);
-    let operation = request.operation_name.take();
-    let checked = request.parsed_query().ok().map(|document| {
-        protection
-            .limits
-            .check_document(document, operation.as_deref(), &variables)
-    });
-    request.variables = variables;
-    request.operation_name = operation;
-    match checked {
-        Some(Err(refusals)) => return refused(&refusals),
-        Some(Ok(())) => {
-            if let Some(hash) = resolved.register {
-                protection.persisted.register(hash, &request.query);
-            }
-        }
-        None => {}
-    }
-    if !protection.introspection {
-        request = request.disable_introspection();
-    }
     let request = request
         .data(RequestHeaders(headers.clone()))
         .data(super::joins::RequestState::new());
@@ -282,7 +242,7 @@ async fn run(
 }
 
 /// `{"errors": [{"message", "extensions": {"code"}}]}`.
-fn errors_json(refusals: &[Refusal]) -> serde_json::Value {
+pub(super) fn errors_json(refusals: &[Refusal]) -> serde_json::Value {
     let errors: Vec<_> = refusals
         .iter()
         .map(|r| serde_json::json!({"message": r.message, "extensions": {"code": r.code}}))
@@ -386,53 +346,7 @@ fn decode(text: &str) -> Result<String, Rejected> {
         })
 }
 
-fn build(
-    query: String,
-    variables: Option<serde_json::Value>,
-    operation: Option<String>,
-) -> Result<GqlRequest, Rejected> {
-    let bad = |m: &str| Rejected(StatusCode::BAD_REQUEST, m.to_owned());
-    let mut request = GqlRequest::new(query);
-    match variables {
-        None | Some(serde_json::Value::Null) => {}
-        Some(v @ serde_json::Value::Object(_)) => {
-            request = request.variables(Variables::from_json(v))
-        }
-        Some(_) => return Err(bad("`variables` must be an object")),
-    }
-    if let Some(name) = operation.filter(|n| !n.is_empty()) {
-        request = request.operation_name(name);
-    }
-    Ok(request)
-}
-
-/// GET must not change anything: a mutation (or subscription) over GET is a 405.
-fn queries_only_on_get(method: &Method, mut request: GqlRequest) -> Result<GqlRequest, Rejected> {
-    if method != Method::GET {
-        return Ok(request);
-    }
-    let name = request.operation_name.clone();
-    // A query that does not parse is left to the executor, which reports it.
-    let Ok(document) = request.parsed_query() else {
-        return Ok(request);
-    };
-    let ty = match (&document.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.get(name.as_str()).map(|op| op.node.ty)
-        }
-        (DocumentOperations::Multiple(_), None) => None,
-    };
-    match ty {
-        Some(OperationType::Mutation | OperationType::Subscription) => Err(Rejected(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "only queries can be sent with GET; use POST".to_owned(),
-        )),
-        _ => Ok(request),
-    }
-}
-
-fn reject(Rejected(status, message): Rejected, graphql_response: bool) -> Response {
+pub(super) fn reject(Rejected(status, message): Rejected, graphql_response: bool) -> Response {
     let body = serde_json::json!({"errors": [{"message": message}]});
     let mut res = render(status, &body, graphql_response);
     if status == StatusCode::METHOD_NOT_ALLOWED {

@@ -8,8 +8,9 @@
 //!   unions, [`inputs`] input objects and the arguments → request conversion;
 //! - [`root`] decides which methods are exposed where, [`call`] calls the
 //!   upstream and maps its errors, [`output`] resolves fields of the replies;
-//! - [`http`] is the GraphQL-over-HTTP service, [`graphiql`] the browser
-//!   page with its assets built in.
+//! - [`http`] is the GraphQL-over-HTTP service, [`subscriptions`] the
+//!   WebSocket and SSE transports, [`graphiql`] the browser page with its
+//!   assets built in.
 
 pub mod call;
 pub mod field_mask;
@@ -21,8 +22,10 @@ pub mod limits;
 pub mod naming;
 pub mod output;
 pub mod persisted;
+pub mod protection;
 pub mod root;
 pub mod scalars;
+pub mod subscriptions;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -326,6 +329,13 @@ fn root_objects(
     out
 }
 
+/// An owned value where one of a shorter lifetime is expected.
+fn shorten<'a>(
+    value: async_graphql::dynamic::FieldValue<'static>,
+) -> async_graphql::dynamic::FieldValue<'a> {
+    value
+}
+
 /// The placeholder field of a type that would have none (GraphQL forbids
 /// empty objects); always null.
 pub fn empty_field() -> Field {
@@ -335,23 +345,22 @@ pub fn empty_field() -> Field {
     .description("Placeholder: the proto message has no fields. Always null.")
 }
 
-/// A server-streaming method: in the schema, not yet served (no
-/// subscription transport in this version).
+/// A server-streaming method: each message of the upstream stream is an
+/// event of the subscription (served over WebSocket and SSE, [`http`]).
 fn subscription_field(
     names: &Names,
     comments: &Comments,
     name: &str,
     op: &Arc<call::Operation>,
 ) -> SubscriptionField {
-    let full = op.method.full_name().to_owned();
-    let mut field = SubscriptionField::new(name, root::output_type(names, op), move |_| {
-        let full = full.clone();
+    let resolver_op = op.clone();
+    let mut field = SubscriptionField::new(name, root::output_type(names, op), move |ctx| {
+        let op = resolver_op.clone();
         SubscriptionFieldFuture::new(async move {
-            Err::<futures_util::stream::Empty<async_graphql::Result<async_graphql::Value>>, _>(
-                async_graphql::Error::new(format!(
-                    "{full}: subscriptions are not yet supported (no subscription transport yet)"
-                )),
-            )
+            let events = op.subscribe(&ctx).await?;
+            Ok(futures_util::StreamExt::map(events, |event| {
+                event.map(shorten)
+            }))
         })
     });
     for argument in root::arguments(names, comments, op) {

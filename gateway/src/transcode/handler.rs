@@ -110,7 +110,13 @@ pub(crate) async fn call_upstream(
     route
         .metrics
         .observe_upstream(&route.upstream.name, code, started.elapsed());
-    result.map_err(|error| match error {
+    result.map_err(|error| upstream_error(route, error))
+}
+
+/// A failed call as the error to answer: the upstream's status with its
+/// details, or a 502 when the upstream broke the protocol.
+pub(crate) fn upstream_error(route: &RouteCtx, error: UpstreamError) -> ErrorResponse {
+    match error {
         UpstreamError::Status(status) | UpstreamError::Transport { status, .. } => {
             response::status_to_error(route.rpc_status.as_ref(), &status, &route.serialize)
         }
@@ -118,7 +124,7 @@ pub(crate) async fn call_upstream(
             "the upstream's reply is larger than limits.max_upstream_message ({limit} bytes)"
         )),
         UpstreamError::Protocol(message) => bad_gateway(message),
-    })
+    }
 }
 
 /// The upstream, not the client, is at fault: 502.

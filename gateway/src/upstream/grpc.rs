@@ -25,7 +25,7 @@ use super::endpoint::Sender;
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
-const GRPC_STATUS: &str = "grpc-status";
+pub(super) const GRPC_STATUS: &str = "grpc-status";
 const GRPC_MESSAGE: &str = "grpc-message";
 const GRPC_DETAILS: &str = "grpc-status-details-bin";
 
@@ -58,25 +58,40 @@ pub async fn unary(
     mut call: UnaryCall<'_>,
     message: &DynamicMessage,
 ) -> Result<Reply, UpstreamError> {
+    let response = send(sender, &mut call, message, true).await?;
+    read_reply(response, &call).await
+}
+
+/// Sends the request (head and its one message) and waits for the reply's
+/// head. `deadline`: whether `call.timeout` is also sent as `grpc-timeout`
+/// (not for streams, which live as long as their client).
+pub(super) async fn send(
+    sender: Sender,
+    call: &mut UnaryCall<'_>,
+    message: &DynamicMessage,
+    deadline: bool,
+) -> Result<http::Response<RecvStream>, UpstreamError> {
     // Until the request is handed to the connection it cannot have reached
     // the upstream; a unary handler needs the whole message (END_STREAM).
     let unsent = |e: h2::Error| UpstreamError::Transport {
         status: Status::unavailable(format!("upstream request failed: {e}")),
         unsent: true,
     };
-    let (head, frame) = build_request(&mut call, message)?;
+    let (mut head, frame) = build_request(call, message)?;
+    if !deadline {
+        head.headers_mut().remove(GRPC_TIMEOUT);
+    }
     // `ready` waits while the connection is at the peer's stream limit.
     let mut sender = sender.ready().await.map_err(unsent)?;
     let (response, mut body) = sender.send_request(head, false).map_err(unsent)?;
     body.send_data(frame, true).map_err(unsent)?;
-    let response = response.await.map_err(|e| UpstreamError::Transport {
+    response.await.map_err(|e| UpstreamError::Transport {
         // REFUSED_STREAM promises the stream was not processed (RFC 9113
         // §8.7). Anything else (reset, GOAWAY, closed connection) may come
         // after the upstream acted on the request.
         unsent: e.is_remote() && e.reason() == Some(h2::Reason::REFUSED_STREAM),
         status: Status::unavailable(format!("upstream request failed: {e}")),
-    })?;
-    read_reply(response, &call).await
+    })
 }
 
 /// The request head and its one data frame. No `content-length`: gRPC
@@ -133,23 +148,13 @@ async fn read_reply(
     call: &UnaryCall<'_>,
 ) -> Result<Reply, UpstreamError> {
     let (parts, mut body) = response.into_parts();
-    if parts.status != http::StatusCode::OK {
-        return Err(UpstreamError::Status(Status::new(
-            status_from_http(parts.status),
-            format!("upstream answered HTTP {} instead of gRPC", parts.status),
-        )));
-    }
     // Trailers-only: an error (or an empty OK) in the headers.
-    if parts.headers.contains_key(GRPC_STATUS) {
-        return Err(UpstreamError::Status(
+    let compressed_ok = check_head(&parts)?.ok_or_else(|| {
+        UpstreamError::Status(
             status_from(&parts.headers)
                 .unwrap_or_else(|| Status::unknown("upstream sent no message")),
-        ));
-    }
-    let compressed_ok = parts
-        .headers
-        .get(GRPC_ENCODING)
-        .is_some_and(|e| e == "gzip");
+        )
+    })?;
     let transport = |e: h2::Error| UpstreamError::Transport {
         status: Status::unavailable(format!("reading the upstream reply: {e}")),
         unsent: false,
@@ -204,8 +209,33 @@ async fn read_reply(
     Ok(Reply { metadata, message })
 }
 
+/// Checks a reply's head: an HTTP error is a status error. `Ok(None)`: a
+/// trailers-only reply (the status is in the head); else whether its
+/// messages may be gzip-compressed.
+pub(super) fn check_head(parts: &http::response::Parts) -> Result<Option<bool>, UpstreamError> {
+    if parts.status != http::StatusCode::OK {
+        return Err(UpstreamError::Status(Status::new(
+            status_from_http(parts.status),
+            format!("upstream answered HTTP {} instead of gRPC", parts.status),
+        )));
+    }
+    if parts.headers.contains_key(GRPC_STATUS) {
+        return Ok(None);
+    }
+    Ok(Some(
+        parts
+            .headers
+            .get(GRPC_ENCODING)
+            .is_some_and(|e| e == "gzip"),
+    ))
+}
+
 /// Exactly one length-prefixed message, inflated if flagged compressed.
-fn unframe(mut data: Bytes, compressed_ok: bool, limit: usize) -> Result<Bytes, UpstreamError> {
+pub(super) fn unframe(
+    mut data: Bytes,
+    compressed_ok: bool,
+    limit: usize,
+) -> Result<Bytes, UpstreamError> {
     if data.len() < 5 {
         return Err(UpstreamError::Protocol(
             "upstream reply has no message".into(),
@@ -246,7 +276,7 @@ fn unframe(mut data: Bytes, compressed_ok: bool, limit: usize) -> Result<Bytes, 
 
 /// The status in `grpc-status`/`grpc-message`/`grpc-status-details-bin`;
 /// malformed details are dropped rather than trusted.
-fn status_from(headers: &HeaderMap) -> Option<Status> {
+pub(super) fn status_from(headers: &HeaderMap) -> Option<Status> {
     let code = Code::from_bytes(headers.get(GRPC_STATUS)?.as_bytes());
     let message = headers
         .get(GRPC_MESSAGE)
@@ -278,7 +308,7 @@ fn is_user_metadata(name: &HeaderName) -> bool {
 
 /// The application metadata among `headers`; allocates nothing in the usual
 /// case of there being none.
-fn user_metadata(headers: &HeaderMap) -> HeaderMap {
+pub(super) fn user_metadata(headers: &HeaderMap) -> HeaderMap {
     if !headers.keys().any(is_user_metadata) {
         return HeaderMap::new();
     }

@@ -2,7 +2,8 @@
 //! balanced across endpoints (`balance.rs`) that are passed over while
 //! ejected for failing (`outlier.rs`) or failing health checks (`health.rs`),
 //! and unary calls with a per-call deadline and message-size limit, a
-//! concurrency limit that sheds load, and budgeted retries (`retry.rs`).
+//! concurrency limit that sheds load, and budgeted retries (`retry.rs`);
+//! server-streaming calls read as the caller asks (`stream.rs`).
 
 pub mod balance;
 pub mod endpoint;
@@ -10,6 +11,7 @@ pub mod grpc;
 pub mod health;
 pub mod outlier;
 pub mod retry;
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -174,6 +176,61 @@ impl Upstream {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Status(tonic::Status::deadline_exceeded(
                 format!("upstream `{}` did not answer within {timeout:?}", self.name),
+            ))),
+        }
+    }
+
+    /// A server-streaming call: `call.timeout` bounds the wait for the
+    /// reply's head, not the stream (which lasts as long as its caller
+    /// wants it, so no `grpc-timeout` is sent). Not counted against
+    /// `max_concurrent` (long-lived streams would starve unary calls): the
+    /// caller bounds how many it opens. Not retried once sent.
+    pub async fn server_stream(
+        &self,
+        mut call: Call<'_>,
+        message: &DynamicMessage,
+    ) -> Result<stream::MessageStream, UpstreamError> {
+        let timeout = call.timeout;
+        let open = async {
+            let (index, sender) = self.connect(None).await.map_err(UpstreamError::unsent)?;
+            let endpoint = &self.endpoints[index];
+            let mut head = grpc::UnaryCall {
+                origin: &endpoint.origin,
+                path: call.path,
+                metadata: std::mem::take(&mut call.metadata),
+                timeout,
+                output: call.output,
+                max_message: self.max_message,
+            };
+            let result = grpc::send(sender, &mut head, message, false).await;
+            endpoint.record(&self.name, &result);
+            let (parts, body) = result?.into_parts();
+            match grpc::check_head(&parts)? {
+                Some(compressed_ok) => Ok(stream::MessageStream::new(
+                    &parts,
+                    Some(body),
+                    compressed_ok,
+                    call.output.clone(),
+                    self.max_message,
+                )),
+                // Trailers-only: an error, or an OK stream with no messages.
+                None => match grpc::status_from(&parts.headers) {
+                    Some(status) if status.code() == tonic::Code::Ok => Ok(
+                        stream::MessageStream::new(&parts, None, false, call.output.clone(), 0),
+                    ),
+                    status => Err(UpstreamError::Status(status.unwrap_or_else(|| {
+                        tonic::Status::unknown("upstream sent an invalid grpc-status")
+                    }))),
+                },
+            }
+        };
+        match tokio::time::timeout(timeout, open).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::Status(tonic::Status::deadline_exceeded(
+                format!(
+                    "upstream `{}` did not start the stream within {timeout:?}",
+                    self.name
+                ),
             ))),
         }
     }

@@ -14,10 +14,16 @@ use crate::graphql::call::RequestHeaders;
 /// again rather than kept.
 pub const MAX_REMEMBERED: usize = 10_000;
 
-/// Per-request state of the GraphQL executor, in the request data.
+/// Per-request state of the GraphQL executor, in the request data. Clones
+/// share it (a subscription keeps a handle to renew it per event).
+#[derive(Clone)]
 pub struct RequestState {
+    inner: Arc<Mutex<StateInner>>,
+}
+
+struct StateInner {
     started: Instant,
-    loaders: Mutex<HashMap<usize, Arc<Loader>>>,
+    loaders: HashMap<usize, Arc<Loader>>,
 }
 
 /// One join's loader within one request.
@@ -41,20 +47,33 @@ struct LoaderState {
 impl RequestState {
     pub fn new() -> RequestState {
         RequestState {
-            started: Instant::now(),
-            loaders: Mutex::new(HashMap::new()),
+            inner: Arc::new(Mutex::new(StateInner {
+                started: Instant::now(),
+                loaders: HashMap::new(),
+            })),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StateInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// When the request started: upstream calls get what remains of
     /// `graphql.timeout` from here.
     pub fn started(&self) -> Instant {
-        self.started
+        self.lock().started
+    }
+
+    /// Starts afresh: each event of a subscription is resolved as a request
+    /// of its own (its own deadline, nothing remembered from the last one).
+    pub fn renew(&self) {
+        let mut inner = self.lock();
+        inner.started = Instant::now();
+        inner.loaders.clear();
     }
 
     pub(super) fn loader(&self, join: usize) -> Arc<Loader> {
-        let mut loaders = self.loaders.lock().unwrap_or_else(|e| e.into_inner());
-        loaders.entry(join).or_default().clone()
+        self.lock().loaders.entry(join).or_default().clone()
     }
 }
 

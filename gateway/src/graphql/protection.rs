@@ -1,0 +1,157 @@
+//! What is checked before an operation runs, on every transport: persisted
+//! queries ([`super::persisted`]), then the size limits on the text, then
+//! the limits on the parsed document ([`super::limits`]), then whether
+//! introspection is allowed. A refused operation never reaches an upstream.
+
+use std::path::Path;
+
+use async_graphql::dynamic::Schema;
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{Request as GqlRequest, Variables};
+use http::{Method, StatusCode};
+
+use super::BuildError;
+use super::http::{Body, Rejected};
+use super::limits::{Limits, Refusal};
+use super::persisted::Persisted;
+use crate::config::graphql::GraphqlConfig;
+
+/// What is checked before an operation runs: `graphql.limits`,
+/// `graphql.introspection`, `graphql.batching`, `graphql.persisted_queries`.
+pub struct Protection {
+    limits: Limits,
+    persisted: Persisted,
+    introspection: bool,
+    /// Most operations in a batch; `None`: batches are refused.
+    pub(super) batch_max: Option<usize>,
+}
+
+// === impl Protection ===
+
+impl Protection {
+    /// `base_dir` is the config file's directory (the safelist file is
+    /// relative to it).
+    pub fn new(
+        config: &GraphqlConfig,
+        schema: &Schema,
+        base_dir: &Path,
+    ) -> Result<Protection, BuildError> {
+        if let Some(batching) = &config.batching
+            && batching.max == 0
+        {
+            return Err(BuildError::at(
+                ["batching", "max"],
+                "must be at least 1 (leave `batching` out to refuse batches)",
+            ));
+        }
+        Ok(Protection {
+            limits: Limits::new(config, schema)?,
+            persisted: Persisted::new(&config.persisted_queries, base_dir)?,
+            introspection: config.introspection,
+            batch_max: config.batching.as_ref().map(|b| b.max),
+        })
+    }
+}
+
+/// An operation that passed [`prepare`], or why it was refused.
+// Returned once per operation and unpacked at once: boxing the request
+// would only add an allocation per operation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Prepared {
+    Ready(GqlRequest, Option<OperationType>),
+    Refused(Vec<Refusal>),
+}
+
+/// Persisted query, limits and introspection: the request to execute, its
+/// operation type when the document parses (one that does not is left to
+/// the executor, which reports it), or the refusals.
+pub(crate) fn prepare(
+    protection: &Protection,
+    method: &Method,
+    body: Body,
+) -> Result<Prepared, Rejected> {
+    let resolved = match protection
+        .persisted
+        .resolve(body.query, body.extensions.as_ref())
+    {
+        Ok(resolved) => resolved,
+        Err(refusal) if refusal.code == "BAD_REQUEST" => {
+            return Err(Rejected(StatusCode::BAD_REQUEST, refusal.message));
+        }
+        Err(refusal) => return Ok(Prepared::Refused(vec![refusal])),
+    };
+    if let Err(refusal) = protection.limits.check_text(&resolved.query) {
+        return Ok(Prepared::Refused(vec![refusal]));
+    }
+    let mut request = build(resolved.query, body.variables, body.operation_name)?;
+    let ty = operation_type(&mut request);
+    if method == Method::GET
+        && matches!(
+            ty,
+            Some(OperationType::Mutation | OperationType::Subscription)
+        )
+    {
+        // GET must not change anything.
+        return Err(Rejected(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only queries can be sent with GET; use POST".to_owned(),
+        ));
+    }
+    // The document is parsed once (the executor reuses it).
+    let variables = std::mem::take(&mut request.variables);
+    let operation = request.operation_name.take();
+    let checked = request.parsed_query().ok().map(|document| {
+        protection
+            .limits
+            .check_document(document, operation.as_deref(), &variables)
+    });
+    request.variables = variables;
+    request.operation_name = operation;
+    match checked {
+        Some(Err(refusals)) => return Ok(Prepared::Refused(refusals)),
+        Some(Ok(())) => {
+            if let Some(hash) = resolved.register {
+                protection.persisted.register(hash, &request.query);
+            }
+        }
+        None => {}
+    }
+    if !protection.introspection {
+        request = request.disable_introspection();
+    }
+    Ok(Prepared::Ready(request, ty))
+}
+
+fn build(
+    query: String,
+    variables: Option<serde_json::Value>,
+    operation: Option<String>,
+) -> Result<GqlRequest, Rejected> {
+    let bad = |m: &str| Rejected(StatusCode::BAD_REQUEST, m.to_owned());
+    let mut request = GqlRequest::new(query);
+    match variables {
+        None | Some(serde_json::Value::Null) => {}
+        Some(v @ serde_json::Value::Object(_)) => {
+            request = request.variables(Variables::from_json(v))
+        }
+        Some(_) => return Err(bad("`variables` must be an object")),
+    }
+    if let Some(name) = operation.filter(|n| !n.is_empty()) {
+        request = request.operation_name(name);
+    }
+    Ok(request)
+}
+
+/// The type of the operation that would run, if the document parses and
+/// names it unambiguously.
+fn operation_type(request: &mut GqlRequest) -> Option<OperationType> {
+    let name = request.operation_name.clone();
+    let document = request.parsed_query().ok()?;
+    match (&document.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get(name.as_str()).map(|op| op.node.ty)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
