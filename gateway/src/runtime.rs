@@ -435,8 +435,11 @@ async fn graphql_endpoint(
     let schema = graphql::schema(pool, config, &exposed).map_err(at)?;
     let protection =
         graphql::protection::Protection::new(config, &schema, &source.base_dir()).map_err(at)?;
-    let subscriptions =
-        graphql::subscriptions::Subscriptions::new(&config.subscriptions).map_err(at)?;
+    let subscriptions = graphql::subscriptions::Subscriptions::new(
+        &config.subscriptions,
+        metrics.subscriptions.clone(),
+    )
+    .map_err(at)?;
     let handler = graphql::http::service(graphql::http::Served {
         schema: schema.clone(),
         protection,

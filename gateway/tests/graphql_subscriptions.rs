@@ -141,8 +141,22 @@ async fn sse_streams_each_upstream_message_as_a_next_event_including_live_change
     let live = events.next_json().await;
     assert_eq!(live["data"]["watchOrders"]["id"], id, "{live}");
     assert_eq!(gw.demo.open_watches(), 1);
+    let metrics = gw.admin_get("/metrics").await.text();
+    assert!(
+        metrics.contains("switchyard_graphql_subscriptions_open{transport=\"sse\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_graphql_subscription_events_total{transport=\"sse\"} 4"),
+        "{metrics}"
+    );
     drop(events);
     upstream_streams_close(&gw).await;
+    let metrics = gw.admin_get("/metrics").await.text();
+    assert!(
+        metrics.contains("switchyard_graphql_subscriptions_open{transport=\"sse\"} 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -409,6 +423,13 @@ async fn complete_from_the_client_cancels_one_operation_and_frees_its_place() {
     assert_eq!(
         refused["payload"][0]["extensions"]["code"],
         "SUBSCRIPTION_LIMIT"
+    );
+    let metrics = gw.admin_get("/metrics").await.text();
+    assert!(
+        metrics.contains(
+            "switchyard_graphql_subscriptions_refused_total{limit=\"max_per_connection\"} 1"
+        ),
+        "{metrics}"
     );
     send(&mut ws, json!({"id": "a", "type": "complete"})).await;
     upstream_streams_close(&gw).await;

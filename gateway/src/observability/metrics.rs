@@ -19,6 +19,14 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The GraphQL subscription metrics (`graphql::subscriptions`).
+#[derive(Clone, Debug)]
+pub struct SubscriptionMetrics {
+    pub open: IntGaugeVec,
+    pub events: IntCounterVec,
+    pub refused: IntCounterVec,
+}
+
 /// The metric families the gateway records.
 #[derive(Debug)]
 pub struct Metrics {
@@ -34,6 +42,8 @@ pub struct Metrics {
     endpoint_ejections: IntCounterVec,
     /// Config versions loaded since start (1 after start-up).
     pub config_version: IntGauge,
+    /// GraphQL subscriptions open and events sent, by transport.
+    pub subscriptions: SubscriptionMetrics,
     /// Rate-limit decisions Redis could not make, and those a local fallback
     /// took: mirrored from the plugin's process-wide totals at scrape time.
     rate_limit_redis_errors: IntCounter,
@@ -128,6 +138,32 @@ impl Metrics {
             "Config versions loaded since the process started.",
         )
         .expect("static metric definition");
+        let subscriptions = SubscriptionMetrics {
+            open: IntGaugeVec::new(
+                Opts::new(
+                    "graphql_subscriptions_open",
+                    "GraphQL operations open on a streaming transport (ws, sse).",
+                ),
+                &["transport"],
+            )
+            .expect("static metric definition"),
+            events: IntCounterVec::new(
+                Opts::new(
+                    "graphql_subscription_events_total",
+                    "GraphQL results sent on a streaming transport (ws, sse).",
+                ),
+                &["transport"],
+            )
+            .expect("static metric definition"),
+            refused: IntCounterVec::new(
+                Opts::new(
+                    "graphql_subscriptions_refused_total",
+                    "GraphQL streamed operations refused for a subscriptions limit (max_open, max_per_connection).",
+                ),
+                &["limit"],
+            )
+            .expect("static metric definition"),
+        };
         let rate_limit_redis_errors = IntCounter::new(
             "rate_limit_redis_errors_total",
             "Rate-limit decisions Redis could not make (unreachable, timed out, script error).",
@@ -151,6 +187,9 @@ impl Metrics {
             Box::new(endpoint_healthy.clone()),
             Box::new(endpoint_ejections.clone()),
             Box::new(config_version.clone()),
+            Box::new(subscriptions.open.clone()),
+            Box::new(subscriptions.events.clone()),
+            Box::new(subscriptions.refused.clone()),
         ] {
             registry
                 .register(collector)
@@ -173,6 +212,7 @@ impl Metrics {
             endpoint_healthy,
             endpoint_ejections,
             config_version,
+            subscriptions,
             rate_limit_redis_errors,
             rate_limit_redis_fallbacks,
             mirror: std::sync::Mutex::new(()),

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_graphql::Response as GqlResponse;
 use futures_util::stream::BoxStream;
 use http::HeaderMap;
+use prometheus::{IntCounter, IntGauge};
 
 use super::BuildError;
 use super::call::RequestHeaders;
@@ -25,20 +26,46 @@ use super::http::Served;
 use super::joins::RequestState;
 use super::limits::Refusal;
 use crate::config::graphql::GraphqlSubscriptions;
+use crate::observability::metrics::SubscriptionMetrics;
 
 /// The subscription bounds of one endpoint and what is open now.
 pub struct Subscriptions {
     pub config: GraphqlSubscriptions,
     open: Arc<AtomicUsize>,
+    metrics: SubscriptionMetrics,
+}
+
+/// The transport of a streamed operation (the `transport` metric label).
+#[derive(Clone, Copy, Debug)]
+pub enum Transport {
+    Ws,
+    Sse,
+}
+
+impl Transport {
+    fn label(self) -> &'static str {
+        match self {
+            Transport::Ws => "ws",
+            Transport::Sse => "sse",
+        }
+    }
 }
 
 /// One open streamed operation; released when dropped.
-pub struct Slot(Arc<AtomicUsize>);
+pub struct Slot {
+    open: Arc<AtomicUsize>,
+    gauge: IntGauge,
+    /// Results sent on this transport.
+    pub events: IntCounter,
+}
 
 // === impl Subscriptions ===
 
 impl Subscriptions {
-    pub fn new(config: &GraphqlSubscriptions) -> Result<Subscriptions, BuildError> {
+    pub fn new(
+        config: &GraphqlSubscriptions,
+        metrics: SubscriptionMetrics,
+    ) -> Result<Subscriptions, BuildError> {
         let positive = [
             ("max_open", config.max_open),
             ("max_per_connection", config.max_per_connection),
@@ -63,24 +90,43 @@ impl Subscriptions {
         Ok(Subscriptions {
             config: config.clone(),
             open: Arc::new(AtomicUsize::new(0)),
+            metrics,
         })
     }
 
-    /// A slot for one more operation, or the refusal when
+    /// A slot for one more operation on `transport`, or the refusal when
     /// `max_open` are open.
-    pub fn open(&self) -> Result<Slot, Refusal> {
+    pub fn open(&self, transport: Transport) -> Result<Slot, Refusal> {
         let max = self.config.max_open;
-        self.open
+        match self
+            .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
-            })
-            .map(|_| Slot(self.open.clone()))
-            .map_err(|_| Refusal {
-                code: "SUBSCRIPTION_LIMIT",
-                message: format!(
-                    "this gateway has {max} subscriptions open (graphql.subscriptions.max_open); try again later"
-                ),
-            })
+            }) {
+            Ok(_) => {
+                let gauge = self.metrics.open.with_label_values(&[transport.label()]);
+                gauge.inc();
+                Ok(Slot {
+                    open: self.open.clone(),
+                    gauge,
+                    events: self.metrics.events.with_label_values(&[transport.label()]),
+                })
+            }
+            Err(_) => {
+                self.refused("max_open");
+                Err(Refusal {
+                    code: "SUBSCRIPTION_LIMIT",
+                    message: format!(
+                        "this gateway has {max} subscriptions open (graphql.subscriptions.max_open); try again later"
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Counts an operation refused for `limit`.
+    pub fn refused(&self, limit: &str) {
+        self.metrics.refused.with_label_values(&[limit]).inc();
     }
 
     /// How many operations are open now.
@@ -91,7 +137,8 @@ impl Subscriptions {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.gauge.dec();
     }
 }
 

@@ -19,7 +19,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use switchyard_plugins::stage::{BoxError, Response};
 
-use super::{Slot, execute};
+use super::{Slot, Transport, execute};
 use crate::graphql::http::{Body, Served, errors_json, reject};
 use crate::graphql::protection::{Prepared, prepare};
 
@@ -41,14 +41,14 @@ pub(crate) fn serve(served: &Served, parts: &http::request::Parts, body: Body) -
         Ok(Prepared::Refused(refusals)) => return refused(StatusCode::BAD_REQUEST, &refusals),
         Err(rejected) => return reject(rejected, false),
     };
-    let slot = match served.subscriptions.open() {
+    let slot = match served.subscriptions.open(Transport::Sse) {
         Ok(slot) => slot,
         Err(refusal) => return refused(StatusCode::SERVICE_UNAVAILABLE, &[refusal]),
     };
     let feed = Feed {
         events: execute(served, request, &parts.headers),
         keepalive: keepalive(served.subscriptions.config.keepalive.0),
-        _slot: slot,
+        slot,
         done: false,
     };
     let frames = futures_util::stream::unfold(feed, Feed::next_frame)
@@ -85,7 +85,7 @@ fn keepalive(period: Duration) -> tokio::time::Interval {
 struct Feed {
     events: BoxStream<'static, async_graphql::Response>,
     keepalive: tokio::time::Interval,
-    _slot: Slot,
+    slot: Slot,
     done: bool,
 }
 
@@ -96,7 +96,10 @@ impl Feed {
         }
         let bytes = tokio::select! {
             event = self.events.next() => match event {
-                Some(response) => next_event(&response),
+                Some(response) => {
+                    self.slot.events.inc();
+                    next_event(&response)
+                }
                 None => {
                     self.done = true;
                     Bytes::from_static(b"event: complete\ndata:\n\n")

@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::{Slot, execute, is_request_error};
+use super::{Slot, Transport, execute, is_request_error};
 use crate::graphql::http::{Body, Rejected, Served, reject};
 use crate::graphql::limits::Refusal;
 use crate::graphql::protection::{Prepared, prepare};
@@ -290,6 +290,7 @@ impl Session {
     fn subscribe(&mut self, id: &str, payload: Body) -> Result<(), serde_json::Value> {
         let max = self.served.subscriptions.config.max_per_connection;
         if self.slots.len() >= max {
+            self.served.subscriptions.refused("max_per_connection");
             return Err(refusals(&[Refusal {
                 code: "SUBSCRIPTION_LIMIT",
                 message: format!(
@@ -307,7 +308,7 @@ impl Session {
         let slot = self
             .served
             .subscriptions
-            .open()
+            .open(Transport::Ws)
             .map_err(|refusal| refusals(&[refusal]))?;
         let results = execute(&self.served, request, &self.headers)
             .enumerate()
@@ -328,7 +329,12 @@ impl Session {
                 self.slots.remove(id);
                 Action::Reply(render(id, "error", &response.errors))
             }
-            Some((_, response)) => Action::Reply(render(id, "next", &response)),
+            Some((_, response)) => {
+                if let Some(slot) = self.slots.get(id) {
+                    slot.events.inc();
+                }
+                Action::Reply(render(id, "next", &response))
+            }
             None => {
                 self.slots.remove(id);
                 Action::Reply(format!(
