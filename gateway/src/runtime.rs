@@ -258,7 +258,31 @@ fn route_ctx(
         headers: header_rules(loaded, route, &key)?,
         rpc_status: pool.get_message_by_name("google.rpc.Status"),
         metrics: metrics.clone(),
+        guard: None,
     })
+}
+
+/// [`route_ctx`] with the route's guard: its own plugins, run before each
+/// call GraphQL makes on it (`graphql::guard`).
+async fn guarded_route_ctx(
+    loaded: &LoadedConfig,
+    index: usize,
+    route: &Route,
+    upstreams: &BTreeMap<String, Upstream>,
+    pool: &DescriptorPool,
+    metrics: &Arc<Metrics>,
+) -> Result<RouteCtx, ConfigError> {
+    let mut ctx = route_ctx(loaded, index, route, upstreams, pool, metrics)?;
+    let build = BuildContext {
+        base_dir: loaded.source.base_dir(),
+        route: route.display_name().to_owned(),
+        metrics: metrics.plugins.clone(),
+    };
+    let key = KeyPath::root().key("routes").index(index).key("plugins");
+    ctx.guard = crate::graphql::guard::Guard::build(&route.plugins, &build)
+        .await
+        .map_err(|e| loaded.source.error_at(&key, e.to_string()))?;
+    Ok(ctx)
 }
 
 fn route_hosts(
@@ -420,15 +444,11 @@ async fn graphql_endpoint(
     let mut exposed = Vec::with_capacity(loaded.config.routes.len());
     for (index, route) in loaded.config.routes.iter().enumerate() {
         let key = KeyPath::root().key("routes").index(index);
-        if route.plugins.iter().any(|p| p.name() == "auth") {
-            return Err(source.error_at(
-                &key.key("plugins"),
-                "this route has its own `auth` plugin, which GraphQL calls would bypass (the GraphQL endpoint runs the top-level plugins only); move `auth` to the top-level `plugins:` or leave `graphql:` off",
-            ));
-        }
         exposed.push(Exposed {
             service: find_service(loaded, pool, route, &key)?,
-            route: Arc::new(route_ctx(loaded, index, route, upstreams, pool, metrics)?),
+            route: Arc::new(
+                guarded_route_ctx(loaded, index, route, upstreams, pool, metrics).await?,
+            ),
             methods: route.methods.clone(),
         });
     }

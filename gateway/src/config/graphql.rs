@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 /// A GraphQL endpoint (`POST`/`GET` at `path`) whose schema is generated from
 /// the services of `routes:`: each method becomes a Query, Mutation or
 /// Subscription field, called through its route's upstream with the route's
-/// timeout and header forwarding. The top-level `plugins:` apply to it;
-/// route-level plugins do not. Off when absent. See docs/graphql.md.
+/// timeout and header forwarding. The top-level `plugins:` run on each
+/// GraphQL request; a route's own plugins (auth, rate_limit, headers) run
+/// before each call made on that route. Off when absent. See docs/graphql.md.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GraphqlConfig {

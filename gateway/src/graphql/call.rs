@@ -15,6 +15,7 @@ use switchyard_plugins::error::{Code, ErrorResponse};
 
 use super::BuildError;
 use super::field_mask::MaskPlan;
+use super::guard::Caller;
 use super::inputs;
 use super::joins::RequestState;
 use super::root::{self, Root};
@@ -22,9 +23,23 @@ use crate::routing::RouteCtx;
 use crate::transcode::handler;
 use crate::upstream::{Call, UpstreamError};
 
-/// The headers of the GraphQL HTTP request, in the request data, for
-/// forwarding as metadata.
-pub struct RequestHeaders(pub HeaderMap);
+/// The GraphQL HTTP request as its upstream calls see it, in the request
+/// data: its headers (forwarded as metadata) and the caller (for route
+/// guards).
+#[derive(Clone)]
+pub struct RequestHeaders {
+    pub headers: HeaderMap,
+    pub caller: Caller,
+}
+
+impl RequestHeaders {
+    pub fn of(headers: &HeaderMap, extensions: &http::Extensions) -> RequestHeaders {
+        RequestHeaders {
+            headers: headers.clone(),
+            caller: Caller::of(extensions),
+        }
+    }
+}
 
 /// An exposed method.
 pub struct Operation {
@@ -111,9 +126,7 @@ impl Operation {
                 ),
             )));
         }
-        let metadata = headers
-            .map(|h| handler::forward_metadata(&h.0, &route.headers))
-            .unwrap_or_default();
+        let metadata = self.metadata(headers).await?;
         let output = self.method.output();
         let call = Call {
             path: &self.path,
@@ -139,10 +152,7 @@ impl Operation {
     > {
         let message = self.request(ctx)?;
         let route = &self.route;
-        let metadata = ctx
-            .data_opt::<RequestHeaders>()
-            .map(|h| handler::forward_metadata(&h.0, &route.headers))
-            .unwrap_or_default();
+        let metadata = self.metadata(ctx.data_opt::<RequestHeaders>()).await?;
         let output = self.method.output();
         let call = Call {
             path: &self.path,
@@ -185,6 +195,26 @@ impl Operation {
                 }
             }
         }))
+    }
+
+    /// The call's metadata: the request's headers, through the route's
+    /// guard if it has one (which may refuse the call), by the route's
+    /// forwarding rules.
+    async fn metadata(&self, headers: Option<&RequestHeaders>) -> async_graphql::Result<HeaderMap> {
+        let route = &self.route;
+        let Some(request) = headers else {
+            return Ok(HeaderMap::new());
+        };
+        match &route.guard {
+            None => Ok(handler::forward_metadata(&request.headers, &route.headers)),
+            Some(guard) => {
+                let passed = guard
+                    .check(&request.headers, &request.caller, &self.path)
+                    .await
+                    .map_err(graphql_error)?;
+                Ok(handler::forward_metadata(&passed, &route.headers))
+            }
+        }
     }
 
     /// The request message from the field's arguments.

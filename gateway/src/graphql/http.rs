@@ -128,7 +128,7 @@ async fn handle(served: &Served, req: Request) -> Response {
         };
     }
     let (schema, protection) = (&served.schema, &served.protection);
-    let headers = &parts.headers;
+    let headers = &RequestHeaders::of(&parts.headers, &parts.extensions);
     let method = &parts.method;
     match incoming {
         Incoming::One(body) => match run(schema, protection, method, headers, body).await {
@@ -204,7 +204,7 @@ async fn run(
     schema: &Schema,
     protection: &Protection,
     method: &Method,
-    headers: &HeaderMap,
+    headers: &RequestHeaders,
     body: Body,
 ) -> Result<Answer, Rejected> {
     let refused = |refusals: &[Refusal]| {
@@ -225,7 +225,7 @@ async fn run(
         Prepared::Refused(refusals) => return refused(&refusals),
     };
     let request = request
-        .data(RequestHeaders(headers.clone()))
+        .data(headers.clone())
         .data(super::joins::RequestState::new());
     let response = schema.execute(request).await;
     let request_error = response.data == async_graphql::Value::Null && !response.errors.is_empty();

@@ -15,6 +15,7 @@
 pub mod call;
 pub mod field_mask;
 pub mod graphiql;
+pub mod guard;
 pub mod http;
 pub mod inputs;
 pub mod joins;

@@ -39,6 +39,9 @@ pub struct RouteCtx {
     /// (always in the pool: the loader embeds it).
     pub rpc_status: Option<MessageDescriptor>,
     pub metrics: Arc<Metrics>,
+    /// The route's own plugins, run before each call GraphQL makes on the
+    /// route (REST runs them as the route's stack instead).
+    pub guard: Option<crate::graphql::guard::Guard>,
 }
 
 /// Header ↔ metadata rules, compiled.

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_graphql::Response as GqlResponse;
 use futures_util::stream::BoxStream;
-use http::HeaderMap;
 use prometheus::{IntCounter, IntGauge};
 
 use super::BuildError;
@@ -148,11 +147,9 @@ impl Drop for Slot {
 fn execute(
     served: &Served,
     request: async_graphql::Request,
-    headers: &HeaderMap,
+    headers: &RequestHeaders,
 ) -> BoxStream<'static, GqlResponse> {
-    let request = request
-        .data(RequestHeaders(headers.clone()))
-        .data(RequestState::new());
+    let request = request.data(headers.clone()).data(RequestState::new());
     served.schema.execute_stream(request)
 }
 

@@ -20,6 +20,7 @@ use http_body_util::{BodyExt, StreamBody};
 use switchyard_plugins::stage::{BoxError, Response};
 
 use super::{Slot, Transport, execute};
+use crate::graphql::call::RequestHeaders;
 use crate::graphql::http::{Body, Served, errors_json, reject};
 use crate::graphql::protection::{Prepared, prepare};
 
@@ -46,7 +47,11 @@ pub(crate) fn serve(served: &Served, parts: &http::request::Parts, body: Body) -
         Err(refusal) => return refused(StatusCode::SERVICE_UNAVAILABLE, &[refusal]),
     };
     let feed = Feed {
-        events: execute(served, request, &parts.headers),
+        events: execute(
+            served,
+            request,
+            &RequestHeaders::of(&parts.headers, &parts.extensions),
+        ),
         keepalive: keepalive(served.subscriptions.config.keepalive.0),
         slot,
         done: false,

@@ -32,6 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{Slot, Transport, execute, is_request_error};
+use crate::graphql::call::RequestHeaders;
 use crate::graphql::http::{Body, Rejected, Served, reject};
 use crate::graphql::limits::Refusal;
 use crate::graphql::protection::{Prepared, prepare};
@@ -80,7 +81,7 @@ pub fn accept(served: Arc<Served>, mut req: Request) -> Response {
     }
     let accept_key = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let headers = req.headers().clone();
+    let headers = RequestHeaders::of(req.headers(), req.extensions());
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -175,15 +176,15 @@ type Results = BoxStream<'static, Option<(bool, GqlResponse)>>;
 /// One WebSocket connection.
 struct Session {
     served: Arc<Served>,
-    /// The upgrade request's headers (forwarded as metadata).
-    headers: HeaderMap,
+    /// The upgrade request's headers (forwarded as metadata) and caller.
+    headers: RequestHeaders,
     acked: bool,
     active: StreamMap<String, Results>,
     slots: HashMap<String, Slot>,
 }
 
 impl Session {
-    fn new(served: Arc<Served>, headers: HeaderMap) -> Session {
+    fn new(served: Arc<Served>, headers: RequestHeaders) -> Session {
         Session {
             served,
             headers,
