@@ -282,6 +282,13 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejected> {
 }
 
 fn from_body(bytes: &[u8]) -> Result<Incoming, Rejected> {
+    // The usual case, one object, read straight into a `Body`; anything
+    // else (a batch, or an error to explain) through a `Value`.
+    if bytes.trim_ascii_start().first() == Some(&b'{')
+        && let Ok(body) = serde_json::from_slice::<Body>(bytes)
+    {
+        return Ok(Incoming::One(body));
+    }
     let bad = |m: String| Rejected(StatusCode::BAD_REQUEST, m);
     let json: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;

@@ -17,6 +17,8 @@ use switchyard::app::{self, Running};
 use switchyard::config;
 use switchyard_demo::{DemoServer, Service};
 
+pub mod scripted;
+
 /// The repository root, for paths to `proto/` and `config/`.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))

@@ -71,12 +71,12 @@ fn compile_one(
             format!("{} has no field `{}`", join.on, join.key),
         )
     })?;
-    if !is_key_kind(&key.kind()) || key.is_list() || key.is_map() {
+    if !is_key_kind(&key.kind()) || key.is_map() {
         return Err(at(
             index,
             "key",
             format!(
-                "`{}` is not a single string, integer or bool field",
+                "`{}` is not a string, integer or bool field (or a repeated one)",
                 join.key
             ),
         ));
@@ -145,6 +145,7 @@ fn compile_one(
         index,
         on,
         field: join.field.clone(),
+        many: key.is_list(),
         key,
         target,
     })

@@ -36,6 +36,11 @@ pub struct Join {
     /// The field's GraphQL name.
     pub field: String,
     pub(super) key: FieldDescriptor,
+    /// A repeated key: the field is a list, one item per key, in key order;
+    /// a key that finds nothing (or whose call fails, reported as an error)
+    /// has no item (async-graphql's dynamic executor cannot render a `null`
+    /// item of an object list).
+    pub(super) many: bool,
     pub(super) target: Target,
 }
 
@@ -70,31 +75,40 @@ impl Join {
         }
     }
 
-    /// The GraphQL field, typed `type_name` (nullable).
+    /// The GraphQL field: `type_name`, nullable; `[type_name!]!` for a
+    /// repeated key.
     pub fn field(self: &Arc<Self>, type_name: String) -> Field {
         let join = self.clone();
+        let each = if self.many { "each of the `" } else { "the `" };
         let description = match &self.target {
             Target::Call { op, argument } => format!(
-                "Joined: `{}` with `{}` = `{}`.",
+                "Joined: `{}` with `{}` = {each}{}`.",
                 op.method.full_name(),
                 argument.name(),
                 self.key.name()
             ),
             Target::Batch { op, argument, .. } => format!(
-                "Joined, batched: `{}` with `{}` = the `{}` of every parent.",
+                "Joined, batched: `{}` with `{}` = {each}{}` of every parent.",
                 op.method.full_name(),
                 argument.name(),
                 self.key.name()
             ),
         };
-        Field::new(self.field.clone(), TypeRef::named(type_name), move |ctx| {
+        let ty = if self.many {
+            TypeRef::named_nn_list_nn(type_name)
+        } else {
+            TypeRef::named(type_name)
+        };
+        Field::new(self.field.clone(), ty, move |ctx| {
             let join = join.clone();
             FieldFuture::new(async move {
                 match join.resolve(&ctx).await {
                     Ok(value) => Ok(value),
                     Err(error) => {
                         root::report(&ctx, error);
-                        Ok(None)
+                        Ok(join
+                            .many
+                            .then(|| FieldValue::list(Vec::<FieldValue>::new())))
                     }
                 }
             })
@@ -110,16 +124,42 @@ impl Join {
             .parent_value
             .downcast_ref::<DynamicMessage>()
             .ok_or("the parent value is not a message")?;
-        let Some(key) = key_text(&parent.get_field(&self.key)) else {
-            return Ok(None);
-        };
         let state = ctx
             .data_opt::<RequestState>()
             .ok_or("no request state (internal error)")?;
         let headers = ctx.data_opt::<RequestHeaders>();
         let loader = state.loader(self.index);
-        let value = loader.load(self, key, headers, state.started()).await?;
-        Ok(value.map(FieldValue::owned_any))
+        let value = parent.get_field(&self.key);
+        if !self.many {
+            let Some(key) = key_text(&value) else {
+                return Ok(None);
+            };
+            let value = loader.load(self, key, headers, state.started()).await?;
+            return Ok(value.map(FieldValue::owned_any));
+        }
+        // Every key through the loader at once: one batch (or one call per
+        // distinct key) for all of them and the siblings' keys.
+        let keys: Vec<String> = match value.as_ref() {
+            Value::List(items) => items.iter().filter_map(key_text).collect(),
+            _ => Vec::new(),
+        };
+        let started = state.started();
+        let outcomes = join_all(
+            keys.into_iter()
+                .map(|key| loader.load(self, key, headers, started)),
+        )
+        .await;
+        let items: Vec<FieldValue<'a>> = outcomes
+            .into_iter()
+            .filter_map(|outcome| match outcome {
+                Ok(found) => found.map(FieldValue::owned_any),
+                Err(error) => {
+                    root::report(ctx, error);
+                    None
+                }
+            })
+            .collect();
+        Ok(Some(FieldValue::list(items)))
     }
 
     /// Fetches `keys` (distinct), each to its outcome.

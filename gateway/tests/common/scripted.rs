@@ -1,0 +1,107 @@
+//! A scripted gRPC upstream: a raw HTTP/2 server that answers unary calls
+//! of any service in a descriptor pool with a handler per method, decoding
+//! and encoding with prost-reflect (no generated code), and records every
+//! call. For tests whose upstream behaviour the demo services do not have.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage};
+
+/// A method's behaviour: the request in, the reply out.
+pub type Handler = Arc<dyn Fn(&DynamicMessage) -> DynamicMessage + Send + Sync>;
+
+/// A running scripted upstream.
+pub struct Scripted {
+    pub addr: SocketAddr,
+    /// Every call, in order: (`/pkg.Service/Method`, request).
+    pub calls: Arc<Mutex<Vec<(String, DynamicMessage)>>>,
+}
+
+impl Scripted {
+    /// The requests received for `method` (its name, e.g. `GetThing`).
+    pub fn calls_to(&self, method: &str) -> Vec<DynamicMessage> {
+        let suffix = format!("/{method}");
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(path, _)| path.ends_with(&suffix))
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+}
+
+/// Starts the upstream; `handlers` by method name (`GetThing`).
+pub async fn start(pool: DescriptorPool, handlers: HashMap<&'static str, Handler>) -> Scripted {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let state = Arc::new((pool, handlers, calls.clone()));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((request, respond))) = conn.accept().await {
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        let (pool, handlers, calls) = &*state;
+                        answer(pool, handlers, calls, request, respond).await;
+                    });
+                }
+            });
+        }
+    });
+    Scripted { addr, calls }
+}
+
+async fn answer(
+    pool: &DescriptorPool,
+    handlers: &HashMap<&'static str, Handler>,
+    calls: &Mutex<Vec<(String, DynamicMessage)>>,
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let path = request.uri().path().to_owned();
+    let mut body = request.into_body();
+    let mut data = BytesMut::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .expect("a gRPC path");
+    let method = pool
+        .get_service_by_name(service)
+        .and_then(|s| s.methods().find(|m| m.name() == method))
+        .unwrap_or_else(|| panic!("unknown method {path}"));
+    let input = DynamicMessage::decode(method.input(), &data[5..]).expect("a request message");
+    calls.lock().unwrap().push((path.clone(), input.clone()));
+    let handler = handlers
+        .get(method.name())
+        .unwrap_or_else(|| panic!("no handler for {path}"));
+    let reply = handler(&input);
+    let mut frame = BytesMut::new();
+    frame.put_u8(0);
+    frame.put_u32(reply.encoded_len() as u32);
+    reply.encode(&mut frame).unwrap();
+    let head = http::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let Ok(mut send) = respond.send_response(head, false) else {
+        return;
+    };
+    let _ = send.send_data(frame.freeze(), false);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let _ = send.send_trailers(trailers);
+}
