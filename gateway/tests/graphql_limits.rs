@@ -353,6 +353,26 @@ async fn complexity_multiplies_lists_by_their_page_size() {
 }
 
 #[tokio::test]
+async fn a_cached_document_is_checked_again_with_each_requests_variables() {
+    let gw = gateway("{ limits: { max_complexity: 62 } }").await;
+    let send = |n: u32| {
+        post(
+            &gw,
+            json!({
+                "query": "query P($n: Int) { orders(pageSize: $n) { orders { id items { sku } } } }",
+                "variables": {"n": n},
+            }),
+        )
+    };
+    // The first answer caches the parsed document; the same text with a
+    // larger page size is still refused, and a small one still answers.
+    assert_ok(&send(5).await);
+    assert_refused(&send(6).await, "QUERY_TOO_COMPLEX", "query complexity 74");
+    assert_ok(&send(4).await);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn per_field_costs_come_from_the_config() {
     let gw = gateway(r#"{ limits: { max_complexity: 52, costs: { "Query.order": 50 } } }"#).await;
     assert_ok(&query(&gw, r#"{ order(id: "1") { id status } }"#).await);

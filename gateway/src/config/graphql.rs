@@ -78,6 +78,11 @@ pub struct GraphqlConfig {
     /// connections are kept alive. See docs/graphql.md, "Subscriptions".
     #[serde(default)]
     pub subscriptions: GraphqlSubscriptions,
+    /// Parsed documents kept in memory by query text (queries of up to
+    /// 4 KiB that passed the limits), so a query sent again is not parsed
+    /// again; least recently used out first. `0` turns the cache off.
+    #[serde(default = "default_document_cache")]
+    pub document_cache: usize,
 }
 
 /// The naming scheme of generated types and root fields.
@@ -203,6 +208,7 @@ impl Default for GraphqlConfig {
             field_masks: default_field_masks(),
             timeout: default_timeout(),
             subscriptions: GraphqlSubscriptions::default(),
+            document_cache: default_document_cache(),
         }
     }
 }
@@ -244,6 +250,10 @@ impl Default for GraphqlSubscriptions {
             max_message: default_max_ws_message(),
         }
     }
+}
+
+fn default_document_cache() -> usize {
+    1000
 }
 
 fn default_max_open() -> usize {

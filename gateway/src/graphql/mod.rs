@@ -20,6 +20,7 @@ pub mod http;
 pub mod inputs;
 pub mod joins;
 pub mod limits;
+pub mod lru;
 pub mod naming;
 pub mod output;
 pub mod persisted;

@@ -3,7 +3,7 @@
 //! sha256Hash}`) with a bounded in-memory cache, or a safelist of
 //! registered operations loaded from a file with the config.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -11,12 +11,13 @@ use sha2::{Digest, Sha256};
 
 use super::BuildError;
 use super::limits::Refusal;
+use super::lru::Lru;
 use crate::config::graphql::{PersistedQueries, PersistedQueryMode};
 
 /// The persisted-query side of an endpoint.
 pub struct Persisted {
     mode: PersistedQueryMode,
-    apq: Mutex<Lru>,
+    apq: Mutex<Lru<Arc<str>>>,
     /// Safelist: id (as written) and sha256 of each registered text → text.
     safelist: HashMap<String, Arc<str>>,
 }
@@ -26,14 +27,6 @@ pub struct Resolved {
     pub query: String,
     /// APQ: a hash and query to remember once the query passed the limits.
     pub register: Option<String>,
-}
-
-/// A bounded map, least recently used out first.
-struct Lru {
-    max: usize,
-    tick: u64,
-    entries: HashMap<String, (Arc<str>, u64)>,
-    order: BTreeMap<u64, String>,
 }
 
 // === impl Persisted ===
@@ -238,49 +231,9 @@ fn parse_safelist(text: &str) -> Result<Vec<(Option<String>, String)>, String> {
     Ok(out)
 }
 
-// === impl Lru ===
-
-impl Lru {
-    fn new(max: usize) -> Lru {
-        Lru {
-            max,
-            tick: 0,
-            entries: HashMap::new(),
-            order: BTreeMap::new(),
-        }
-    }
-
-    fn get(&mut self, key: &str) -> Option<Arc<str>> {
-        self.tick += 1;
-        let (value, used) = self.entries.get_mut(key)?;
-        let key = self.order.remove(used).expect("lru order");
-        *used = self.tick;
-        let value = value.clone();
-        self.order.insert(self.tick, key);
-        Some(value)
-    }
-
-    fn insert(&mut self, key: String, value: Arc<str>) {
-        if self.max == 0 {
-            return;
-        }
-        self.tick += 1;
-        if let Some((_, used)) = self.entries.insert(key.clone(), (value, self.tick)) {
-            self.order.remove(&used);
-        }
-        self.order.insert(self.tick, key);
-        while self.entries.len() > self.max {
-            let Some((_, oldest)) = self.order.pop_first() else {
-                break;
-            };
-            self.entries.remove(&oldest);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Lru, parse_safelist, sha256_hex};
+    use super::{parse_safelist, sha256_hex};
 
     #[test]
     fn safelist_files_come_in_three_shapes() {
@@ -299,21 +252,6 @@ mod tests {
         assert_eq!(manifest, vec![(Some("h".to_owned()), "{ a }".to_owned())]);
         assert!(parse_safelist(r#"{"x": 1}"#).unwrap_err().contains("\"x\""));
         assert!(parse_safelist("3").is_err());
-    }
-
-    #[test]
-    fn the_cache_drops_the_least_recently_used() {
-        let mut lru = Lru::new(2);
-        lru.insert("a".into(), "A".into());
-        lru.insert("b".into(), "B".into());
-        assert!(lru.get("a").is_some());
-        lru.insert("c".into(), "C".into());
-        assert!(lru.get("b").is_none(), "b was the least recently used");
-        assert!(lru.get("a").is_some() && lru.get("c").is_some());
-        lru.insert("a".into(), "A2".into());
-        assert_eq!(lru.entries.len(), 2);
-        assert_eq!(lru.order.len(), 2);
-        assert_eq!(&*lru.get("a").unwrap(), "A2");
     }
 
     #[test]

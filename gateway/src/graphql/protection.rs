@@ -4,15 +4,17 @@
 //! introspection is allowed. A refused operation never reaches an upstream.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use async_graphql::dynamic::Schema;
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::{Request as GqlRequest, Variables};
 use http::{Method, StatusCode};
 
 use super::BuildError;
 use super::http::{Body, Rejected};
 use super::limits::{Limits, Refusal};
+use super::lru::Lru;
 use super::persisted::Persisted;
 use crate::config::graphql::GraphqlConfig;
 
@@ -24,7 +26,13 @@ pub struct Protection {
     introspection: bool,
     /// Most operations in a batch; `None`: batches are refused.
     pub(super) batch_max: Option<usize>,
+    /// Parsed documents by query text (`graphql.document_cache`).
+    documents: Mutex<Lru<Arc<ExecutableDocument>>>,
 }
+
+/// The longest query text whose parsed document is cached: bounds the
+/// cache's memory to `document_cache` × (4 KiB of text and its tree).
+const MAX_CACHED_QUERY: usize = 4096;
 
 // === impl Protection ===
 
@@ -49,7 +57,34 @@ impl Protection {
             persisted: Persisted::new(&config.persisted_queries, base_dir)?,
             introspection: config.introspection,
             batch_max: config.batching.as_ref().map(|b| b.max),
+            documents: Mutex::new(Lru::new(config.document_cache)),
         })
+    }
+}
+
+impl Protection {
+    fn cached_document(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+        if query.len() > MAX_CACHED_QUERY {
+            return None;
+        }
+        self.documents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(query)
+    }
+
+    fn cache_document(&self, request: &mut GqlRequest) {
+        if request.query.len() > MAX_CACHED_QUERY {
+            return;
+        }
+        let query = request.query.clone();
+        if let Ok(document) = request.parsed_query() {
+            let document = Arc::new(document.clone());
+            self.documents
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(query, document);
+        }
     }
 }
 
@@ -84,6 +119,13 @@ pub(crate) fn prepare(
         return Ok(Prepared::Refused(vec![refusal]));
     }
     let mut request = build(resolved.query, body.variables, body.operation_name)?;
+    // A query seen before is not parsed again (parsing is a large share of
+    // a small query's cost).
+    let cached = protection.cached_document(&request.query);
+    let hit = cached.is_some();
+    if let Some(document) = cached {
+        request.set_parsed_query(ExecutableDocument::clone(&document));
+    }
     let ty = operation_type(&mut request);
     if method == Method::GET
         && matches!(
@@ -112,6 +154,9 @@ pub(crate) fn prepare(
         Some(Ok(())) => {
             if let Some(hash) = resolved.register {
                 protection.persisted.register(hash, &request.query);
+            }
+            if !hit {
+                protection.cache_document(&mut request);
             }
         }
         None => {}
