@@ -235,6 +235,37 @@ async fn a_subscription_over_plain_http_is_refused_with_a_clear_error() {
             Bytes::new(),
         )
         .await;
+    assert_eq!(
+        reply.json()["errors"][0]["extensions"]["code"],
+        "SUBSCRIPTION_TRANSPORT"
+    );
+}
+
+#[tokio::test]
+async fn an_event_source_opens_a_subscription_with_get() {
+    let gw = gateway("").await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let query = "subscription%20%7B%20watchOrders(userId%3A%20%221%22)%20%7B%20id%20%7D%20%7D";
+    let req = http::Request::get(format!("http://{}/graphql?query={query}", gw.addr))
+        .header("accept", "text/event-stream")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = client.request(req).await.expect("gateway answers");
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut events = Events {
+        body: res.into_body(),
+        buf: String::new(),
+    };
+    assert_eq!(events.next_json().await["data"]["watchOrders"]["id"], "1");
+    // Mutations stay off GET, event stream or not.
+    let reply = gw
+        .send(
+            Method::GET,
+            "/graphql?query=mutation%20%7B%20cancelOrder(id%3A%20%221%22)%20%7B%20id%20%7D%20%7D",
+            &[("accept", "text/event-stream")],
+            Bytes::new(),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 

@@ -127,16 +127,12 @@ pub(crate) fn prepare(
         request.set_parsed_query(ExecutableDocument::clone(&document));
     }
     let ty = operation_type(&mut request);
-    if method == Method::GET
-        && matches!(
-            ty,
-            Some(OperationType::Mutation | OperationType::Subscription)
-        )
-    {
-        // GET must not change anything.
+    if method == Method::GET && ty == Some(OperationType::Mutation) {
+        // GET must not change anything (a subscription only reads: an
+        // `EventSource` opens one with GET).
         return Err(Rejected(
             StatusCode::METHOD_NOT_ALLOWED,
-            "only queries can be sent with GET; use POST".to_owned(),
+            "mutations cannot be sent with GET; use POST".to_owned(),
         ));
     }
     // The document is parsed once (the executor reuses it).
