@@ -9,6 +9,8 @@
 #     graphql-transport-ws client for the GraphQL WebSocket endpoint;
 #   - a Redis on 127.0.0.1:6379, for the shared rate limit tests (started if
 #     none answers; apt-get installed if redis-server is missing);
+#   - NATS with JetStream on 127.0.0.1:4222 and the nats-server binary, for
+#     the event sink and outbox tests (started / installed the same way);
 # then checks formatting and lints, and runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,6 +96,36 @@ ensure_redis() {
   exit 1
 }
 ensure_redis
+
+# --- NATS with JetStream (gateway/tests/events_nats.rs, events::sinks::nats)
+# The tests use the server on 127.0.0.1:4222 and start their own
+# nats-server on spare ports to play outages.
+ensure_nats() {
+  if ! command -v nats-server >/dev/null; then
+    say "installing nats-server"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nats-server >/dev/null
+  fi
+  if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+    return
+  fi
+  say "starting nats-server -js on 127.0.0.1:4222"
+  local dir=/var/lib/nats-server log=/var/log/nats-server.log
+  mkdir -p "$dir" 2>/dev/null || true
+  if [ ! -w "$dir" ] || ! touch "$log" 2>/dev/null; then
+    dir=$(mktemp -d); log="$dir/nats.log"
+  fi
+  start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \
+    -a 127.0.0.1 -p 4222 -js -sd "$dir" -l "$log"
+  for _ in $(seq 50); do
+    (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "nats-server did not start; see $log" >&2
+  exit 1
+}
+ensure_nats
 
 # --- Rust -------------------------------------------------------------------
 say "cargo fmt --check"

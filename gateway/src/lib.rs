@@ -11,6 +11,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod edge;
+pub mod events;
 pub mod graphql;
 pub mod observability;
 pub mod protos;

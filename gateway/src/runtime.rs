@@ -35,6 +35,8 @@ pub struct Runtime {
     pub metrics: Arc<Metrics>,
     /// The GraphQL endpoint, when `graphql:` is configured.
     pub graphql: Option<crate::graphql::Endpoint>,
+    /// The outbox, sinks and relays, when `events:` is configured.
+    pub events: Option<Arc<crate::events::Events>>,
 }
 
 // === impl Runtime ===
@@ -50,14 +52,21 @@ impl Runtime {
         check_route_names(&loaded)?;
         let pool = load_protos(&loaded)?;
         let upstreams = build_upstreams(&loaded, &metrics)?;
+        let events = start_events(&loaded, &metrics).await?;
         let mut table = RouteTableBuilder::default();
         let mut stacks = Vec::with_capacity(config.routes.len());
         let handler = handler::service();
         for (index, route) in config.routes.iter().enumerate() {
             let key = KeyPath::root().key("routes").index(index);
-            let ctx = Arc::new(route_ctx(
-                &loaded, index, route, &upstreams, &pool, &metrics,
-            )?);
+            let mut ctx = route_ctx(&loaded, index, route, &upstreams, &pool, &metrics)?;
+            ctx.events = crate::events::compile::route_events(
+                events.as_deref(),
+                &loaded,
+                index,
+                route,
+                &pool,
+            )?;
+            let ctx = Arc::new(ctx);
             let service = find_service(&loaded, &pool, route, &key)?;
             let mut exposed = 0;
             for (rpc, spec) in route_rules(&loaded, &pool, &service, route, &key)? {
@@ -97,8 +106,29 @@ impl Runtime {
             stacks,
             metrics,
             loaded,
+            events,
         })
     }
+}
+
+/// The events side (`events:`), started on the current runtime.
+async fn start_events(
+    loaded: &LoadedConfig,
+    metrics: &Metrics,
+) -> Result<Option<Arc<crate::events::Events>>, ConfigError> {
+    let Some(config) = &loaded.config.events else {
+        return Ok(None);
+    };
+    let events =
+        crate::events::Events::start(config, &loaded.source.base_dir(), metrics.events.clone())
+            .await
+            .map_err(|e| {
+                let key = e.key.iter().fold(KeyPath::root().key("events"), |k, part| {
+                    k.key(part.as_str())
+                });
+                loaded.source.error_at(&key, e.message)
+            })?;
+    Ok(Some(Arc::new(events)))
 }
 
 /// Route names (a route's `name`, else its service) label metrics and keep
@@ -259,6 +289,7 @@ fn route_ctx(
         rpc_status: pool.get_message_by_name("google.rpc.Status"),
         metrics: metrics.clone(),
         guard: None,
+        events: Default::default(),
     })
 }
 

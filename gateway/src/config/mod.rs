@@ -2,6 +2,7 @@
 //! JSON Schema generated from the model.
 
 pub mod balancing;
+pub mod events;
 pub mod graphql;
 pub mod load;
 pub mod model;

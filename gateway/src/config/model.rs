@@ -48,6 +48,10 @@ pub struct Config {
     /// A GraphQL endpoint generated from the routes' services (docs/graphql.md); off when absent.
     #[serde(default)]
     pub graphql: Option<super::graphql::GraphqlConfig>,
+    /// Domain events (CloudEvents) published through a durable outbox to
+    /// brokers when calls succeed (docs/events.md); off when absent.
+    #[serde(default)]
+    pub events: Option<super::events::EventsConfig>,
 }
 
 impl Config {
@@ -233,6 +237,10 @@ pub struct Route {
     /// sees the request first.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// Events this route publishes when a method's call succeeds (needs the
+    /// top-level `events:` section for the outbox and the sinks).
+    #[serde(default)]
+    pub events: Vec<super::events::EventDefinition>,
 }
 
 /// A condition on one request header (`match_headers`): `name` and exactly

@@ -27,6 +27,13 @@ pub struct SubscriptionMetrics {
     pub refused: IntCounterVec,
 }
 
+/// The domain-event metrics (`events`).
+#[derive(Clone, Debug)]
+pub struct EventMetrics {
+    pub events: IntCounterVec,
+    pub depth: IntGaugeVec,
+}
+
 /// The metric families the gateway records.
 #[derive(Debug)]
 pub struct Metrics {
@@ -44,6 +51,8 @@ pub struct Metrics {
     pub config_version: IntGauge,
     /// GraphQL subscriptions open and events sent, by transport.
     pub subscriptions: SubscriptionMetrics,
+    /// Domain events by sink and outcome, and the outbox depth per sink.
+    pub events: EventMetrics,
     /// Rate-limit decisions Redis could not make, and those a local fallback
     /// took: mirrored from the plugin's process-wide totals at scrape time.
     rate_limit_redis_errors: IntCounter,
@@ -164,6 +173,24 @@ impl Metrics {
             )
             .expect("static metric definition"),
         };
+        let events = EventMetrics {
+            events: IntCounterVec::new(
+                Opts::new(
+                    "events_total",
+                    "Domain events by sink and outcome: appended (to the outbox), published (acknowledged by the sink), retried (a failed attempt), dead_lettered, dropped (outbox full, `when_full: drop`), rejected (request refused: outbox full).",
+                ),
+                &["sink", "outcome"],
+            )
+            .expect("static metric definition"),
+            depth: IntGaugeVec::new(
+                Opts::new(
+                    "outbox_depth",
+                    "Events waiting in the outbox, by sink.",
+                ),
+                &["sink"],
+            )
+            .expect("static metric definition"),
+        };
         let rate_limit_redis_errors = IntCounter::new(
             "rate_limit_redis_errors_total",
             "Rate-limit decisions Redis could not make (unreachable, timed out, script error).",
@@ -190,6 +217,8 @@ impl Metrics {
             Box::new(subscriptions.open.clone()),
             Box::new(subscriptions.events.clone()),
             Box::new(subscriptions.refused.clone()),
+            Box::new(events.events.clone()),
+            Box::new(events.depth.clone()),
         ] {
             registry
                 .register(collector)
@@ -213,6 +242,7 @@ impl Metrics {
             endpoint_ejections,
             config_version,
             subscriptions,
+            events,
             rate_limit_redis_errors,
             rate_limit_redis_fallbacks,
             mirror: std::sync::Mutex::new(()),

@@ -42,6 +42,8 @@ pub struct RouteCtx {
     /// The route's own plugins, run before each call GraphQL makes on the
     /// route (REST runs them as the route's stack instead).
     pub guard: Option<crate::graphql::guard::Guard>,
+    /// Events published when a method's call succeeds, by method name.
+    pub events: crate::events::compile::RouteEvents,
 }
 
 /// Header ↔ metadata rules, compiled.

@@ -78,6 +78,19 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         &bytes,
     )?;
     let route = &binding.route;
+    let events = route.events.get(binding.rpc.name());
+    if let Some(events) = events {
+        // An event that must not be lost, and no room for it: refuse before
+        // the upstream acts.
+        for event in events {
+            event.admit().map_err(|_| {
+                ErrorResponse::new(
+                    Code::Unavailable,
+                    "the event outbox is full; try again later",
+                )
+            })?;
+        }
+    }
     let call = Call {
         path: &binding.grpc_path,
         output: &binding.output,
@@ -87,6 +100,9 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
             || binding.http_method == http::Method::HEAD,
     };
     let reply = call_upstream(route, call, &message).await?;
+    for event in events.into_iter().flatten() {
+        event.emit(&message, &reply.message, &route.serialize);
+    }
     ok_response(&binding, reply)
 }
 

@@ -79,7 +79,11 @@ impl Join {
     /// repeated key.
     pub fn field(self: &Arc<Self>, type_name: String) -> Field {
         let join = self.clone();
-        let each = if self.many { "each of the `" } else { "the `" };
+        let (each, every) = if self.many {
+            ("each of the `", "each `")
+        } else {
+            ("`", "the `")
+        };
         let description = match &self.target {
             Target::Call { op, argument } => format!(
                 "Joined: `{}` with `{}` = {each}{}`.",
@@ -88,7 +92,7 @@ impl Join {
                 self.key.name()
             ),
             Target::Batch { op, argument, .. } => format!(
-                "Joined, batched: `{}` with `{}` = {each}{}` of every parent.",
+                "Joined, batched: `{}` with `{}` = {every}{}` of every parent.",
                 op.method.full_name(),
                 argument.name(),
                 self.key.name()

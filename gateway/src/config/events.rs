@@ -1,0 +1,153 @@
+//! The `events:` section and a route's `events:` list: domain events
+//! (CloudEvents) published to brokers through a durable outbox when a call
+//! succeeds (docs/events.md).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::units::{ByteSize, HumanDuration};
+use crate::events::sinks::nats::NatsSinkConfig;
+use crate::events::sinks::stdout::StdoutSinkConfig;
+
+/// Where events wait (the outbox) and where they go (the sinks).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// The durable outbox: events are appended to it after the call
+    /// succeeds and removed once their sink acknowledged them.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    /// Sinks by name, referenced by the routes' event definitions.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// The outbox: a redb database file on local disk.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// The database file, relative to the config file.
+    #[serde(default = "default_outbox_path")]
+    pub path: String,
+    /// Most events waiting, all sinks together; beyond, each event
+    /// definition's `when_full` applies.
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    /// Largest event (its CloudEvent JSON); a larger one is refused like a
+    /// full outbox.
+    #[serde(default = "default_max_event_size")]
+    pub max_event_size: ByteSize,
+    /// The durability window: appends are committed (fsync) in batches at
+    /// most this far apart. A crash (`kill -9`, power loss) loses at most the
+    /// events appended in the last window; the request does not wait for
+    /// the commit.
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval: HumanDuration,
+    /// Retries of a failed publish back off exponentially (with jitter)
+    /// from `retry_initial` up to `retry_max`, without limit in count: an
+    /// event leaves the outbox only when its sink acknowledged it (or
+    /// refused it for good: then it is dead-lettered).
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial: HumanDuration,
+    /// The longest wait between two attempts to publish an event.
+    #[serde(default = "default_retry_max")]
+    pub retry_max: HumanDuration,
+}
+
+/// A sink: exactly one kind.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// NATS JetStream (`Nats-Msg-Id` = the event id, for server-side dedupe).
+    Nats(NatsSinkConfig),
+    /// One JSON line per event on standard output (local development).
+    Stdout(StdoutSinkConfig),
+}
+
+/// One event a route publishes when a method's call succeeds.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventDefinition {
+    /// The method (simple name, e.g. `CreateOrder`) whose success publishes it.
+    pub method: String,
+    /// The CloudEvents `type`, e.g. `com.example.order.created`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The CloudEvents `source`; default `/switchyard/<route name>`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The CloudEvents `subject`, a template over the call's fields:
+    /// `orders/{response.id}`, `{request.user_id}`. Absent: no subject.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The sink (a key of `events.sinks`).
+    pub sink: String,
+    /// Where the sink routes it (a NATS subject…), a template like `subject`.
+    pub destination: String,
+    /// The event's `data`: the call's `response` (default) or `request`, as
+    /// proto3 JSON.
+    #[serde(default)]
+    pub data: EventData,
+    /// When the outbox is full: `reject` the request with 503 before the
+    /// upstream is called (default: the event must not be lost), or
+    /// `drop` the event (counted in `switchyard_events_dropped_total`).
+    #[serde(default)]
+    pub when_full: WhenFull,
+}
+
+/// What an event carries as `data`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventData {
+    #[default]
+    Response,
+    Request,
+}
+
+/// What happens to a request whose event does not fit in the outbox.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    #[default]
+    Reject,
+    Drop,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            path: default_outbox_path(),
+            max_events: default_max_events(),
+            max_event_size: default_max_event_size(),
+            flush_interval: default_flush_interval(),
+            retry_initial: default_retry_initial(),
+            retry_max: default_retry_max(),
+        }
+    }
+}
+
+fn default_outbox_path() -> String {
+    "switchyard-outbox.redb".to_owned()
+}
+
+fn default_max_events() -> usize {
+    1_000_000
+}
+
+fn default_max_event_size() -> ByteSize {
+    ByteSize(1024 * 1024)
+}
+
+fn default_flush_interval() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(5))
+}
+
+fn default_retry_initial() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(100))
+}
+
+fn default_retry_max() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}

@@ -1,0 +1,40 @@
+//! Where events go: one module per broker, each behind [`Sink`]. A sink
+//! publishes one event at a time and returns only once the broker has taken
+//! responsibility for it (a JetStream ack, a publisher confirm…); the relay
+//! (`events::relay`) retries failures and removes an event from the outbox
+//! only after `Ok`.
+
+pub mod nats;
+pub mod stdout;
+
+use futures_util::future::BoxFuture;
+
+/// One event as a sink receives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The CloudEvents `id`: unique, stable across retries (brokers that
+    /// deduplicate use it, e.g. JetStream's `Nats-Msg-Id`).
+    pub id: String,
+    /// Where the sink routes it: a NATS subject, a routing key, a stream
+    /// key (from the event definition's `subject` template).
+    pub destination: String,
+    /// The CloudEvent in structured mode: `application/cloudevents+json`.
+    pub body: Vec<u8>,
+}
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Worth retrying (broker down, timeout, no ack).
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help (rejected by the broker as invalid).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// A destination for events.
+pub trait Sink: Send + Sync {
+    /// Publishes `event`; resolves once the broker acknowledged it.
+    fn publish<'a>(&'a self, event: &'a Outgoing) -> BoxFuture<'a, Result<(), SinkError>>;
+}

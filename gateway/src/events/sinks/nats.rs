@@ -1,0 +1,722 @@
+//! The `nats` sink: NATS JetStream. Each event is published to the subject
+//! `event.destination` with the header `Nats-Msg-Id` = the event id, so the
+//! server drops a retried event it already stored (within the stream's
+//! duplicate window), and the publish resolves only on the stream's ack.
+//!
+//! The connection is made in the background and re-made forever, so the
+//! gateway starts while NATS is down; a publish while disconnected waits for
+//! the connection up to `ack_timeout`, then fails as transient (the relay
+//! retries it). Nothing is queued in the client while disconnected.
+//!
+//! Errors: a publish fails [`SinkError::Permanent`] only when the event
+//! itself can never be accepted: its destination is not a valid publish
+//! subject (empty, whitespace, empty tokens, wildcards), its id cannot be a
+//! header value, or it is larger than the server's `max_payload` or the
+//! stream's maximum message or header size. Everything else is
+//! [`SinkError::Transient`]: not connected, no ack in time, no stream on the
+//! subject (no responders: the stream may be created later), storage limits
+//! or an unavailable cluster (an operator can fix those without losing the
+//! event), and a failure to create the configured stream.
+//!
+//! With `stream.create`, the stream is created (if missing) before the first
+//! publish; after a failure, or a publish that found no stream (it was
+//! deleted), the next publish tries again.
+
+use std::error::Error as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::header::{HeaderMap, HeaderValue, NATS_MESSAGE_ID};
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{Config as JsStreamConfig, StorageType};
+use async_nats::jetstream::{self, ErrorCode};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::{Outgoing, Sink, SinkError};
+use crate::config::units::HumanDuration;
+
+/// The `Content-Type` of every event: CloudEvents in structured mode.
+const CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// How often a publish looks at the connection while it is not up.
+const CONNECTED_POLL: Duration = Duration::from_millis(20);
+
+/// A NATS JetStream sink.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSinkConfig {
+    /// The NATS server, e.g. `nats://127.0.0.1:4222` (`tls://` for TLS;
+    /// credentials may be given as `nats://user:password@host:4222`). The
+    /// gateway starts while it is unreachable and keeps reconnecting.
+    pub url: String,
+    /// The JetStream stream that stores the events. Absent: a stream whose
+    /// subjects cover the events' destinations must already exist.
+    #[serde(default)]
+    pub stream: Option<StreamConfig>,
+    /// How long a publish waits for the stream's ack (including for the
+    /// connection, while it is down); past it the publish fails and is
+    /// retried. Default 5s.
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout: HumanDuration,
+}
+
+/// The JetStream stream the sink publishes into.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// The stream's name, e.g. `EVENTS` (no spaces, `.`, `*`, `>`, `/` or `\`).
+    pub name: String,
+    /// The subjects the stream stores, e.g. `["orders.>"]`; they must cover
+    /// the events' destinations. Required when `create` is true.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Create the stream (file storage, these subjects, this duplicate
+    /// window) before the first publish if it does not exist. An existing
+    /// stream is used as it is, never updated. Default true; false: the
+    /// stream is managed elsewhere.
+    #[serde(default = "default_create")]
+    pub create: bool,
+    /// For a created stream: how long the server remembers event ids to drop
+    /// duplicates (a retried publish whose ack was lost). Default 2m.
+    #[serde(default = "default_duplicate_window")]
+    pub duplicate_window: HumanDuration,
+}
+
+fn default_ack_timeout() -> HumanDuration {
+    HumanDuration::from_secs(5)
+}
+
+fn default_create() -> bool {
+    true
+}
+
+fn default_duplicate_window() -> HumanDuration {
+    HumanDuration::from_secs(120)
+}
+
+/// Publishes events to NATS JetStream (see the module docs).
+pub struct NatsSink {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    /// The stream to create before the first publish (`create: true`).
+    create_stream: Option<JsStreamConfig>,
+    /// Set once the stream exists; left unset after a failure so the next
+    /// publish tries again, and unset when a publish finds no stream (it was
+    /// deleted) so the next one creates it again.
+    stream_ready: AtomicBool,
+    /// One creation at a time.
+    creating: Mutex<()>,
+    ack_timeout: Duration,
+}
+
+impl std::fmt::Debug for NatsSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the URL: it may carry credentials.
+        f.debug_struct("NatsSink")
+            .field("stream", &self.create_stream.as_ref().map(|s| &s.name))
+            .field("ack_timeout", &self.ack_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsSink {
+    /// Validates `config` and starts connecting in the background: returns
+    /// at once, whether or not the server is up. Errors are configuration
+    /// errors (a bad URL, stream name or subjects). Must be called within a
+    /// Tokio runtime.
+    pub async fn connect(config: NatsSinkConfig) -> Result<NatsSink, String> {
+        let ack_timeout = config.ack_timeout.0;
+        if ack_timeout.is_zero() {
+            return Err("nats sink: `ack_timeout` must be more than 0".to_owned());
+        }
+        let create_stream = match &config.stream {
+            Some(stream) => {
+                check_stream_name(&stream.name)?;
+                if stream.create {
+                    if stream.subjects.is_empty() {
+                        return Err(format!(
+                            "nats sink: stream {:?} has `create: true` but no `subjects`",
+                            stream.name
+                        ));
+                    }
+                    for subject in &stream.subjects {
+                        check_stream_subject(subject)
+                            .map_err(|e| format!("nats sink: stream {:?}: {e}", stream.name))?;
+                    }
+                    Some(JsStreamConfig {
+                        name: stream.name.clone(),
+                        subjects: stream.subjects.clone(),
+                        storage: StorageType::File,
+                        duplicate_window: stream.duplicate_window.0,
+                        ..Default::default()
+                    })
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+
+        let client = async_nats::ConnectOptions::new()
+            .name("switchyard")
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connect(config.url.as_str())
+            .await
+            // The URL is not repeated: it may carry credentials.
+            .map_err(|e| format!("nats sink: invalid `url`: {e}"))?;
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(ack_timeout)
+            .build(client.clone());
+
+        Ok(NatsSink {
+            client,
+            jetstream,
+            create_stream,
+            stream_ready: AtomicBool::new(false),
+            creating: Mutex::new(()),
+            ack_timeout,
+        })
+    }
+
+    async fn publish_within_timeout(&self, event: &Outgoing) -> Result<(), SinkError> {
+        check_publish_subject(&event.destination)
+            .map_err(|e| SinkError::Permanent(format!("event {}: destination {e}", event.id)))?;
+        let id = event.id.parse::<HeaderValue>().map_err(|e| {
+            SinkError::Permanent(format!(
+                "event id {:?} cannot be a Nats-Msg-Id header: {e}",
+                event.id
+            ))
+        })?;
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, id);
+        headers.insert("Content-Type", CONTENT_TYPE);
+
+        // Wait for the connection rather than queue in the client: a queued
+        // publish would still go out after we reported it failed.
+        while self.client.connection_state() != State::Connected {
+            tokio::time::sleep(CONNECTED_POLL).await;
+        }
+        self.ensure_stream().await?;
+
+        let ack = self
+            .jetstream
+            .send_publish(
+                event.destination.clone(),
+                PublishMessage::build()
+                    .payload(Bytes::copy_from_slice(&event.body))
+                    .headers(headers),
+            )
+            .await
+            .map_err(|e| self.classify(&event.destination, e))?;
+        ack.await
+            .map_err(|e| self.classify(&event.destination, e))?;
+        Ok(())
+    }
+
+    fn classify(&self, subject: &str, err: PublishError) -> SinkError {
+        if err.kind() == PublishErrorKind::StreamNotFound {
+            self.stream_ready.store(false, Ordering::Release);
+        }
+        classify(subject, err)
+    }
+
+    /// Creates the configured stream unless it exists: before the first
+    /// publish, and again after a failure or a publish that found no stream.
+    async fn ensure_stream(&self) -> Result<(), SinkError> {
+        let Some(config) = &self.create_stream else {
+            return Ok(());
+        };
+        if self.stream_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _creating = self.creating.lock().await;
+        if self.stream_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.jetstream
+            .get_or_create_stream(config.clone())
+            .await
+            .map_err(|e| {
+                SinkError::Transient(format!(
+                    "cannot create the JetStream stream {:?}: {e}",
+                    config.name
+                ))
+            })?;
+        tracing::debug!(stream = %config.name, "nats sink: stream ready");
+        self.stream_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl Sink for NatsSink {
+    fn publish<'a>(&'a self, event: &'a Outgoing) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            match tokio::time::timeout(self.ack_timeout, self.publish_within_timeout(event)).await {
+                Ok(result) => result,
+                Err(_) => Err(SinkError::Transient(match self.client.connection_state() {
+                    State::Connected => format!(
+                        "event {}: no JetStream ack within {:?}",
+                        event.id, self.ack_timeout
+                    ),
+                    state => format!(
+                        "event {}: not connected to NATS within {:?} ({state:?})",
+                        event.id, self.ack_timeout
+                    ),
+                })),
+            }
+        })
+    }
+}
+
+/// Sorts a failed publish into retry-worthy or not (module docs).
+fn classify(subject: &str, err: PublishError) -> SinkError {
+    let permanent = match err.kind() {
+        PublishErrorKind::MaxPayloadExceeded => true,
+        // We set no expectations (expected last id/sequence), so these mean
+        // the stream's rules reject the message: retrying cannot change it.
+        PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence => true,
+        PublishErrorKind::Other => err
+            .source()
+            .and_then(|source| source.downcast_ref::<jetstream::Error>())
+            .is_some_and(|js| {
+                matches!(
+                    js.error_code(),
+                    ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM
+                        | ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM
+                )
+            }),
+        PublishErrorKind::StreamNotFound => {
+            return SinkError::Transient(format!(
+                "no JetStream stream stores subject {subject:?} (no responders)"
+            ));
+        }
+        PublishErrorKind::TimedOut
+        | PublishErrorKind::BrokenPipe
+        | PublishErrorKind::MaxAckPending => false,
+    };
+    let message = format!("JetStream publish to {subject:?}: {err}");
+    if permanent {
+        SinkError::Permanent(message)
+    } else {
+        SinkError::Transient(message)
+    }
+}
+
+/// A subject one can publish to: non-empty dot-separated tokens without
+/// whitespace or wildcards.
+fn check_publish_subject(subject: &str) -> Result<(), String> {
+    check_subject_tokens(subject)?;
+    if subject.split('.').any(|token| token == "*" || token == ">") {
+        return Err(format!(
+            "{subject:?} is not a NATS subject one can publish to: it has a wildcard"
+        ));
+    }
+    Ok(())
+}
+
+/// A stream subject: like a publish subject, wildcards allowed.
+fn check_stream_subject(subject: &str) -> Result<(), String> {
+    check_subject_tokens(subject)
+}
+
+fn check_subject_tokens(subject: &str) -> Result<(), String> {
+    if subject.is_empty() {
+        return Err("is empty: not a NATS subject".to_owned());
+    }
+    if subject.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{subject:?} is not a NATS subject: it has whitespace"
+        ));
+    }
+    if subject.split('.').any(str::is_empty) {
+        return Err(format!(
+            "{subject:?} is not a NATS subject: it has an empty token"
+        ));
+    }
+    Ok(())
+}
+
+fn check_stream_name(name: &str) -> Result<(), String> {
+    let bad = |c: char| c.is_whitespace() || c.is_control() || ".*>/\\".contains(c);
+    if name.is_empty() || name.chars().any(bad) {
+        return Err(format!(
+            "nats sink: invalid stream name {name:?}: it must be non-empty, without spaces, `.`, `*`, `>`, `/` or `\\`"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    const NATS: &str = "127.0.0.1:4222";
+
+    /// Fails (does not skip) when no NATS server answers: these tests need
+    /// one with JetStream (scripts/test.sh starts it).
+    async fn require_nats() {
+        let probe =
+            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(NATS))
+                .await;
+        match probe {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!(
+                "this test needs a NATS server with JetStream on {NATS} (scripts/test.sh starts one): {e}"
+            ),
+            Err(_) => panic!(
+                "this test needs a NATS server with JetStream on {NATS} (scripts/test.sh starts one): connect timed out"
+            ),
+        }
+    }
+
+    fn config(
+        url: String,
+        stream: Option<StreamConfig>,
+        ack_timeout: HumanDuration,
+    ) -> NatsSinkConfig {
+        NatsSinkConfig {
+            url,
+            stream,
+            ack_timeout,
+        }
+    }
+
+    /// A stream and subject prefix no other run uses.
+    fn unique() -> (String, String) {
+        let suffix = format!("{:016x}", fastrand::u64(..));
+        (
+            format!("SWITCHYARD_TEST_{suffix}"),
+            format!("switchyard.test.{suffix}"),
+        )
+    }
+
+    /// Runs `body` with a sink that creates a fresh stream over
+    /// `<prefix>.>`, then deletes the stream, even if `body` panicked.
+    async fn with_stream<F, Fut>(body: F)
+    where
+        F: FnOnce(NatsSink, jetstream::Context, String, String) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        require_nats().await;
+        let (stream, prefix) = unique();
+        let sink = NatsSink::connect(config(
+            format!("nats://{NATS}"),
+            Some(StreamConfig {
+                name: stream.clone(),
+                subjects: vec![format!("{prefix}.>")],
+                create: true,
+                duplicate_window: default_duplicate_window(),
+            }),
+            default_ack_timeout(),
+        ))
+        .await
+        .expect("sink");
+        let client = async_nats::connect(NATS)
+            .await
+            .expect("test client connects");
+        let js = jetstream::new(client);
+
+        let outcome = tokio::spawn(body(sink, js.clone(), stream.clone(), prefix)).await;
+
+        // The stream exists only if a publish created it.
+        let _ = js.delete_stream(&stream).await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+
+    fn event(id: &str, destination: &str, body: &[u8]) -> Outgoing {
+        Outgoing {
+            id: id.to_owned(),
+            destination: destination.to_owned(),
+            body: body.to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn publishes_body_and_headers_to_jetstream() {
+        with_stream(|sink, js, stream, prefix| async move {
+            let body =
+                br#"{"specversion":"1.0","id":"evt-1","type":"t","source":"/s","data":{"a":1}}"#;
+            let event = event("evt-1", &format!("{prefix}.orders"), body);
+            sink.publish(&event).await.expect("publish is acked");
+
+            let consumer = js
+                .get_stream(&stream)
+                .await
+                .expect("the sink created the stream")
+                .create_consumer(pull::Config {
+                    ack_policy: AckPolicy::Explicit,
+                    ..Default::default()
+                })
+                .await
+                .expect("consumer");
+            let mut messages = consumer
+                .fetch()
+                .max_messages(10)
+                .expires(Duration::from_secs(1))
+                .messages()
+                .await
+                .expect("fetch");
+            let message = messages
+                .next()
+                .await
+                .expect("one message")
+                .expect("message");
+            assert_eq!(message.subject.as_str(), format!("{prefix}.orders"));
+            assert_eq!(message.payload.as_ref(), body);
+            let headers = message.headers.as_ref().expect("headers");
+            assert_eq!(
+                headers.get(NATS_MESSAGE_ID).map(|v| v.as_str()),
+                Some("evt-1")
+            );
+            assert_eq!(
+                headers.get("Content-Type").map(|v| v.as_str()),
+                Some(CONTENT_TYPE)
+            );
+            message.ack().await.expect("ack");
+            assert!(messages.next().await.is_none(), "only one message");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_same_event_id_is_stored_once() {
+        with_stream(|sink, js, stream, prefix| async move {
+            let destination = format!("{prefix}.orders");
+            let first = event("evt-dup", &destination, b"{\"n\":1}");
+            sink.publish(&first).await.expect("first publish");
+            sink.publish(&first)
+                .await
+                .expect("a duplicate is acked too");
+
+            let count = |js: jetstream::Context, stream: String| async move {
+                js.get_stream(&stream)
+                    .await
+                    .expect("stream")
+                    .get_info()
+                    .await
+                    .expect("stream info")
+                    .state
+                    .messages
+            };
+            assert_eq!(
+                count(js.clone(), stream.clone()).await,
+                1,
+                "deduplicated by Nats-Msg-Id"
+            );
+
+            // The same body under another id is another event.
+            sink.publish(&event("evt-other", &destination, b"{\"n\":1}"))
+                .await
+                .expect("publish");
+            assert_eq!(count(js, stream).await, 2);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_deleted_stream_is_created_again() {
+        with_stream(|sink, js, stream, prefix| async move {
+            let destination = format!("{prefix}.orders");
+            sink.publish(&event("evt-1", &destination, b"{}"))
+                .await
+                .expect("creates the stream");
+            js.delete_stream(&stream).await.expect("delete");
+
+            let err = sink
+                .publish(&event("evt-2", &destination, b"{}"))
+                .await
+                .expect_err("no stream now");
+            assert!(matches!(err, SinkError::Transient(_)), "{err:?}");
+            sink.publish(&event("evt-2", &destination, b"{}"))
+                .await
+                .expect("the retry creates it again");
+            let info = js
+                .get_stream(&stream)
+                .await
+                .expect("stream")
+                .get_info()
+                .await
+                .expect("info");
+            assert_eq!(info.state.messages, 1);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_subject_no_stream_stores_is_transient() {
+        require_nats().await;
+        let (_, prefix) = unique();
+        let sink = NatsSink::connect(config(
+            format!("nats://{NATS}"),
+            None,
+            default_ack_timeout(),
+        ))
+        .await
+        .expect("sink");
+        let err = sink
+            .publish(&event("evt-1", &format!("{prefix}.nowhere"), b"{}"))
+            .await
+            .expect_err("no stream");
+        assert!(
+            matches!(&err, SinkError::Transient(m) if m.contains("no responders")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn server_down_fails_transient_within_the_ack_timeout() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let ack_timeout = HumanDuration::from_millis(300);
+        let started = Instant::now();
+        let sink = NatsSink::connect(config(
+            format!("nats://127.0.0.1:{port}"),
+            Some(StreamConfig {
+                name: "SWITCHYARD_TEST_DOWN".to_owned(),
+                subjects: vec!["switchyard.down.>".to_owned()],
+                create: true,
+                duplicate_window: default_duplicate_window(),
+            }),
+            ack_timeout,
+        ))
+        .await
+        .expect("connect does not need the server");
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "connect returns at once"
+        );
+
+        let started = Instant::now();
+        let err = sink
+            .publish(&event("evt-1", "switchyard.down.x", b"{}"))
+            .await
+            .expect_err("server is down");
+        let elapsed = started.elapsed();
+        assert!(
+            matches!(&err, SinkError::Transient(m) if m.contains("not connected")),
+            "{err:?}"
+        );
+        assert!(
+            elapsed >= ack_timeout.0,
+            "waited for the connection: {elapsed:?}"
+        );
+        assert!(
+            elapsed < ack_timeout.0 + Duration::from_millis(500),
+            "{elapsed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_event_is_permanent_without_a_server() {
+        let sink = NatsSink::connect(config(
+            "nats://127.0.0.1:1".to_owned(),
+            None,
+            HumanDuration::from_millis(300),
+        ))
+        .await
+        .expect("sink");
+        for destination in [
+            "",
+            "a b",
+            "orders..created",
+            "orders.*",
+            "orders.>",
+            ".orders",
+        ] {
+            let err = sink
+                .publish(&event("evt-1", destination, b"{}"))
+                .await
+                .expect_err(destination);
+            assert!(
+                matches!(err, SinkError::Permanent(_)),
+                "{destination:?}: {err:?}"
+            );
+        }
+        let err = sink
+            .publish(&event("evt\r\n1", "orders.created", b"{}"))
+            .await
+            .expect_err("bad id");
+        assert!(matches!(err, SinkError::Permanent(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn config_is_checked_at_connect() {
+        let stream = |name: &str, subjects: &[&str], create: bool| {
+            Some(StreamConfig {
+                name: name.to_owned(),
+                subjects: subjects.iter().map(|s| s.to_string()).collect(),
+                create,
+                duplicate_window: default_duplicate_window(),
+            })
+        };
+        let connect = |url: &str, stream| {
+            let config = config(url.to_owned(), stream, default_ack_timeout());
+            async move { NatsSink::connect(config).await }
+        };
+        let url = "nats://127.0.0.1:4222";
+        assert!(
+            connect("not a url", None)
+                .await
+                .unwrap_err()
+                .contains("url")
+        );
+        assert!(
+            connect(url, stream("A.B", &["a.>"], true))
+                .await
+                .unwrap_err()
+                .contains("stream name")
+        );
+        assert!(
+            connect(url, stream("A", &[], true))
+                .await
+                .unwrap_err()
+                .contains("subjects")
+        );
+        assert!(
+            connect(url, stream("A", &["a..b"], true))
+                .await
+                .unwrap_err()
+                .contains("empty token")
+        );
+        // Not created here: its subjects are not needed.
+        assert!(connect(url, stream("A", &[], false)).await.is_ok());
+    }
+
+    #[test]
+    fn config_defaults_and_unknown_fields() {
+        let config: NatsSinkConfig = serde_json::from_value(serde_json::json!({
+            "url": "nats://127.0.0.1:4222",
+            "stream": { "name": "EVENTS", "subjects": ["orders.>"] }
+        }))
+        .expect("config");
+        assert_eq!(config.ack_timeout, HumanDuration::from_secs(5));
+        let stream = config.stream.expect("stream");
+        assert!(stream.create);
+        assert_eq!(stream.duplicate_window, HumanDuration::from_secs(120));
+
+        let err = serde_json::from_value::<NatsSinkConfig>(serde_json::json!({
+            "url": "nats://127.0.0.1:4222",
+            "subject": "x"
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

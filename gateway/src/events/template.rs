@@ -1,0 +1,140 @@
+//! Templates over a call's fields, for an event's `subject` and
+//! `destination`: literal text with `{request.<field>}` and
+//! `{response.<field>}` placeholders (proto field names, `.` into nested
+//! messages), checked against the method's messages when the config loads.
+
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
+
+/// A compiled template.
+#[derive(Clone, Debug)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug)]
+enum Part {
+    Text(String),
+    Field {
+        response: bool,
+        path: Vec<FieldDescriptor>,
+    },
+}
+
+// === impl Template ===
+
+impl Template {
+    /// Compiles `text` for a method taking `input` and returning `output`.
+    pub fn compile(
+        text: &str,
+        input: &MessageDescriptor,
+        output: &MessageDescriptor,
+    ) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_owned()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("unclosed `{{` in {text:?}"))?;
+            let name = &rest[open + 1..open + close];
+            let (root, path) = name.split_once('.').ok_or_else(|| {
+                format!("`{{{name}}}`: write `{{request.<field>}}` or `{{response.<field>}}`")
+            })?;
+            let (response, message) = match root {
+                "request" => (false, input),
+                "response" => (true, output),
+                _ => {
+                    return Err(format!(
+                        "`{{{name}}}`: a placeholder starts with `request.` or `response.`"
+                    ));
+                }
+            };
+            parts.push(Part::Field {
+                response,
+                path: field_path(message, path).map_err(|e| format!("`{{{name}}}`: {e}"))?,
+            });
+            rest = &rest[open + close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// The text for one call.
+    pub fn render(&self, request: &DynamicMessage, response: &DynamicMessage) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => out.push_str(text),
+                Part::Field { response: r, path } => {
+                    let message = if *r { response } else { request };
+                    out.push_str(&field_text(message, path));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `a.b.c` as fields, each but the last a singular message field, the last
+/// a singular scalar or enum.
+fn field_path(message: &MessageDescriptor, path: &str) -> Result<Vec<FieldDescriptor>, String> {
+    let mut fields = Vec::new();
+    let mut current = message.clone();
+    let names: Vec<&str> = path.split('.').collect();
+    for (i, name) in names.iter().enumerate() {
+        let field = current
+            .get_field_by_name(name)
+            .ok_or_else(|| format!("{} has no field `{name}`", current.full_name()))?;
+        if field.is_list() || field.is_map() {
+            return Err(format!(
+                "`{name}` is repeated; a placeholder needs a single value"
+            ));
+        }
+        let last = i + 1 == names.len();
+        match (field.kind(), last) {
+            (Kind::Message(next), false) => current = next,
+            (Kind::Message(_), true) => {
+                return Err(format!("`{name}` is a message; name one of its fields"));
+            }
+            (_, false) => return Err(format!("`{name}` is not a message")),
+            (_, true) => {}
+        }
+        fields.push(field);
+    }
+    Ok(fields)
+}
+
+fn field_text(message: &DynamicMessage, path: &[FieldDescriptor]) -> String {
+    let Some((last, parents)) = path.split_last() else {
+        return String::new();
+    };
+    let mut current = message.clone();
+    for field in parents {
+        match current.get_field(field).as_message() {
+            Some(next) => current = next.clone(),
+            None => return String::new(),
+        }
+    }
+    match current.get_field(last).as_ref() {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::I32(v) => v.to_string(),
+        Value::I64(v) => v.to_string(),
+        Value::U32(v) => v.to_string(),
+        Value::U64(v) => v.to_string(),
+        Value::F32(v) => v.to_string(),
+        Value::F64(v) => v.to_string(),
+        Value::EnumNumber(n) => match last.kind() {
+            Kind::Enum(e) => e
+                .get_value(*n)
+                .map_or_else(|| n.to_string(), |v| v.name().to_owned()),
+            _ => n.to_string(),
+        },
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    }
+}

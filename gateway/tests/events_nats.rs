@@ -1,0 +1,305 @@
+//! Domain events end to end: REST calls through the gateway publish
+//! CloudEvents through the outbox to a real NATS JetStream (the machine's
+//! server, or one a test starts and stops itself to play an outage).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use common::TestGateway;
+use futures_util::StreamExt;
+use http::StatusCode;
+use serde_json::{Value, json};
+use switchyard_demo::Service;
+
+fn unique() -> String {
+    format!("{:x}", fastrand::u64(..))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchyard-{name}-{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The demo gateway with CreateOrder publishing `com.example.order.created`
+/// to `url`, stream `stream` on `subject`, outbox in `dir`.
+async fn gateway(url: &str, stream: &str, subject: &str, dir: &Path, outbox: &str) -> TestGateway {
+    let demo = common::spawn_demo().await;
+    let events = format!(
+        r#"
+events:
+  outbox: {{ path: "{outbox_path}", flush_interval: 2ms, retry_initial: 50ms, retry_max: 200ms {outbox} }}
+  sinks:
+    bus: {{ nats: {{ url: "{url}", ack_timeout: 500ms, stream: {{ name: {stream}, subjects: ["{subject}"] }} }} }}
+"#,
+        outbox_path = dir.join("outbox.redb").display(),
+    );
+    let yaml = common::demo_config(&demo, "", &events).replace(
+        "upstream: orders ",
+        &format!(
+            r#"upstream: orders, events: [{{ method: CreateOrder, type: com.example.order.created, subject: "orders/{{response.id}}", sink: bus, destination: "{subject}" }}] "#
+        ),
+    );
+    TestGateway::start_yaml(demo, &yaml).await
+}
+
+async fn create_order(gw: &TestGateway, user: &str) -> (StatusCode, Value) {
+    let reply = gw
+        .post_json(
+            "/v1/orders",
+            &json!({"userId": user, "items": [{"sku": "A-1", "qty": 1}]}).to_string(),
+        )
+        .await;
+    let status = reply.status;
+    (
+        status,
+        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+    )
+}
+
+/// Every message of `stream`, in stream order: (Nats-Msg-Id, CloudEvent).
+async fn consume(url: &str, stream: &str, want: usize) -> Vec<(String, Value)> {
+    let client = async_nats::connect(url).await.expect("NATS is reachable");
+    let js = jetstream::new(client);
+    // The relay creates the stream with its first publish.
+    let mut found = None;
+    for _ in 0..100 {
+        if let Ok(s) = js.get_stream(stream).await {
+            found = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stream = found.expect("the sink created the stream");
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config::default())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut messages = consumer
+        .stream()
+        .expires(Duration::from_millis(500))
+        .messages()
+        .await
+        .unwrap();
+    while out.len() < want {
+        let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_secs(10), messages.next()).await
+        else {
+            break;
+        };
+        let message = message.unwrap();
+        let id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        out.push((id, serde_json::from_slice(&message.payload).unwrap()));
+        message.ack().await.unwrap();
+    }
+    out
+}
+
+async fn metric(gw: &TestGateway, line_start: &str) -> Option<f64> {
+    let text = gw.admin_get("/metrics").await.text();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn a_created_order_publishes_one_cloudevent_to_jetstream() {
+    let url = "nats://127.0.0.1:4222";
+    let (stream, subject) = (
+        format!("T{}", unique()),
+        format!("t{}.orders.created", unique()),
+    );
+    let dir = temp_dir("events");
+    let gw = gateway(url, &stream, &subject, &dir, "").await;
+    let (status, order) = create_order(&gw, "2").await;
+    assert_eq!(status, StatusCode::OK, "{order}");
+    let got = consume(url, &stream, 1).await;
+    assert_eq!(got.len(), 1);
+    let (msg_id, event) = &got[0];
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(event["type"], "com.example.order.created");
+    assert_eq!(event["source"], "/switchyard/orders");
+    assert_eq!(
+        event["subject"],
+        format!("orders/{}", order["id"].as_str().unwrap())
+    );
+    assert_eq!(event["datacontenttype"], "application/json");
+    assert_eq!(event["data"]["id"], order["id"]);
+    assert_eq!(event["data"]["userId"], "2");
+    assert_eq!(&event["id"], msg_id, "Nats-Msg-Id is the event id");
+    assert!(event["time"].as_str().unwrap().ends_with('Z'), "{event}");
+    // Delivered: the outbox is empty again.
+    for _ in 0..100 {
+        if metric(&gw, "switchyard_outbox_depth{sink=\"bus\"}").await == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric(&gw, "switchyard_outbox_depth{sink=\"bus\"}").await,
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "switchyard_events_total{outcome=\"published\",sink=\"bus\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    let _ = async_nats::connect(url)
+        .await
+        .map(|c| async move { jetstream::new(c).delete_stream(&stream).await });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A nats-server of the test's own, with JetStream storing in `dir`.
+struct OwnNats {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl OwnNats {
+    fn start(port: u16, dir: &Path) -> OwnNats {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is installed (scripts/test.sh installs it)");
+        OwnNats {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    async fn ready(&self) {
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not start on {}", self.port);
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        *self = OwnNats::start(self.port, &self.dir.clone());
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .map(|a: SocketAddr| a.port())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_order() {
+    let dir = temp_dir("events-outage");
+    let mut nats = OwnNats::start(free_port(), &dir.join("js"));
+    nats.ready().await;
+    let url = format!("nats://127.0.0.1:{}", nats.port);
+    let (stream, subject) = ("OUTAGE", "outage.orders.created");
+    let gw = gateway(&url, stream, subject, &dir, "").await;
+    // One event while the broker is up (creates the stream).
+    let (status, _) = create_order(&gw, "1").await;
+    assert_eq!(status, StatusCode::OK);
+    for _ in 0..100 {
+        if metric(&gw, "switchyard_outbox_depth{sink=\"bus\"}").await == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nats.stop();
+    // The broker is down: requests still succeed, events wait.
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let (status, order) = create_order(&gw, "3").await;
+        assert_eq!(status, StatusCode::OK, "{order}");
+        ids.push(order["id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = metric(&gw, "switchyard_outbox_depth{sink=\"bus\"}")
+        .await
+        .unwrap();
+    assert!(waiting >= 19.0, "{waiting} events waiting");
+    nats.restart();
+    nats.ready().await;
+    let got = consume(&url, stream, 21).await;
+    let data_ids: Vec<&str> = got[1..]
+        .iter()
+        .map(|(_, e)| e["data"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(data_ids, ids, "every event, once, in order");
+    let msg_ids: std::collections::HashSet<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(msg_ids.len(), 21, "distinct event ids");
+    drop(gw);
+    drop(nats);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_full_outbox_refuses_must_deliver_requests_with_503_before_the_upstream_acts() {
+    let dir = temp_dir("events-full");
+    // Nothing listens there: events stay in the outbox.
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let gw = gateway(&url, "FULL", "full.orders", &dir, ", max_events: 2").await;
+    for _ in 0..2 {
+        assert_eq!(create_order(&gw, "1").await.0, StatusCode::OK);
+    }
+    let before = gw.demo.calls(Service::Orders);
+    let (status, body) = create_order(&gw, "1").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("outbox is full"),
+        "{body}"
+    );
+    assert_eq!(
+        gw.demo.calls(Service::Orders),
+        before,
+        "the upstream was not called"
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "switchyard_events_total{outcome=\"rejected\",sink=\"bus\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    drop(gw);
+    let _ = std::fs::remove_dir_all(dir);
+}
