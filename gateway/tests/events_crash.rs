@@ -122,11 +122,8 @@ routes:
     let burst = {
         let (client, answered) = (client.clone(), answered.clone());
         tokio::spawn(async move {
-            loop {
-                match create(&client, port).await {
-                    Some(id) => answered.lock().unwrap().push(id),
-                    None => break,
-                }
+            while let Some(id) = create(&client, port).await {
+                answered.lock().unwrap().push(id);
             }
         })
     };
