@@ -175,6 +175,9 @@ impl Drop for Events {
 async fn connect(config: &SinkConfig) -> Result<Arc<dyn Sink>, String> {
     Ok(match config {
         SinkConfig::Nats(nats) => Arc::new(sinks::nats::NatsSink::connect(nats.clone()).await?),
+        SinkConfig::RedisStreams(redis) => {
+            Arc::new(sinks::redis_streams::RedisStreamsSink::new(redis)?)
+        }
         SinkConfig::Stdout(stdout) => Arc::new(sinks::stdout::StdoutSink::new(stdout.clone())),
     })
 }

@@ -5,6 +5,7 @@
 //! only after `Ok`.
 
 pub mod nats;
+pub mod redis_streams;
 pub mod stdout;
 
 use futures_util::future::BoxFuture;
