@@ -98,7 +98,8 @@ impl Runtime {
                 .map_err(|e| source.error_at(&key.key("plugins"), e.to_string()))?;
             stacks.push(stack);
         }
-        let graphql = graphql_endpoint(&loaded, &pool, &upstreams, &metrics).await?;
+        let graphql =
+            graphql_endpoint(&loaded, &pool, &upstreams, &metrics, events.as_deref()).await?;
         Ok(Runtime {
             graphql,
             pool,
@@ -453,6 +454,7 @@ async fn graphql_endpoint(
     pool: &DescriptorPool,
     upstreams: &BTreeMap<String, Upstream>,
     metrics: &Arc<Metrics>,
+    events: Option<&crate::events::Events>,
 ) -> Result<Option<crate::graphql::Endpoint>, ConfigError> {
     use crate::graphql::{self, BuildError, root::Exposed};
     let Some(config) = &loaded.config.graphql else {
@@ -477,9 +479,13 @@ async fn graphql_endpoint(
         let key = KeyPath::root().key("routes").index(index);
         exposed.push(Exposed {
             service: find_service(loaded, pool, route, &key)?,
-            route: Arc::new(
-                guarded_route_ctx(loaded, index, route, upstreams, pool, metrics).await?,
-            ),
+            route: Arc::new({
+                let mut ctx =
+                    guarded_route_ctx(loaded, index, route, upstreams, pool, metrics).await?;
+                ctx.events =
+                    crate::events::compile::route_events(events, loaded, index, route, pool)?;
+                ctx
+            }),
             methods: route.methods.clone(),
         });
     }

@@ -32,6 +32,7 @@ async fn gateway(url: &str, stream: &str, subject: &str, dir: &Path, outbox: &st
     let demo = common::spawn_demo().await;
     let events = format!(
         r#"
+graphql: {{}}
 events:
   outbox: {{ path: "{outbox_path}", flush_interval: 2ms, retry_initial: 50ms, retry_max: 200ms {outbox} }}
   sinks:
@@ -162,6 +163,32 @@ async fn a_created_order_publishes_one_cloudevent_to_jetstream() {
     let _ = async_nats::connect(url)
         .await
         .map(|c| async move { jetstream::new(c).delete_stream(&stream).await });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_graphql_mutation_publishes_the_routes_event_too() {
+    let url = "nats://127.0.0.1:4222";
+    let (stream, subject) = (
+        format!("T{}", unique()),
+        format!("t{}.orders.created", unique()),
+    );
+    let dir = temp_dir("events-graphql");
+    let gw = gateway(url, &stream, &subject, &dir, "").await;
+    let reply = gw
+        .post_json(
+            "/graphql",
+            &json!({"query": r#"mutation { createOrder(userId: "4", items: [{sku: "B-2", qty: 2}]) { id } }"#})
+                .to_string(),
+        )
+        .await
+        .json();
+    let id = reply["data"]["createOrder"]["id"].clone();
+    assert!(id.is_string(), "{reply}");
+    let got = consume(url, &stream, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1["data"]["id"], id);
+    assert_eq!(got[0].1["type"], "com.example.order.created");
     let _ = std::fs::remove_dir_all(dir);
 }
 

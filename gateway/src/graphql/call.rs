@@ -135,10 +135,24 @@ impl Operation {
             timeout: route.timeout.min(remaining),
             idempotent: self.root == Root::Query,
         };
-        handler::call_upstream(route, call, message)
+        // The route's events for this method, as on REST: refused before
+        // the call when a must-deliver event has no room, appended after.
+        let events = route.events.get(self.method.name());
+        for event in events.into_iter().flatten() {
+            event.admit().map_err(|_| {
+                graphql_error(ErrorResponse::new(
+                    Code::Unavailable,
+                    "the event outbox is full; try again later",
+                ))
+            })?;
+        }
+        let reply = handler::call_upstream(route, call, message)
             .await
-            .map(|reply| reply.message)
-            .map_err(graphql_error)
+            .map_err(graphql_error)?;
+        for event in events.into_iter().flatten() {
+            event.emit(message, &reply.message, &route.serialize);
+        }
+        Ok(reply.message)
     }
 
     /// Opens the server stream of a Subscription field: each upstream
