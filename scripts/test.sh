@@ -9,8 +9,9 @@
 #     graphql-transport-ws client for the GraphQL WebSocket endpoint;
 #   - a Redis on 127.0.0.1:6379, for the shared rate limit tests (started if
 #     none answers; apt-get installed if redis-server is missing);
-#   - NATS with JetStream on 127.0.0.1:4222 and the nats-server binary, for
-#     the event sink and outbox tests (started / installed the same way);
+#   - NATS with JetStream on 127.0.0.1:4222 and the nats-server binary, and
+#     RabbitMQ on 127.0.0.1:5672, for the event sink and outbox tests
+#     (started / installed the same way);
 # then checks formatting and lints, and runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -126,6 +127,28 @@ ensure_nats() {
   exit 1
 }
 ensure_nats
+
+# --- RabbitMQ (events::sinks::rabbitmq) --------------------------------------
+ensure_rabbitmq() {
+  if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+    return
+  fi
+  if ! command -v rabbitmq-server >/dev/null; then
+    say "installing rabbitmq-server"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq rabbitmq-server >/dev/null
+  fi
+  say "starting rabbitmq-server on 127.0.0.1:5672 (guest/guest)"
+  rabbitmq-server -detached
+  for _ in $(seq 300); do
+    (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && return
+    sleep 0.2
+  done
+  echo "rabbitmq-server did not start" >&2
+  exit 1
+}
+ensure_rabbitmq
 
 # --- Rust -------------------------------------------------------------------
 say "cargo fmt --check"

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::units::{ByteSize, HumanDuration};
 use crate::events::sinks::nats::NatsSinkConfig;
+use crate::events::sinks::rabbitmq::RabbitMqSinkConfig;
 use crate::events::sinks::redis_streams::RedisStreamsSinkConfig;
 use crate::events::sinks::stdout::StdoutSinkConfig;
 
@@ -63,6 +64,8 @@ pub struct OutboxConfig {
 pub enum SinkConfig {
     /// NATS JetStream (`Nats-Msg-Id` = the event id, for server-side dedupe).
     Nats(NatsSinkConfig),
+    /// RabbitMQ: persistent, mandatory messages with publisher confirms.
+    Rabbitmq(RabbitMqSinkConfig),
     /// Redis Streams (`XADD`, trimmed with `MAXLEN ~`); at least once.
     RedisStreams(RedisStreamsSinkConfig),
     /// One JSON line per event on standard output (local development).

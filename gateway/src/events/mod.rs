@@ -175,6 +175,7 @@ impl Drop for Events {
 async fn connect(config: &SinkConfig) -> Result<Arc<dyn Sink>, String> {
     Ok(match config {
         SinkConfig::Nats(nats) => Arc::new(sinks::nats::NatsSink::connect(nats.clone()).await?),
+        SinkConfig::Rabbitmq(rabbit) => Arc::new(sinks::rabbitmq::RabbitMqSink::new(rabbit)?),
         SinkConfig::RedisStreams(redis) => {
             Arc::new(sinks::redis_streams::RedisStreamsSink::new(redis)?)
         }

@@ -5,6 +5,7 @@
 //! only after `Ok`.
 
 pub mod nats;
+pub mod rabbitmq;
 pub mod redis_streams;
 pub mod stdout;
 
