@@ -327,6 +327,25 @@ async fn a_full_outbox_refuses_must_deliver_requests_with_503_before_the_upstrea
         .await,
         Some(1.0)
     );
+    // The admin endpoint shows what waits, per sink (once committed).
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = gw.admin_get("/admin/events").await.json();
+        if status["sinks"][0]["waiting"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        status["outbox"],
+        json!({"depth": 2, "max_events": 2}),
+        "{status}"
+    );
+    assert_eq!(
+        status["sinks"],
+        json!([{"name": "bus", "waiting": 2, "dead_lettered": 0}]),
+        "{status}"
+    );
     drop(gw);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,5 +1,6 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz` (the process is
-//! up), `/readyz` (listeners bound and not draining).
+//! up), `/readyz` (listeners bound and not draining), `/admin/events` (the
+//! event outbox per sink).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -60,6 +61,18 @@ fn answer(gateway: &Gateway, method: &Method, path: &str) -> Response {
             "text/plain",
             "not ready\n".into(),
         ),
+        "/admin/events" => match &gateway.runtime().events {
+            Some(events) => text(
+                StatusCode::OK,
+                "application/json",
+                events.status().to_string(),
+            ),
+            None => ErrorResponse::new(
+                Code::NotFound,
+                "events are not configured (no `events:` section)",
+            )
+            .into_response(),
+        },
         _ => {
             ErrorResponse::new(Code::NotFound, format!("no admin endpoint {path}")).into_response()
         }

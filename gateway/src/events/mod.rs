@@ -108,6 +108,26 @@ impl Events {
         })
     }
 
+    /// What `/admin/events` shows: the outbox's depth and capacity, and per
+    /// sink the events waiting and dead-lettered.
+    pub fn status(&self) -> serde_json::Value {
+        let sinks: Vec<serde_json::Value> = self
+            .sinks
+            .iter()
+            .map(|(name, &index)| {
+                serde_json::json!({
+                    "name": name,
+                    "waiting": self.outbox.len(index).ok(),
+                    "dead_lettered": self.outbox.dead_len(index).ok(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "outbox": {"depth": self.outbox.depth(), "max_events": self.outbox.capacity()},
+            "sinks": sinks,
+        })
+    }
+
     /// Compiles one of a route's event definitions for `method`.
     pub fn definition(
         &self,

@@ -193,6 +193,23 @@ impl Outbox {
         }
     }
 
+    /// Events sink `sink` refused for good, kept in its dead-letter table
+    /// (blocking, a count).
+    pub fn dead_len(&self, sink: usize) -> Result<usize, String> {
+        let dead = format!("dead/{}", &self.tables[sink]["sink/".len()..]);
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        match txn.open_table(table_def(&dead)) {
+            Ok(table) => Ok(table.len().map_err(|e| e.to_string())? as usize),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The most events the outbox holds (`max_events`).
+    pub fn capacity(&self) -> usize {
+        self.max_events
+    }
+
     /// Removes delivered events (blocking).
     pub(super) fn remove(&self, sink: usize, seqs: &[u64]) -> Result<(), String> {
         let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
