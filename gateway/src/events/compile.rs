@@ -4,13 +4,46 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use prost_reflect::DescriptorPool;
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use switchyard_plugins::error::{Code, ErrorResponse};
 
 use super::{EventSpec, Events};
 use crate::config::{ConfigError, KeyPath, LoadedConfig, Route};
 
-/// The route's event definitions by method name (simple name).
-pub type RouteEvents = HashMap<String, Vec<Arc<EventSpec>>>;
+/// The route's event definitions by method name (simple name), used the
+/// same way by REST and GraphQL calls: [`RouteEvents::admit`] before the
+/// call, [`RouteEvents::emit`] after it succeeded.
+#[derive(Debug, Default)]
+pub struct RouteEvents(HashMap<String, Vec<Arc<EventSpec>>>);
+
+impl RouteEvents {
+    /// Refuses a call of `method` (503) when one of its must-deliver
+    /// events has no room in the outbox, before the upstream acts.
+    pub fn admit(&self, method: &str) -> Result<(), ErrorResponse> {
+        for event in self.0.get(method).into_iter().flatten() {
+            event.admit().map_err(|_| {
+                ErrorResponse::new(
+                    Code::Unavailable,
+                    "the event outbox is full; try again later",
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Appends the events of a successful call of `method`.
+    pub fn emit(
+        &self,
+        method: &str,
+        request: &DynamicMessage,
+        response: &DynamicMessage,
+        options: &SerializeOptions,
+    ) {
+        for event in self.0.get(method).into_iter().flatten() {
+            event.emit(request, response, options);
+        }
+    }
+}
 
 /// Compiles `routes[index].events`.
 pub fn route_events(
@@ -20,9 +53,9 @@ pub fn route_events(
     route: &Route,
     pool: &DescriptorPool,
 ) -> Result<RouteEvents, ConfigError> {
-    let mut out = RouteEvents::new();
+    let mut out = HashMap::new();
     if route.events.is_empty() {
-        return Ok(out);
+        return Ok(RouteEvents(out));
     }
     let key = KeyPath::root().key("routes").index(index).key("events");
     let Some(events) = events else {
@@ -32,7 +65,7 @@ pub fn route_events(
         ));
     };
     let Some(service) = pool.get_service_by_name(&route.service) else {
-        return Ok(out); // reported where the route's service is resolved
+        return Ok(RouteEvents(out)); // reported where the route's service is resolved
     };
     for (i, definition) in route.events.iter().enumerate() {
         let at = key.clone().index(i);
@@ -68,8 +101,8 @@ pub fn route_events(
                 loaded.source.error_at(&key, e.message)
             })?;
         out.entry(definition.method.clone())
-            .or_default()
+            .or_insert_with(Vec::new)
             .push(Arc::new(spec));
     }
-    Ok(out)
+    Ok(RouteEvents(out))
 }

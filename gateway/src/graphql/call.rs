@@ -21,7 +21,7 @@ use super::joins::RequestState;
 use super::root::{self, Root};
 use crate::routing::RouteCtx;
 use crate::transcode::handler;
-use crate::upstream::{Call, UpstreamError};
+use crate::upstream::Call;
 
 /// The GraphQL HTTP request as its upstream calls see it, in the request
 /// data: its headers (forwarded as metadata) and the caller (for route
@@ -135,23 +135,15 @@ impl Operation {
             timeout: route.timeout.min(remaining),
             idempotent: self.root == Root::Query,
         };
-        // The route's events for this method, as on REST: refused before
-        // the call when a must-deliver event has no room, appended after.
-        let events = route.events.get(self.method.name());
-        for event in events.into_iter().flatten() {
-            event.admit().map_err(|_| {
-                graphql_error(ErrorResponse::new(
-                    Code::Unavailable,
-                    "the event outbox is full; try again later",
-                ))
-            })?;
-        }
+        // The route's events for this method, as on REST.
+        let method = self.method.name();
+        route.events.admit(method).map_err(graphql_error)?;
         let reply = handler::call_upstream(route, call, message)
             .await
             .map_err(graphql_error)?;
-        for event in events.into_iter().flatten() {
-            event.emit(message, &reply.message, &route.serialize);
-        }
+        route
+            .events
+            .emit(method, message, &reply.message, &route.serialize);
         Ok(reply.message)
     }
 
@@ -177,16 +169,7 @@ impl Operation {
         };
         let started = Instant::now();
         let opened = route.upstream.server_stream(call, &message).await;
-        let code = match &opened {
-            Ok(_) => Code::Ok,
-            Err(UpstreamError::Status(s) | UpstreamError::Transport { status: s, .. }) => {
-                Code::from_i32(s.code() as i32)
-            }
-            Err(_) => Code::Internal,
-        };
-        route
-            .metrics
-            .observe_upstream(&route.upstream.name, code, started.elapsed());
+        handler::observe_upstream(route, started, &opened);
         let messages = opened.map_err(|e| graphql_error(handler::upstream_error(route, e)))?;
         let op = self.clone();
         let request = ctx.data_opt::<RequestState>().cloned();

@@ -78,19 +78,7 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         &bytes,
     )?;
     let route = &binding.route;
-    let events = route.events.get(binding.rpc.name());
-    if let Some(events) = events {
-        // An event that must not be lost, and no room for it: refuse before
-        // the upstream acts.
-        for event in events {
-            event.admit().map_err(|_| {
-                ErrorResponse::new(
-                    Code::Unavailable,
-                    "the event outbox is full; try again later",
-                )
-            })?;
-        }
-    }
+    route.events.admit(binding.rpc.name())?;
     let call = Call {
         path: &binding.grpc_path,
         output: &binding.output,
@@ -100,9 +88,12 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
             || binding.http_method == http::Method::HEAD,
     };
     let reply = call_upstream(route, call, &message).await?;
-    for event in events.into_iter().flatten() {
-        event.emit(&message, &reply.message, &route.serialize);
-    }
+    route.events.emit(
+        binding.rpc.name(),
+        &message,
+        &reply.message,
+        &route.serialize,
+    );
     ok_response(&binding, reply)
 }
 
@@ -116,7 +107,18 @@ pub(crate) async fn call_upstream(
 ) -> Result<Reply, ErrorResponse> {
     let started = Instant::now();
     let result = route.upstream.unary(call, message).await;
-    let code = match &result {
+    observe_upstream(route, started, &result);
+    result.map_err(|error| upstream_error(route, error))
+}
+
+/// Records a call's outcome (its gRPC code) and duration in the upstream
+/// metrics; unary calls and the opening of server streams alike.
+pub(crate) fn observe_upstream<T>(
+    route: &RouteCtx,
+    started: Instant,
+    result: &Result<T, UpstreamError>,
+) {
+    let code = match result {
         Ok(_) => Code::Ok,
         Err(UpstreamError::Status(status) | UpstreamError::Transport { status, .. }) => {
             Code::from_i32(status.code() as i32)
@@ -126,7 +128,6 @@ pub(crate) async fn call_upstream(
     route
         .metrics
         .observe_upstream(&route.upstream.name, code, started.elapsed());
-    result.map_err(|error| upstream_error(route, error))
 }
 
 /// A failed call as the error to answer: the upstream's status with its
