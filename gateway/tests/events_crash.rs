@@ -11,35 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use common::nats::{OwnNats, consume, free_port, wait_for_port};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use switchyard_demo::Service;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_for_port(port: u16) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {port}");
-}
 
 fn gateway(config: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -137,27 +115,23 @@ routes:
     // Same outbox file: the gateway starts again (nothing corrupt).
     let mut child = gateway(&config);
     wait_for_port(port).await;
-    let mut nats = Command::new("nats-server")
-        .args([
-            "-js",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &nats_port.to_string(),
-            "-sd",
-        ])
-        .arg(dir.join("js"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server is installed (scripts/test.sh installs it)");
-    wait_for_port(nats_port).await;
+    let nats = OwnNats::start(nats_port, &dir.join("js"));
+    nats.ready().await;
 
-    let delivered = consume(nats_port, 30 + answered.len()).await;
+    // The `data.id` of the events, until all or 3 s of quiet.
+    let delivered: Vec<String> = consume(
+        &format!("nats://127.0.0.1:{nats_port}"),
+        "CRASH",
+        30 + answered.len(),
+        Duration::from_secs(3),
+    )
+    .await
+    .into_iter()
+    .map(|(_, event)| event["data"]["id"].as_str().unwrap_or_default().to_owned())
+    .collect();
     let _ = child.kill();
     let _ = child.wait();
-    let _ = nats.kill();
-    let _ = nats.wait();
+    drop(nats);
     let _ = std::fs::remove_dir_all(&dir);
 
     let ids: Vec<&str> = delivered.iter().map(String::as_str).collect();
@@ -188,43 +162,4 @@ routes:
         "{missing} of {} answered events lost to the kill",
         answered.len()
     );
-}
-
-/// The `data.id` of the stream's events, until `want` or 3 s of quiet.
-async fn consume(port: u16, want: usize) -> Vec<String> {
-    let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
-        .await
-        .unwrap();
-    let js = jetstream::new(client);
-    let mut stream = None;
-    for _ in 0..200 {
-        if let Ok(s) = js.get_stream("CRASH").await {
-            stream = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let consumer = stream
-        .expect("the relay created the stream")
-        .create_consumer(jetstream::consumer::pull::Config::default())
-        .await
-        .unwrap();
-    let mut messages = consumer
-        .stream()
-        .expires(Duration::from_millis(500))
-        .messages()
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    while out.len() < want {
-        let Ok(Some(Ok(message))) =
-            tokio::time::timeout(Duration::from_secs(3), messages.next()).await
-        else {
-            break;
-        };
-        let event: Value = serde_json::from_slice(&message.payload).unwrap();
-        out.push(event["data"]["id"].as_str().unwrap_or_default().to_owned());
-        message.ack().await.unwrap();
-    }
-    out
 }

@@ -4,14 +4,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use common::TestGateway;
-use futures_util::StreamExt;
+use common::nats::{OwnNats, consume, free_port};
 use http::StatusCode;
 use serde_json::{Value, json};
 use switchyard_demo::Service;
@@ -63,50 +61,6 @@ async fn create_order(gw: &TestGateway, user: &str) -> (StatusCode, Value) {
     )
 }
 
-/// Every message of `stream`, in stream order: (Nats-Msg-Id, CloudEvent).
-async fn consume(url: &str, stream: &str, want: usize) -> Vec<(String, Value)> {
-    let client = async_nats::connect(url).await.expect("NATS is reachable");
-    let js = jetstream::new(client);
-    // The relay creates the stream with its first publish.
-    let mut found = None;
-    for _ in 0..100 {
-        if let Ok(s) = js.get_stream(stream).await {
-            found = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let stream = found.expect("the sink created the stream");
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config::default())
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let mut messages = consumer
-        .stream()
-        .expires(Duration::from_millis(500))
-        .messages()
-        .await
-        .unwrap();
-    while out.len() < want {
-        let Ok(Some(message)) =
-            tokio::time::timeout(Duration::from_secs(10), messages.next()).await
-        else {
-            break;
-        };
-        let message = message.unwrap();
-        let id = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Msg-Id"))
-            .map(|v| v.as_str().to_owned())
-            .unwrap_or_default();
-        out.push((id, serde_json::from_slice(&message.payload).unwrap()));
-        message.ack().await.unwrap();
-    }
-    out
-}
-
 async fn metric(gw: &TestGateway, line_start: &str) -> Option<f64> {
     let text = gw.admin_get("/metrics").await.text();
     text.lines()
@@ -126,7 +80,7 @@ async fn a_created_order_publishes_one_cloudevent_to_jetstream() {
     let gw = gateway(url, &stream, &subject, &dir, "").await;
     let (status, order) = create_order(&gw, "2").await;
     assert_eq!(status, StatusCode::OK, "{order}");
-    let got = consume(url, &stream, 1).await;
+    let got = consume(url, &stream, 1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1);
     let (msg_id, event) = &got[0];
     assert_eq!(event["specversion"], "1.0");
@@ -185,72 +139,11 @@ async fn a_graphql_mutation_publishes_the_routes_event_too() {
         .json();
     let id = reply["data"]["createOrder"]["id"].clone();
     assert!(id.is_string(), "{reply}");
-    let got = consume(url, &stream, 1).await;
+    let got = consume(url, &stream, 1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1["data"]["id"], id);
     assert_eq!(got[0].1["type"], "com.example.order.created");
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// A nats-server of the test's own, with JetStream storing in `dir`.
-struct OwnNats {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl OwnNats {
-    fn start(port: u16, dir: &Path) -> OwnNats {
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server is installed (scripts/test.sh installs it)");
-        OwnNats {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    async fn ready(&self) {
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("nats-server did not start on {}", self.port);
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        *self = OwnNats::start(self.port, &self.dir.clone());
-    }
-}
-
-impl Drop for OwnNats {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .map(|a: SocketAddr| a.port())
-        .unwrap()
 }
 
 #[tokio::test]
@@ -285,7 +178,7 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_or
     assert!(waiting >= 19.0, "{waiting} events waiting");
     nats.restart();
     nats.ready().await;
-    let got = consume(&url, stream, 21).await;
+    let got = consume(&url, stream, 21, Duration::from_secs(10)).await;
     let data_ids: Vec<&str> = got[1..]
         .iter()
         .map(|(_, e)| e["data"]["id"].as_str().unwrap())

@@ -17,6 +17,7 @@ use switchyard::app::{self, Running};
 use switchyard::config;
 use switchyard_demo::{DemoServer, Service};
 
+pub mod nats;
 pub mod scripted;
 
 /// The repository root, for paths to `proto/` and `config/`.
