@@ -363,7 +363,11 @@ pub(super) fn reject(Rejected(status, message): Rejected, graphql_response: bool
     res
 }
 
-fn render(status: StatusCode, json: &serde_json::Value, graphql_response: bool) -> Response {
+pub(super) fn render(
+    status: StatusCode,
+    json: &serde_json::Value,
+    graphql_response: bool,
+) -> Response {
     reply(
         status,
         serde_json::to_vec(json).unwrap_or_default(),

@@ -21,7 +21,7 @@ use switchyard_plugins::stage::{BoxError, Response};
 
 use super::{Slot, Transport, execute};
 use crate::graphql::call::RequestHeaders;
-use crate::graphql::http::{Body, Served, errors_json, reject};
+use crate::graphql::http::{Body, Served, errors_json, reject, render};
 use crate::graphql::protection::{Prepared, prepare};
 
 const EVENT_STREAM: &str = "text/event-stream";
@@ -67,16 +67,9 @@ pub(crate) fn serve(served: &Served, parts: &http::request::Parts, body: Body) -
     res
 }
 
+/// Refused before it ran: the JSON errors, as a GraphQL-over-HTTP answer.
 fn refused(status: StatusCode, refusals: &[crate::graphql::limits::Refusal]) -> Response {
-    let mut res = http::Response::new(switchyard_plugins::stage::full_body(
-        serde_json::to_vec(&errors_json(refusals)).unwrap_or_default(),
-    ));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
+    render(status, &errors_json(refusals), false)
 }
 
 fn keepalive(period: Duration) -> tokio::time::Interval {
