@@ -185,24 +185,28 @@ impl Outbox {
 
     /// Events waiting for sink `sink` (blocking, but quick: a count).
     pub fn len(&self, sink: usize) -> Result<usize, String> {
+        self.count(&self.tables[sink])
+    }
+
+    /// Events sink `sink` refused for good, kept in its dead-letter table
+    /// (blocking, a count).
+    pub fn dead_len(&self, sink: usize) -> Result<usize, String> {
+        self.count(&self.dead_table(sink))
+    }
+
+    /// The entries of table `name` (none when it was never created).
+    fn count(&self, name: &str) -> Result<usize, String> {
         let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        match txn.open_table(table_def(&self.tables[sink])) {
+        match txn.open_table(table_def(name)) {
             Ok(table) => Ok(table.len().map_err(|e| e.to_string())? as usize),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
             Err(e) => Err(e.to_string()),
         }
     }
 
-    /// Events sink `sink` refused for good, kept in its dead-letter table
-    /// (blocking, a count).
-    pub fn dead_len(&self, sink: usize) -> Result<usize, String> {
-        let dead = format!("dead/{}", &self.tables[sink]["sink/".len()..]);
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        match txn.open_table(table_def(&dead)) {
-            Ok(table) => Ok(table.len().map_err(|e| e.to_string())? as usize),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(e.to_string()),
-        }
+    /// Sink `sink`'s dead-letter table.
+    fn dead_table(&self, sink: usize) -> String {
+        format!("dead/{}", &self.tables[sink]["sink/".len()..])
     }
 
     /// The most events the outbox holds (`max_events`).
@@ -237,7 +241,7 @@ impl Outbox {
         seq: u64,
         event: &Outgoing,
     ) -> Result<(), String> {
-        let dead = format!("dead/{}", &self.tables[sink]["sink/".len()..]);
+        let dead = self.dead_table(sink);
         let txn = self.db.begin_write().map_err(|e| e.to_string())?;
         {
             let mut table = txn
