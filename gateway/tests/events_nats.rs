@@ -234,10 +234,17 @@ async fn a_full_outbox_refuses_must_deliver_requests_with_503_before_the_upstrea
         json!({"depth": 2, "max_events": 2}),
         "{status}"
     );
+    let sink = &status["sinks"][0];
     assert_eq!(
-        status["sinks"],
-        json!([{"name": "bus", "waiting": 2, "dead_lettered": 0}]),
+        (&sink["name"], &sink["waiting"], &sink["dead_lettered"]),
+        (&json!("bus"), &json!(2), &json!(0)),
         "{status}"
+    );
+    assert!(
+        sink["oldest_age_seconds"]
+            .as_f64()
+            .is_some_and(|age| age >= 0.0),
+        "the oldest waiting event's age is shown: {status}"
     );
     drop(gw);
     let _ = std::fs::remove_dir_all(dir);

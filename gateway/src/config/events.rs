@@ -8,10 +8,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::units::{ByteSize, HumanDuration};
+use crate::events::sinks::kafka::KafkaSinkConfig;
 use crate::events::sinks::nats::NatsSinkConfig;
 use crate::events::sinks::rabbitmq::RabbitMqSinkConfig;
 use crate::events::sinks::redis_streams::RedisStreamsSinkConfig;
 use crate::events::sinks::stdout::StdoutSinkConfig;
+use crate::events::sinks::webhook::WebhookSinkConfig;
 
 /// Where events wait (the outbox) and where they go (the sinks).
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -56,6 +58,15 @@ pub struct OutboxConfig {
     /// The longest wait between two attempts to publish an event.
     #[serde(default = "default_retry_max")]
     pub retry_max: HumanDuration,
+    /// The age limit: an event not delivered this long after it was
+    /// appended is given up and dead-lettered (with the last error), so a
+    /// sink that never comes back cannot hold events forever.
+    #[serde(default = "default_max_age")]
+    pub max_age: HumanDuration,
+    /// Dead letters kept per sink for inspection (`/admin/events/dead`,
+    /// `switchyard events dead`); beyond it the oldest are discarded.
+    #[serde(default = "default_max_dead_letters")]
+    pub max_dead_letters: usize,
 }
 
 /// A sink: exactly one kind.
@@ -70,6 +81,10 @@ pub enum SinkConfig {
     RedisStreams(RedisStreamsSinkConfig),
     /// One JSON line per event on standard output (local development).
     Stdout(StdoutSinkConfig),
+    /// Kafka (or a Kafka-protocol broker): key = the event's subject.
+    Kafka(KafkaSinkConfig),
+    /// HTTP POST to an endpoint, signed per the Standard Webhooks spec.
+    Webhook(WebhookSinkConfig),
 }
 
 /// One event a route publishes when a method's call succeeds.
@@ -130,6 +145,8 @@ impl Default for OutboxConfig {
             flush_interval: default_flush_interval(),
             retry_initial: default_retry_initial(),
             retry_max: default_retry_max(),
+            max_age: default_max_age(),
+            max_dead_letters: default_max_dead_letters(),
         }
     }
 }
@@ -156,4 +173,12 @@ fn default_retry_initial() -> HumanDuration {
 
 fn default_retry_max() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(30))
+}
+
+fn default_max_age() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(7 * 24 * 3600))
+}
+
+fn default_max_dead_letters() -> usize {
+    100_000
 }

@@ -42,3 +42,126 @@ pub fn structured(
     out.push(b'}');
     Ok(out)
 }
+
+/// An event in binary content mode: its attributes go in the transport's
+/// headers (each sink adds its binding's prefix: `ce-` for HTTP and NATS,
+/// `ce_` for Kafka, `cloudEvents:` for AMQP) and the body is the data alone.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Binary {
+    /// Attribute names (without prefix) and values, as text.
+    pub attributes: Vec<(String, String)>,
+    /// The data's media type (`datacontenttype`).
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+/// How a sink sends events: the whole CloudEvent as the body (structured,
+/// `application/cloudevents+json`), or attributes as headers and the data as
+/// the body (binary).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentMode {
+    #[default]
+    Structured,
+    Binary,
+}
+
+/// The media type of a structured event.
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// Reads a stored (structured) event as its binary-mode parts.
+pub fn binary(structured: &[u8]) -> Result<Binary, String> {
+    use base64::Engine as _;
+    let serde_json::Value::Object(event) = serde_json::from_slice(structured)
+        .map_err(|e| format!("the stored event is not JSON: {e}"))?
+    else {
+        return Err("the stored event is not a JSON object".to_owned());
+    };
+    let content_type = match event.get("datacontenttype") {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        _ => "application/json".to_owned(),
+    };
+    let mut attributes = Vec::with_capacity(event.len());
+    let mut data = Vec::new();
+    for (name, value) in event {
+        match (name.as_str(), value) {
+            ("datacontenttype", _) => {}
+            ("data_base64", serde_json::Value::String(b64)) => {
+                data = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|e| format!("the stored event's data_base64 is not base64: {e}"))?;
+            }
+            ("data", serde_json::Value::String(text)) if !is_json(&content_type) => {
+                data = text.into_bytes();
+            }
+            ("data", value) => data = serde_json::to_vec(&value).unwrap_or_default(),
+            (_, serde_json::Value::String(text)) => attributes.push((name, text)),
+            (_, value) => attributes.push((name, value.to_string())),
+        }
+    }
+    Ok(Binary {
+        attributes,
+        content_type,
+        data,
+    })
+}
+
+/// Whether a media type is JSON (`application/json`, `…+json`).
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
+}
+
+/// An attribute value as an HTTP header value, per the CloudEvents HTTP
+/// binding: percent-encoded outside printable ASCII, and `"`, `%`.
+pub fn http_header_value(value: &str) -> String {
+    const ENCODE: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b'"').add(b'%').add(0x7f);
+    percent_encoding::utf8_percent_encode(value, ENCODE).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_mode_splits_attributes_from_json_data() {
+        let stored = br#"{"specversion":"1.0","id":"e1","source":"/s","type":"t","subject":"orders/7","time":"2026-11-27T00:00:00Z","datacontenttype":"application/json","dataschema":"proto:x.Order","traceparent":"00-ab-cd-01","data":{"id":"7","qty":2}}"#;
+        let parts = binary(stored).expect("binary");
+        assert_eq!(parts.content_type, "application/json");
+        assert_eq!(parts.data, br#"{"id":"7","qty":2}"#);
+        let names: Vec<&str> = parts.attributes.iter().map(|(n, _)| n.as_str()).collect();
+        for name in [
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "subject",
+            "time",
+            "dataschema",
+            "traceparent",
+        ] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        assert!(!names.contains(&"data") && !names.contains(&"datacontenttype"));
+    }
+
+    #[test]
+    fn binary_mode_decodes_base64_data() {
+        let stored = br#"{"specversion":"1.0","id":"e1","source":"/s","type":"t","datacontenttype":"application/protobuf","data_base64":"CgE3"}"#;
+        let parts = binary(stored).expect("binary");
+        assert_eq!(parts.content_type, "application/protobuf");
+        assert_eq!(parts.data, b"\x0a\x017");
+        assert!(binary(b"[1]").is_err());
+        assert!(binary(br#"{"data_base64":"%%"}"#).is_err());
+    }
+
+    #[test]
+    fn header_values_are_percent_encoded_outside_printable_ascii() {
+        assert_eq!(http_header_value("orders/7 ok"), "orders/7 ok");
+        assert_eq!(
+            http_header_value("caf\u{e9} \"x\" 100%"),
+            "caf%C3%A9 %22x%22 100%25"
+        );
+    }
+}

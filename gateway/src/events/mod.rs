@@ -56,24 +56,25 @@ impl Events {
         let names: Vec<String> = config.sinks.keys().cloned().collect();
         let outbox_config = &config.outbox;
         let path = base_dir.join(&outbox_config.path);
-        let outbox = Outbox::open(
-            &path,
-            &names,
-            outbox_config.max_events,
-            outbox_config.max_event_size.as_usize(),
-            outbox_config.flush_interval.0,
-        )
-        .map_err(|message| SetupError {
+        let limits = outbox::Limits {
+            max_events: outbox_config.max_events,
+            max_event_size: outbox_config.max_event_size.as_usize(),
+            max_dead_letters: outbox_config.max_dead_letters,
+            flush_interval: outbox_config.flush_interval.0,
+        };
+        let outbox = Outbox::open(&path, &names, &limits).map_err(|message| SetupError {
             key: vec!["outbox".into(), "path".into()],
             message,
         })?;
         let outbox = Arc::new(outbox);
         let mut relays = Vec::with_capacity(names.len());
         for (index, (name, sink)) in config.sinks.iter().enumerate() {
-            let target = connect(sink).await.map_err(|message| SetupError {
-                key: vec!["sinks".into(), name.clone()],
-                message,
-            })?;
+            let target = connect(name, sink, &metrics)
+                .await
+                .map_err(|message| SetupError {
+                    key: vec!["sinks".into(), name.clone()],
+                    message,
+                })?;
             let depth = metrics.depth.with_label_values(&[name]);
             let relay = Relay {
                 sink: index,
@@ -82,11 +83,14 @@ impl Events {
                 outbox: outbox.clone(),
                 retry_initial: outbox_config.retry_initial.0,
                 retry_max: outbox_config.retry_max.0,
+                max_age: outbox_config.max_age.0,
                 metrics: RelayMetrics {
                     published: metrics.events.with_label_values(&[name, "published"]),
                     retried: metrics.events.with_label_values(&[name, "retried"]),
                     dead: metrics.events.with_label_values(&[name, "dead_lettered"]),
                     depth,
+                    oldest_age: metrics.oldest_age.with_label_values(&[name]),
+                    latency: metrics.delivery.with_label_values(&[name]),
                 },
             };
             relays.push(tokio::spawn(relay.run()));
@@ -109,15 +113,19 @@ impl Events {
     }
 
     /// What `/admin/events` shows: the outbox's depth and capacity, and per
-    /// sink the events waiting and dead-lettered.
+    /// sink the events waiting, how long the oldest has waited (seconds) and
+    /// the dead letters kept (blocking: reads the outbox).
     pub fn status(&self) -> serde_json::Value {
+        let now = outbox::now_ms();
         let sinks: Vec<serde_json::Value> = self
             .sinks
             .iter()
             .map(|(name, &index)| {
+                let oldest = self.outbox.oldest_appended_ms(index).ok().flatten();
                 serde_json::json!({
                     "name": name,
                     "waiting": self.outbox.len(index).ok(),
+                    "oldest_age_seconds": oldest.map(|ms| now.saturating_sub(ms) as f64 / 1000.0),
                     "dead_lettered": self.outbox.dead_len(index).ok(),
                 })
             })
@@ -126,6 +134,35 @@ impl Events {
             "outbox": {"depth": self.outbox.depth(), "max_events": self.outbox.capacity()},
             "sinks": sinks,
         })
+    }
+
+    /// Up to `max` of sink `name`'s newest dead letters (blocking); `None`
+    /// for an unknown sink.
+    pub fn dead_letters(
+        &self,
+        name: &str,
+        max: usize,
+    ) -> Option<Result<Vec<outbox::DeadLetter>, String>> {
+        let &index = self.sinks.get(name)?;
+        Some(self.outbox.dead_letters(index, max))
+    }
+
+    /// The sink named `name`, for events built outside a route's event
+    /// definitions (inbound webhooks).
+    pub fn sink(&self, name: &str) -> Option<SinkHandle> {
+        let &index = self.sinks.get(name)?;
+        let counter = |outcome: &str| self.metrics.events.with_label_values(&[name, outcome]);
+        Some(SinkHandle {
+            index,
+            outbox: self.outbox.clone(),
+            depth: self.metrics.depth.with_label_values(&[name]),
+            appended: counter("appended"),
+        })
+    }
+
+    /// The sinks' names.
+    pub fn sink_names(&self) -> impl Iterator<Item = &str> {
+        self.sinks.keys().map(String::as_str)
     }
 
     /// Compiles one of a route's event definitions for `method`.
@@ -192,7 +229,11 @@ impl Drop for Events {
     }
 }
 
-async fn connect(config: &SinkConfig) -> Result<Arc<dyn Sink>, String> {
+async fn connect(
+    name: &str,
+    config: &SinkConfig,
+    metrics: &EventMetrics,
+) -> Result<Arc<dyn Sink>, String> {
     Ok(match config {
         SinkConfig::Nats(nats) => Arc::new(sinks::nats::NatsSink::connect(nats.clone()).await?),
         SinkConfig::Rabbitmq(rabbit) => Arc::new(sinks::rabbitmq::RabbitMqSink::new(rabbit)?),
@@ -200,7 +241,31 @@ async fn connect(config: &SinkConfig) -> Result<Arc<dyn Sink>, String> {
             Arc::new(sinks::redis_streams::RedisStreamsSink::new(redis)?)
         }
         SinkConfig::Stdout(stdout) => Arc::new(sinks::stdout::StdoutSink::new(stdout.clone())),
+        SinkConfig::Kafka(kafka) => Arc::new(sinks::kafka::KafkaSink::connect(kafka).await?),
+        SinkConfig::Webhook(webhook) => {
+            let deliveries = metrics.webhook.clone();
+            Arc::new(sinks::webhook::WebhookSink::connect(name, webhook, deliveries).await?)
+        }
     })
+}
+
+/// Appends ready-made events for one sink (see [`Events::sink`]).
+#[derive(Clone)]
+pub struct SinkHandle {
+    index: usize,
+    outbox: Arc<Outbox>,
+    depth: prometheus::IntGauge,
+    appended: IntCounter,
+}
+
+impl SinkHandle {
+    /// Appends `event`: committed within the durability window.
+    pub fn append(&self, event: &Outgoing) -> Result<(), AppendError> {
+        self.outbox.append(self.index, event)?;
+        self.appended.inc();
+        self.depth.inc();
+        Ok(())
+    }
 }
 
 /// One event definition, compiled for its method.
@@ -277,6 +342,8 @@ impl EventSpec {
         };
         let event = Outgoing {
             id: id.to_owned(),
+            event_type: self.event_type.clone(),
+            subject,
             destination: self.destination.render(request, response),
             body,
         };

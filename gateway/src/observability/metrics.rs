@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use switchyard_plugins::error::Code;
 use switchyard_plugins::metrics::PluginMetrics;
@@ -15,6 +15,12 @@ use crate::upstream::retry::UpstreamMetrics;
 
 /// Latency buckets (seconds) from 0.5 ms to 10 s: gateway hops are sub-millisecond,
 /// upstream calls span milliseconds to seconds.
+/// Event delivery: from milliseconds (a broker that is up) to hours (one
+/// that was down).
+const DELIVERY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0,
+];
+
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -32,6 +38,12 @@ pub struct SubscriptionMetrics {
 pub struct EventMetrics {
     pub events: IntCounterVec,
     pub depth: IntGaugeVec,
+    /// Seconds the oldest waiting event of each sink has waited.
+    pub oldest_age: GaugeVec,
+    /// From append to the sink's acknowledgement, by sink.
+    pub delivery: HistogramVec,
+    /// Webhook deliveries by sink and HTTP status (`error`: no response).
+    pub webhook: IntCounterVec,
 }
 
 /// The metric families the gateway records.
@@ -190,6 +202,31 @@ impl Metrics {
                 &["sink"],
             )
             .expect("static metric definition"),
+            oldest_age: GaugeVec::new(
+                Opts::new(
+                    "outbox_oldest_age_seconds",
+                    "How long the oldest event waiting for each sink has waited (0: none waits).",
+                ),
+                &["sink"],
+            )
+            .expect("static metric definition"),
+            delivery: HistogramVec::new(
+                HistogramOpts::new(
+                    "event_delivery_seconds",
+                    "From an event's append to the outbox to its sink's acknowledgement, by sink.",
+                )
+                .buckets(DELIVERY_BUCKETS.to_vec()),
+                &["sink"],
+            )
+            .expect("static metric definition"),
+            webhook: IntCounterVec::new(
+                Opts::new(
+                    "webhook_deliveries_total",
+                    "Webhook delivery attempts by sink and HTTP status (`error`: no response: refused, timed out, blocked target).",
+                ),
+                &["sink", "status"],
+            )
+            .expect("static metric definition"),
         };
         let rate_limit_redis_errors = IntCounter::new(
             "rate_limit_redis_errors_total",
@@ -219,6 +256,9 @@ impl Metrics {
             Box::new(subscriptions.refused.clone()),
             Box::new(events.events.clone()),
             Box::new(events.depth.clone()),
+            Box::new(events.oldest_age.clone()),
+            Box::new(events.delivery.clone()),
+            Box::new(events.webhook.clone()),
         ] {
             registry
                 .register(collector)

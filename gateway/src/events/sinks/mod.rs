@@ -4,15 +4,19 @@
 //! (`events::relay`) retries failures and removes an event from the outbox
 //! only after `Ok`.
 
+pub mod kafka;
 pub mod nats;
 pub mod rabbitmq;
 pub mod redis_streams;
 pub mod stdout;
+pub mod webhook;
+
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
 /// One event as a sink receives it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outgoing {
     /// The CloudEvents `id`: unique, stable across retries (brokers that
     /// deduplicate use it, e.g. JetStream's `Nats-Msg-Id`).
@@ -20,6 +24,10 @@ pub struct Outgoing {
     /// Where the sink routes it: a NATS subject, a routing key, a stream
     /// key (from the event definition's `subject` template).
     pub destination: String,
+    /// The CloudEvents `type` (a metric label; the body has it too).
+    pub event_type: String,
+    /// The CloudEvents `subject`, when the event has one (Kafka's key).
+    pub subject: Option<String>,
     /// The CloudEvent in structured mode: `application/cloudevents+json`.
     pub body: Vec<u8>,
 }
@@ -30,6 +38,9 @@ pub enum SinkError {
     /// Worth retrying (broker down, timeout, no ack).
     #[error("{0}")]
     Transient(String),
+    /// Worth retrying, not before `after` (an HTTP `Retry-After`).
+    #[error("{message} (retry after {after:?})")]
+    RetryAfter { message: String, after: Duration },
     /// Retrying cannot help (rejected by the broker as invalid).
     #[error("{0}")]
     Permanent(String),
@@ -39,4 +50,13 @@ pub enum SinkError {
 pub trait Sink: Send + Sync {
     /// Publishes `event`; resolves once the broker acknowledged it.
     fn publish<'a>(&'a self, event: &'a Outgoing) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// How the relay retries this sink's failed publishes: `None` (the
+    /// default) is the outbox's exponential back-off (`retry_initial` up to
+    /// `retry_max`) without limit; `Some(waits)` waits `waits[n]` (with
+    /// jitter) after the `n+1`th failed attempt and dead-letters the event
+    /// once the schedule is exhausted.
+    fn retry_schedule(&self) -> Option<&[Duration]> {
+        None
+    }
 }

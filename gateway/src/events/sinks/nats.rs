@@ -442,6 +442,7 @@ mod tests {
             id: id.to_owned(),
             destination: destination.to_owned(),
             body: body.to_vec(),
+            ..Default::default()
         }
     }
 

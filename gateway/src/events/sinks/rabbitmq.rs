@@ -236,6 +236,7 @@ mod tests {
             id: format!("id-{n}"),
             destination: queue.to_owned(),
             body: format!("{{\"n\":{n}}}").into_bytes(),
+            ..Default::default()
         }
     }
 

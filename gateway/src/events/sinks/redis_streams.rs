@@ -113,6 +113,7 @@ mod tests {
             id: format!("id-{n}"),
             destination: String::new(),
             body: format!("{{\"n\":{n}}}").into_bytes(),
+            ..Default::default()
         }
     }
 

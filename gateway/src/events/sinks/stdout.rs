@@ -81,6 +81,7 @@ mod tests {
             id: "1".to_owned(),
             destination: "ignored".to_owned(),
             body: br#"{"id":"1"}"#.to_vec(),
+            ..Default::default()
         };
         sink.publish(&event).await.expect("written");
     }

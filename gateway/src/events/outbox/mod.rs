@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -26,6 +26,12 @@ use redb::{
 use tokio::sync::{Notify, mpsc};
 
 use super::sinks::Outgoing;
+pub use record::{DeadLetter, Stored, now_ms};
+use record::{decode, decode_dead, encode, encode_dead};
+use writer::Writer;
+
+mod record;
+mod writer;
 
 /// Events handed to the writer but not yet committed, beyond which appends
 /// are refused like a full outbox (the writer has fallen behind the disk).
@@ -43,8 +49,22 @@ pub struct Outbox {
     depth: Arc<AtomicUsize>,
     max_events: usize,
     max_event_size: usize,
+    max_dead_letters: usize,
     /// Woken when a sink's table gets events (by sink index).
     pub(super) wake: Arc<[Notify]>,
+}
+
+/// The outbox's bounds (`events.outbox`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Events waiting, all sinks together.
+    pub max_events: usize,
+    /// Largest stored event.
+    pub max_event_size: usize,
+    /// Dead letters kept per sink (the oldest go first).
+    pub max_dead_letters: usize,
+    /// The durability window: appends are committed this far apart.
+    pub flush_interval: Duration,
 }
 
 /// Why an event was not appended.
@@ -57,8 +77,8 @@ pub enum AppendError {
 }
 
 struct Pending {
-    sink: usize,
-    record: Vec<u8>,
+    pub(super) sink: usize,
+    pub(super) record: Vec<u8>,
 }
 
 // === impl Outbox ===
@@ -67,13 +87,13 @@ impl Outbox {
     /// Opens (or creates) the outbox at `path` for `sinks` (names, in index
     /// order) and starts its writer thread; events left by a previous run
     /// are counted and delivered.
-    pub fn open(
-        path: &Path,
-        sinks: &[String],
-        max_events: usize,
-        max_event_size: usize,
-        flush_interval: Duration,
-    ) -> Result<Outbox, String> {
+    pub fn open(path: &Path, sinks: &[String], limits: &Limits) -> Result<Outbox, String> {
+        let Limits {
+            max_events,
+            max_event_size,
+            max_dead_letters,
+            flush_interval,
+        } = *limits;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -120,6 +140,7 @@ impl Outbox {
             depth,
             max_events,
             max_event_size,
+            max_dead_letters,
             wake,
         })
     }
@@ -137,7 +158,7 @@ impl Outbox {
 
     /// Appends `event` for sink `sink`; committed within the flush interval.
     pub fn append(&self, sink: usize, event: &Outgoing) -> Result<(), AppendError> {
-        let record = encode(event);
+        let record = encode(event, now_ms());
         if record.len() > self.max_event_size {
             return Err(AppendError::TooLarge {
                 size: record.len(),
@@ -163,7 +184,7 @@ impl Outbox {
 
     /// Up to `max` of sink `sink`'s oldest events, oldest first (blocking:
     /// call from a blocking context).
-    pub(super) fn oldest(&self, sink: usize, max: usize) -> Result<Vec<(u64, Outgoing)>, String> {
+    pub(super) fn oldest(&self, sink: usize, max: usize) -> Result<Vec<Stored>, String> {
         let txn = self.db.begin_read().map_err(|e| e.to_string())?;
         let table = match txn.open_table(table_def(&self.tables[sink])) {
             Ok(table) => table,
@@ -174,7 +195,11 @@ impl Outbox {
         for item in table.iter().map_err(|e| e.to_string())?.take(max) {
             let (key, value) = item.map_err(|e| e.to_string())?;
             match decode(value.value()) {
-                Some(event) => out.push((key.value(), event)),
+                Some((appended_ms, event)) => out.push(Stored {
+                    seq: key.value(),
+                    appended_ms,
+                    event,
+                }),
                 None => {
                     tracing::error!(sink = %self.tables[sink], seq = key.value(), "unreadable outbox record skipped")
                 }
@@ -233,31 +258,77 @@ impl Outbox {
         Ok(())
     }
 
-    /// Moves an event its sink refused for good to the sink's dead-letter
-    /// table (kept for inspection), out of the delivery queue (blocking).
+    /// Moves an event its sink refused for good (or that waited too long)
+    /// to the sink's dead-letter table, kept for inspection with `reason`,
+    /// out of the delivery queue (blocking). The table keeps the newest
+    /// `max_dead_letters`; returns how many older ones were discarded.
     pub(super) fn dead_letter(
         &self,
         sink: usize,
-        seq: u64,
-        event: &Outgoing,
-    ) -> Result<(), String> {
+        stored: &Stored,
+        reason: &str,
+    ) -> Result<usize, String> {
         let dead = self.dead_table(sink);
         let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        let mut discarded = 0;
         {
             let mut table = txn
                 .open_table(table_def(&dead))
                 .map_err(|e| e.to_string())?;
+            let record = encode(&stored.event, stored.appended_ms);
             table
-                .insert(seq, encode(event).as_slice())
+                .insert(
+                    stored.seq,
+                    encode_dead(&record, reason, now_ms()).as_slice(),
+                )
                 .map_err(|e| e.to_string())?;
+            while table.len().map_err(|e| e.to_string())? as usize > self.max_dead_letters {
+                table.pop_first().map_err(|e| e.to_string())?;
+                discarded += 1;
+            }
             let mut live = txn
                 .open_table(table_def(&self.tables[sink]))
                 .map_err(|e| e.to_string())?;
-            live.remove(seq).map_err(|e| e.to_string())?;
+            live.remove(stored.seq).map_err(|e| e.to_string())?;
         }
         txn.commit().map_err(|e| e.to_string())?;
         self.depth.fetch_sub(1, Ordering::AcqRel);
-        Ok(())
+        Ok(discarded)
+    }
+
+    /// Up to `max` of sink `sink`'s newest dead letters, newest first
+    /// (blocking).
+    pub fn dead_letters(&self, sink: usize, max: usize) -> Result<Vec<DeadLetter>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let table = match txn.open_table(table_def(&self.dead_table(sink))) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| e.to_string())?.rev().take(max) {
+            let (key, value) = item.map_err(|e| e.to_string())?;
+            if let Some(dead) = decode_dead(key.value(), value.value()) {
+                out.push(dead);
+            }
+        }
+        Ok(out)
+    }
+
+    /// When sink `sink`'s oldest waiting event was appended, ms since the
+    /// Unix epoch (`None`: nothing waits, or its time is unknown).
+    pub fn oldest_appended_ms(&self, sink: usize) -> Result<Option<u64>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let table = match txn.open_table(table_def(&self.tables[sink])) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let first = table.first().map_err(|e| e.to_string())?;
+        Ok(first
+            .and_then(|(_, value)| decode(value.value()))
+            .map(|(appended, _)| appended)
+            .filter(|&ms| ms > 0))
     }
 }
 
@@ -276,201 +347,5 @@ fn table_def(name: &str) -> TableDefinition<'_, u64, &'static [u8]> {
     TableDefinition::new(name)
 }
 
-/// The writer thread's state.
-struct Writer {
-    db: Arc<Database>,
-    tables: Arc<[String]>,
-    /// The next sequence number of each sink.
-    next: Vec<u64>,
-    wake: Arc<[Notify]>,
-    depth: Arc<AtomicUsize>,
-    flush_interval: Duration,
-}
-
-impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
-        while let Some(first) = rx.blocking_recv() {
-            // Gather what arrives within the window, then commit it at once.
-            let until = Instant::now() + self.flush_interval;
-            let mut batch = vec![first];
-            loop {
-                match rx.try_recv() {
-                    Ok(pending) => batch.push(pending),
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        let left = until.saturating_duration_since(Instant::now());
-                        if left.is_zero() || batch.len() >= WRITER_QUEUE {
-                            break;
-                        }
-                        std::thread::sleep(left.min(Duration::from_micros(500)));
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                }
-            }
-            let count = batch.len();
-            match self.commit(&batch) {
-                Ok(()) => {
-                    let mut woken = vec![false; self.tables.len()];
-                    for pending in &batch {
-                        woken[pending.sink] = true;
-                    }
-                    for (sink, woke) in woken.into_iter().enumerate() {
-                        if woke {
-                            self.wake[sink].notify_one();
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.depth.fetch_sub(count, Ordering::AcqRel);
-                    tracing::error!(error = %e, events = count, "outbox commit failed: events lost");
-                }
-            }
-        }
-    }
-
-    fn commit(&mut self, batch: &[Pending]) -> Result<(), String> {
-        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
-        {
-            let mut tables = Vec::with_capacity(self.tables.len());
-            for name in self.tables.iter() {
-                tables.push(txn.open_table(table_def(name)).map_err(|e| e.to_string())?);
-            }
-            for pending in batch {
-                let seq = self.next[pending.sink];
-                tables[pending.sink]
-                    .insert(seq, pending.record.as_slice())
-                    .map_err(|e| e.to_string())?;
-                self.next[pending.sink] = seq + 1;
-            }
-        }
-        txn.commit().map_err(|e| e.to_string())
-    }
-}
-
-/// A record: `id`, `destination` (each a u32 length and the bytes), then
-/// the body.
-fn encode(event: &Outgoing) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(8 + event.id.len() + event.destination.len() + event.body.len());
-    for part in [event.id.as_bytes(), event.destination.as_bytes()] {
-        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        out.extend_from_slice(part);
-    }
-    out.extend_from_slice(&event.body);
-    out
-}
-
-fn decode(mut bytes: &[u8]) -> Option<Outgoing> {
-    let mut text = || -> Option<String> {
-        let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-        let value = std::str::from_utf8(bytes.get(4..4 + len)?).ok()?.to_owned();
-        bytes = &bytes[4 + len..];
-        Some(value)
-    };
-    let id = text()?;
-    let destination = text()?;
-    Some(Outgoing {
-        id,
-        destination,
-        body: bytes.to_vec(),
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(n: usize) -> Outgoing {
-        Outgoing {
-            id: format!("id-{n}"),
-            destination: "orders.created".into(),
-            body: format!("{{\"n\":{n}}}").into_bytes(),
-        }
-    }
-
-    #[test]
-    fn records_round_trip() {
-        assert_eq!(decode(&encode(&event(7))), Some(event(7)));
-        assert_eq!(decode(b"\0\0"), None);
-        assert_eq!(decode(b"\0\0\0\x09ab"), None);
-    }
-
-    async fn until<F: Fn() -> bool>(what: &str, f: F) {
-        for _ in 0..200 {
-            if f() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("timed out waiting for {what}");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn appends_survive_a_reopen_in_order_and_removals_stick() {
-        let dir = std::env::temp_dir().join(format!("outbox-test-{}", fastrand::u64(..)));
-        let path = dir.join("outbox.redb");
-        let sinks = ["a".to_owned(), "b".to_owned()];
-        {
-            let outbox = Outbox::open(&path, &sinks, 100, 1024, Duration::from_millis(2)).unwrap();
-            for n in 0..5 {
-                outbox.append(n % 2, &event(n)).unwrap();
-            }
-            until("the commit", || {
-                tokio::task::block_in_place(|| outbox.oldest(0, 10).unwrap().len() == 3)
-            })
-            .await;
-            let a = tokio::task::block_in_place(|| outbox.oldest(0, 10)).unwrap();
-            let ids: Vec<_> = a.iter().map(|(_, e)| e.id.as_str()).collect();
-            assert_eq!(ids, ["id-0", "id-2", "id-4"]);
-            tokio::task::block_in_place(|| outbox.remove(0, &[a[0].0])).unwrap();
-            // Another commit persists the removal.
-            outbox.append(1, &event(9)).unwrap();
-            until("the second commit", || {
-                tokio::task::block_in_place(|| outbox.oldest(1, 10).unwrap().len() == 3)
-            })
-            .await;
-            assert_eq!(outbox.depth(), 5);
-        }
-        let outbox = Outbox::open(&path, &sinks, 100, 1024, Duration::from_millis(2)).unwrap();
-        assert_eq!(outbox.depth(), 5, "what was left is counted on reopen");
-        let a = tokio::task::block_in_place(|| outbox.oldest(0, 10)).unwrap();
-        let ids: Vec<_> = a.iter().map(|(_, e)| e.id.as_str()).collect();
-        assert_eq!(ids, ["id-2", "id-4"]);
-        // New appends go after the old ones.
-        outbox.append(0, &event(11)).unwrap();
-        until("the commit", || {
-            tokio::task::block_in_place(|| outbox.oldest(0, 10).unwrap().len() == 3)
-        })
-        .await;
-        let a = tokio::task::block_in_place(|| outbox.oldest(0, 10)).unwrap();
-        assert_eq!(a[2].1.id, "id-11");
-        drop(outbox);
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[tokio::test]
-    async fn a_full_outbox_refuses_and_an_oversized_event_is_refused() {
-        let dir = std::env::temp_dir().join(format!("outbox-test-{}", fastrand::u64(..)));
-        let outbox = Outbox::open(
-            &dir.join("o.redb"),
-            &["a".to_owned()],
-            2,
-            64,
-            Duration::from_millis(1),
-        )
-        .unwrap();
-        outbox.append(0, &event(1)).unwrap();
-        outbox.append(0, &event(2)).unwrap();
-        assert!(!outbox.has_room());
-        assert_eq!(outbox.append(0, &event(3)), Err(AppendError::Full(2)));
-        let big = Outgoing {
-            body: vec![b'x'; 100],
-            ..event(4)
-        };
-        assert!(matches!(
-            outbox.append(0, &big),
-            Err(AppendError::TooLarge { .. })
-        ));
-        drop(outbox);
-        let _ = std::fs::remove_dir_all(dir);
-    }
-}
+mod tests;
