@@ -18,8 +18,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Log filter, e.g. `info` or `switchyard=debug` (also RUST_LOG).
-    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    /// Log filter, e.g. `info` or `switchyard=debug` (also RUST_LOG). The
+    /// default quiets rskafka, which logs each internal retry at info.
+    #[arg(
+        long,
+        global = true,
+        env = "RUST_LOG",
+        default_value = "info,rskafka=warn"
+    )]
     log: String,
 }
 
@@ -56,6 +62,37 @@ enum Command {
         #[command(subcommand)]
         command: GraphqlCommand,
     },
+    /// The event outbox: what waits per sink, what was dead-lettered. Asks
+    /// the running gateway's admin listener, or reads the outbox file of a
+    /// stopped one (see docs/events.md).
+    Events {
+        /// The YAML config file.
+        #[arg(short, long, default_value = "config/gateway.yaml", global = true)]
+        config: PathBuf,
+        /// The admin listener (`host:port`); the config's `admin.address`
+        /// when omitted.
+        #[arg(long, global = true)]
+        admin: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Events waiting per sink, the oldest one's age, dead letters kept.
+    Status,
+    /// A sink's newest dead letters: id, reason, times and the event.
+    Dead {
+        /// The sink (a key of `events.sinks`).
+        sink: String,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +128,12 @@ fn main() -> ExitCode {
             Command::Graphql {
                 command: GraphqlCommand::Schema { config },
             } => graphql_schema(&config).await,
+            Command::Events {
+                config,
+                admin,
+                json,
+                command,
+            } => events(&config, admin.as_deref(), json, command).await,
         }
     })
 }
@@ -188,6 +231,31 @@ async fn graphql_schema(path: &Path) -> ExitCode {
             }
             None => fail(&"the config has no GraphQL endpoint"),
         },
+        Err(e) => fail(&e),
+    }
+}
+
+async fn events(path: &Path, admin: Option<&str>, json: bool, command: EventsCommand) -> ExitCode {
+    use switchyard::events::inspect::{self, Query};
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let query = match command {
+        EventsCommand::Status => Query::Status,
+        EventsCommand::Dead { sink, limit } => Query::Dead { sink, limit },
+    };
+    match inspect::query(&loaded, admin, &query).await {
+        Ok(answer) => {
+            match (&query, json) {
+                (Query::Status, false) => print!("{}", inspect::status_table(&answer)),
+                _ => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&answer).unwrap_or_default()
+                ),
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => fail(&e),
     }
 }

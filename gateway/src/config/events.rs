@@ -107,10 +107,28 @@ pub struct EventDefinition {
     pub sink: String,
     /// Where the sink routes it (a NATS subject…), a template like `subject`.
     pub destination: String,
-    /// The event's `data`: the call's `response` (default) or `request`, as
-    /// proto3 JSON.
+    /// The event's `data`: `response` (default), `request`, a message field
+    /// of either (`response.order`, `request.items`… must be a singular
+    /// message), or `none`. For a call that failed (see `on_status`),
+    /// `response` is the error, `google.rpc.Status` as JSON.
+    #[serde(default = "default_data")]
+    pub data: String,
+    /// How `data` is encoded: `json` (proto3 JSON, the default) or
+    /// `protobuf` (binary protobuf as `data_base64`, `datacontenttype:
+    /// application/protobuf`); either way `dataschema` is `proto:<message>`.
     #[serde(default)]
-    pub data: EventData,
+    pub format: DataFormat,
+    /// Publish when the answer's HTTP status is one of these (e.g. `[201,
+    /// 409]`, failures included); absent: when the call succeeds (gRPC OK).
+    #[serde(default)]
+    pub on_status: Option<Vec<u16>>,
+    /// CloudEvents extension attributes, each a template like `subject`
+    /// that may also use `{header.<name>}`, `{claim.<name>}` and
+    /// `{consumer}`: e.g. `consumer: "{consumer}"`, `traceparent:
+    /// "{header.traceparent}"`. Names are lower-case letters and digits (at
+    /// most 20, per the spec); an attribute that renders empty is left out.
+    #[serde(default)]
+    pub extensions: BTreeMap<String, String>,
     /// When the outbox is full: `reject` the request with 503 before the
     /// upstream is called (default: the event must not be lost), or
     /// `drop` the event (counted in `switchyard_events_dropped_total`).
@@ -118,13 +136,16 @@ pub struct EventDefinition {
     pub when_full: WhenFull,
 }
 
-/// What an event carries as `data`.
+/// How an event's `data` is encoded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum EventData {
+pub enum DataFormat {
+    /// proto3 JSON, `datacontenttype: application/json`.
     #[default]
-    Response,
-    Request,
+    Json,
+    /// Binary protobuf in `data_base64`, `datacontenttype:
+    /// application/protobuf`.
+    Protobuf,
 }
 
 /// What happens to a request whose event does not fit in the outbox.
@@ -149,6 +170,10 @@ impl Default for OutboxConfig {
             max_dead_letters: default_max_dead_letters(),
         }
     }
+}
+
+fn default_data() -> String {
+    "response".to_owned()
 }
 
 fn default_outbox_path() -> String {

@@ -1,6 +1,12 @@
-//! CloudEvents 1.0 in structured JSON mode (`application/cloudevents+json`).
+//! CloudEvents 1.0: events are built and stored in structured JSON mode
+//! (`application/cloudevents+json`); sinks that send binary mode read the
+//! parts back with [`binary`].
 
+use prost::Message as _;
 use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions};
+
+use super::data::Data;
+use crate::config::events::DataFormat;
 
 /// The attributes of one event.
 pub struct Attributes<'a> {
@@ -10,14 +16,17 @@ pub struct Attributes<'a> {
     pub subject: Option<&'a str>,
     /// RFC 3339.
     pub time: &'a str,
+    /// Extension attributes (names checked when the config loads).
+    pub extensions: &'a [(String, String)],
 }
 
-/// The event as JSON, `data` being `message` in proto3 JSON.
+/// The event as JSON.
 pub fn structured(
     attributes: &Attributes<'_>,
-    message: &DynamicMessage,
+    data: &Data<'_>,
     options: &SerializeOptions,
 ) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
     let text = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(br#"{"specversion":"1.0","id":"#);
@@ -32,13 +41,42 @@ pub fn structured(
     }
     out.extend_from_slice(br#","time":"#);
     out.extend_from_slice(text(attributes.time).as_bytes());
-    out.extend_from_slice(br#","datacontenttype":"application/json","dataschema":"#);
-    out.extend_from_slice(text(&format!("proto:{}", message.descriptor().full_name())).as_bytes());
-    out.extend_from_slice(br#","data":"#);
-    let mut serializer = serde_json::Serializer::new(&mut out);
-    message
-        .serialize_with_options(&mut serializer, options)
-        .map_err(|e| format!("cannot render the event data: {e}"))?;
+    for (name, value) in attributes.extensions {
+        out.push(b',');
+        out.extend_from_slice(text(name).as_bytes());
+        out.push(b':');
+        out.extend_from_slice(text(value).as_bytes());
+    }
+    let schema =
+        |message: &DynamicMessage| text(&format!("proto:{}", message.descriptor().full_name()));
+    match data {
+        Data::Message(message, DataFormat::Json) => {
+            out.extend_from_slice(br#","datacontenttype":"application/json","dataschema":"#);
+            out.extend_from_slice(schema(message).as_bytes());
+            out.extend_from_slice(br#","data":"#);
+            let mut serializer = serde_json::Serializer::new(&mut out);
+            message
+                .serialize_with_options(&mut serializer, options)
+                .map_err(|e| format!("cannot render the event data: {e}"))?;
+        }
+        Data::Message(message, DataFormat::Protobuf) => {
+            out.extend_from_slice(br#","datacontenttype":"application/protobuf","dataschema":"#);
+            out.extend_from_slice(schema(message).as_bytes());
+            out.extend_from_slice(br#","data_base64":""#);
+            let encoded = message.encode_to_vec();
+            out.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(encoded)
+                    .as_bytes(),
+            );
+            out.push(b'"');
+        }
+        Data::Json(json) => {
+            out.extend_from_slice(br#","datacontenttype":"application/json","data":"#);
+            out.extend_from_slice(json);
+        }
+        Data::None => {}
+    }
     out.push(b'}');
     Ok(out)
 }

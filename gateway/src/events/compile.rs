@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::DescriptorPool;
 use switchyard_plugins::error::{Code, ErrorResponse};
 
-use super::{EventSpec, Events};
+use super::{EventSpec, Events, Occurrence};
 use crate::config::{ConfigError, KeyPath, LoadedConfig, Route};
 
 /// The route's event definitions by method name (simple name), used the
@@ -31,17 +31,17 @@ impl RouteEvents {
         Ok(())
     }
 
-    /// Appends the events of a successful call of `method`.
-    pub fn emit(
-        &self,
-        method: &str,
-        request: &DynamicMessage,
-        response: &DynamicMessage,
-        options: &SerializeOptions,
-    ) {
+    /// Appends the events `call` of `method` publishes (on success, or on
+    /// the statuses they name).
+    pub fn emit(&self, method: &str, call: &Occurrence<'_>) {
         for event in self.0.get(method).into_iter().flatten() {
-            event.emit(request, response, options);
+            event.emit(call);
         }
+    }
+
+    /// Whether `method` has events at all (before building an occurrence).
+    pub fn any(&self, method: &str) -> bool {
+        self.0.contains_key(method)
     }
 }
 

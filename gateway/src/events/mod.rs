@@ -6,6 +6,8 @@
 
 pub mod cloudevent;
 pub mod compile;
+pub mod data;
+pub mod inspect;
 pub mod outbox;
 pub mod relay;
 pub mod sinks;
@@ -16,11 +18,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use http::HeaderMap;
 use prometheus::IntCounter;
 use prost_reflect::{DynamicMessage, MethodDescriptor, SerializeOptions};
+use switchyard_plugins::error::ErrorResponse;
 
-use crate::config::events::{EventData, EventDefinition, EventsConfig, SinkConfig, WhenFull};
+use crate::config::events::{EventDefinition, EventsConfig, SinkConfig, WhenFull};
 use crate::observability::metrics::EventMetrics;
+use data::DataSpec;
 use outbox::{AppendError, Outbox};
 use relay::{Relay, RelayMetrics};
 use sinks::{Outgoing, Sink};
@@ -112,28 +117,13 @@ impl Events {
         })
     }
 
-    /// What `/admin/events` shows: the outbox's depth and capacity, and per
-    /// sink the events waiting, how long the oldest has waited (seconds) and
-    /// the dead letters kept (blocking: reads the outbox).
+    /// What `/admin/events` shows (see [`Outbox::status`]; blocking).
     pub fn status(&self) -> serde_json::Value {
-        let now = outbox::now_ms();
-        let sinks: Vec<serde_json::Value> = self
-            .sinks
-            .iter()
-            .map(|(name, &index)| {
-                let oldest = self.outbox.oldest_appended_ms(index).ok().flatten();
-                serde_json::json!({
-                    "name": name,
-                    "waiting": self.outbox.len(index).ok(),
-                    "oldest_age_seconds": oldest.map(|ms| now.saturating_sub(ms) as f64 / 1000.0),
-                    "dead_lettered": self.outbox.dead_len(index).ok(),
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "outbox": {"depth": self.outbox.depth(), "max_events": self.outbox.capacity()},
-            "sinks": sinks,
-        })
+        let mut names: Vec<(&str, usize)> =
+            self.sinks.iter().map(|(n, &i)| (n.as_str(), i)).collect();
+        names.sort_by_key(|&(_, index)| index);
+        let names: Vec<&str> = names.into_iter().map(|(name, _)| name).collect();
+        self.outbox.status(&names)
     }
 
     /// Up to `max` of sink `name`'s newest dead letters (blocking); `None`
@@ -196,6 +186,27 @@ impl Events {
             .map_err(|e| at("subject", e))?;
         let destination = Template::compile(&definition.destination, &input, &output)
             .map_err(|e| at("destination", e))?;
+        let data = DataSpec::compile(&definition.data, definition.format, &input, &output)
+            .map_err(|e| at("data", e))?;
+        let mut extensions = Vec::with_capacity(definition.extensions.len());
+        for (name, template) in &definition.extensions {
+            check_extension_name(name).map_err(|e| at("extensions", e))?;
+            let template = Template::compile(template, &input, &output)
+                .map_err(|e| at("extensions", format!("`{name}`: {e}")))?;
+            extensions.push((name.clone(), template));
+        }
+        let on_status = match &definition.on_status {
+            Some(statuses) => Some(
+                statuses
+                    .iter()
+                    .map(|&s| {
+                        http::StatusCode::from_u16(s)
+                            .map_err(|_| at("on_status", format!("{s} is not an HTTP status")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
         let counter = |outcome: &str| {
             self.metrics
                 .events
@@ -210,7 +221,9 @@ impl Events {
                 .unwrap_or_else(|| format!("/switchyard/{route}")),
             subject,
             destination,
-            data: definition.data,
+            data,
+            extensions,
+            on_status,
             when_full: definition.when_full,
             outbox: self.outbox.clone(),
             depth: self.metrics.depth.with_label_values(&[&definition.sink]),
@@ -275,7 +288,11 @@ pub struct EventSpec {
     source: String,
     subject: Option<Template>,
     destination: Template,
-    data: EventData,
+    data: DataSpec,
+    /// Extension attributes: names and templates.
+    extensions: Vec<(String, Template)>,
+    /// Publish on these answer statuses; `None`: on success.
+    on_status: Option<Vec<http::StatusCode>>,
     when_full: WhenFull,
     outbox: Arc<Outbox>,
     depth: prometheus::IntGauge,
@@ -291,6 +308,55 @@ impl std::fmt::Debug for EventSpec {
             .field("sink", &self.sink)
             .finish_non_exhaustive()
     }
+}
+
+/// One call, as its events see it.
+#[derive(Clone, Copy)]
+pub struct Occurrence<'a> {
+    pub request: &'a DynamicMessage,
+    /// The reply, or the error answered.
+    pub outcome: Result<&'a DynamicMessage, &'a ErrorResponse>,
+    /// The request's headers (`{header.<name>}`).
+    pub headers: &'a HeaderMap,
+    /// The authenticated consumer (`{consumer}`).
+    pub consumer: Option<&'a str>,
+    /// The caller's verified JWT claims (`{claim.<name>}`).
+    pub claims: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// How messages become JSON (the route's `json:` options).
+    pub options: &'a SerializeOptions,
+}
+
+/// A CloudEvents extension attribute name: lower-case ASCII letters and
+/// digits, at most 20 (the spec's advice), not a context attribute.
+fn check_extension_name(name: &str) -> Result<(), String> {
+    const RESERVED: &[&str] = &[
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "datacontenttype",
+        "dataschema",
+        "data",
+        "data_base64",
+    ];
+    let valid = !name.is_empty()
+        && name.len() <= 20
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !valid {
+        return Err(format!(
+            "{name:?} is not an extension attribute name: lower-case letters and digits, at most 20"
+        ));
+    }
+    if RESERVED.contains(&name) {
+        return Err(format!(
+            "{name:?} is a CloudEvents context attribute, not an extension"
+        ));
+    }
+    Ok(())
 }
 
 /// The outbox cannot take a must-deliver event: the request is refused.
@@ -310,29 +376,41 @@ impl EventSpec {
         Ok(())
     }
 
-    /// After a successful call: appends the event.
-    pub fn emit(
-        &self,
-        request: &DynamicMessage,
-        response: &DynamicMessage,
-        options: &SerializeOptions,
-    ) {
+    /// Whether `call` publishes this event (its outcome meets `on_status`,
+    /// or succeeded).
+    fn publishes(&self, call: &Occurrence<'_>) -> bool {
+        match (&self.on_status, call.outcome) {
+            (None, outcome) => outcome.is_ok(),
+            (Some(statuses), Ok(_)) => statuses.contains(&http::StatusCode::OK),
+            (Some(statuses), Err(error)) => statuses.contains(&error.http_status),
+        }
+    }
+
+    /// After the call: appends the event if the outcome calls for it.
+    pub fn emit(&self, call: &Occurrence<'_>) {
+        if !self.publishes(call) {
+            return;
+        }
         let id = switchyard_plugins::request_id::FastUuid::generate();
         let id = std::str::from_utf8(&id).unwrap_or_default();
         let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        let subject = self.subject.as_ref().map(|t| t.render(request, response));
+        let subject = self.subject.as_ref().map(|t| t.render(call));
+        let extensions: Vec<(String, String)> = self
+            .extensions
+            .iter()
+            .map(|(name, template)| (name.clone(), template.render(call)))
+            .filter(|(_, value)| !value.is_empty())
+            .collect();
         let attributes = cloudevent::Attributes {
             id,
             source: &self.source,
             event_type: &self.event_type,
             subject: subject.as_deref(),
             time: &time,
+            extensions: &extensions,
         };
-        let data = match self.data {
-            EventData::Response => response,
-            EventData::Request => request,
-        };
-        let body = match cloudevent::structured(&attributes, data, options) {
+        let data = self.data.select(call);
+        let body = match cloudevent::structured(&attributes, &data, call.options) {
             Ok(body) => body,
             Err(e) => {
                 tracing::error!(event_type = %self.event_type, error = %e, "event not built");
@@ -344,7 +422,7 @@ impl EventSpec {
             id: id.to_owned(),
             event_type: self.event_type.clone(),
             subject,
-            destination: self.destination.render(request, response),
+            destination: self.destination.render(call),
             body,
         };
         match self.outbox.append(self.sink, &event) {

@@ -1,9 +1,17 @@
-//! Templates over a call's fields, for an event's `subject` and
-//! `destination`: literal text with `{request.<field>}` and
-//! `{response.<field>}` placeholders (proto field names, `.` into nested
-//! messages), checked against the method's messages when the config loads.
+//! Templates over a call, for an event's `subject`, `destination` and
+//! extension attributes: literal text with placeholders, checked against the
+//! method's messages when the config loads:
+//! - `{request.<field>}`, `{response.<field>}`: proto field names, `.` into
+//!   nested messages (empty when the call failed, for `response`);
+//! - `{header.<name>}`: a request header (the first value);
+//! - `{claim.<name>}`: a top-level claim of the caller's verified JWT;
+//! - `{consumer}`: the authenticated consumer.
+//!
+//! A missing value renders as empty text.
 
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
+
+use super::Occurrence;
 
 /// A compiled template.
 #[derive(Clone, Debug)]
@@ -18,6 +26,9 @@ enum Part {
         response: bool,
         path: Vec<FieldDescriptor>,
     },
+    Header(http::HeaderName),
+    Claim(String),
+    Consumer,
 }
 
 // === impl Template ===
@@ -39,22 +50,7 @@ impl Template {
                 .find('}')
                 .ok_or_else(|| format!("unclosed `{{` in {text:?}"))?;
             let name = &rest[open + 1..open + close];
-            let (root, path) = name.split_once('.').ok_or_else(|| {
-                format!("`{{{name}}}`: write `{{request.<field>}}` or `{{response.<field>}}`")
-            })?;
-            let (response, message) = match root {
-                "request" => (false, input),
-                "response" => (true, output),
-                _ => {
-                    return Err(format!(
-                        "`{{{name}}}`: a placeholder starts with `request.` or `response.`"
-                    ));
-                }
-            };
-            parts.push(Part::Field {
-                response,
-                path: field_path(message, path).map_err(|e| format!("`{{{name}}}`: {e}"))?,
-            });
+            parts.push(placeholder(name, input, output).map_err(|e| format!("`{{{name}}}`: {e}"))?);
             rest = &rest[open + close + 1..];
         }
         if !rest.is_empty() {
@@ -64,18 +60,63 @@ impl Template {
     }
 
     /// The text for one call.
-    pub fn render(&self, request: &DynamicMessage, response: &DynamicMessage) -> String {
+    pub fn render(&self, call: &Occurrence<'_>) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(text) => out.push_str(text),
-                Part::Field { response: r, path } => {
-                    let message = if *r { response } else { request };
-                    out.push_str(&field_text(message, path));
+                Part::Field { response, path } => {
+                    let message = if *response {
+                        call.outcome.ok()
+                    } else {
+                        Some(call.request)
+                    };
+                    if let Some(message) = message {
+                        out.push_str(&field_text(message, path));
+                    }
                 }
+                Part::Header(name) => {
+                    if let Some(value) = call.headers.get(name) {
+                        out.push_str(&String::from_utf8_lossy(value.as_bytes()));
+                    }
+                }
+                Part::Claim(name) => match call.claims.and_then(|c| c.get(name)) {
+                    Some(serde_json::Value::String(text)) => out.push_str(text),
+                    Some(serde_json::Value::Null) | None => {}
+                    Some(other) => out.push_str(&other.to_string()),
+                },
+                Part::Consumer => out.push_str(call.consumer.unwrap_or_default()),
             }
         }
         out
+    }
+}
+
+/// One `{...}` placeholder.
+fn placeholder(
+    name: &str,
+    input: &MessageDescriptor,
+    output: &MessageDescriptor,
+) -> Result<Part, String> {
+    const EXPECTED: &str = "a placeholder is `{request.<field>}`, `{response.<field>}`, `{header.<name>}`, `{claim.<name>}` or `{consumer}`";
+    if name == "consumer" {
+        return Ok(Part::Consumer);
+    }
+    let (root, rest) = name.split_once('.').ok_or(EXPECTED)?;
+    match root {
+        "request" => Ok(Part::Field {
+            response: false,
+            path: field_path(input, rest)?,
+        }),
+        "response" => Ok(Part::Field {
+            response: true,
+            path: field_path(output, rest)?,
+        }),
+        "header" => http::HeaderName::try_from(rest)
+            .map(Part::Header)
+            .map_err(|_| format!("{rest:?} is not a header name")),
+        "claim" if !rest.is_empty() => Ok(Part::Claim(rest.to_owned())),
+        _ => Err(EXPECTED.to_owned()),
     }
 }
 

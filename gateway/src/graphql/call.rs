@@ -19,6 +19,7 @@ use super::guard::Caller;
 use super::inputs;
 use super::joins::RequestState;
 use super::root::{self, Root};
+use crate::events::Occurrence;
 use crate::routing::RouteCtx;
 use crate::transcode::handler;
 use crate::upstream::Call;
@@ -138,13 +139,20 @@ impl Operation {
         // The route's events for this method, as on REST.
         let method = self.method.name();
         route.events.admit(method).map_err(graphql_error)?;
-        let reply = handler::call_upstream(route, call, message)
-            .await
-            .map_err(graphql_error)?;
-        route
-            .events
-            .emit(method, message, &reply.message, &route.serialize);
-        Ok(reply.message)
+        let result = handler::call_upstream(route, call, message).await;
+        if route.events.any(method) {
+            let no_headers = HeaderMap::new();
+            let call = Occurrence {
+                request: message,
+                outcome: result.as_ref().map(|reply| &reply.message),
+                headers: headers.map_or(&no_headers, |h| &h.headers),
+                consumer: headers.and_then(|h| h.caller.consumer()),
+                claims: headers.and_then(|h| h.caller.claims()),
+                options: &route.serialize,
+            };
+            route.events.emit(method, &call);
+        }
+        Ok(result.map_err(graphql_error)?.message)
     }
 
     /// Opens the server stream of a Subscription field: each upstream

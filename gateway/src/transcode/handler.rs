@@ -8,13 +8,14 @@ use std::time::Instant;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::{
-    BoxFuture, HttpService, Request, Response, full_body, read_body_limited,
+    BoxFuture, Claims, Consumer, HttpService, Request, Response, full_body, read_body_limited,
 };
 
 use prost_reflect::DynamicMessage;
 
 use super::binding::Binding;
 use super::{request, response};
+use crate::events::Occurrence;
 use crate::routing::{HeaderForwarding, Matched, RouteCtx};
 use crate::upstream::grpc::Reply;
 use crate::upstream::{Call, UpstreamError};
@@ -87,14 +88,20 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         idempotent: binding.http_method == http::Method::GET
             || binding.http_method == http::Method::HEAD,
     };
-    let reply = call_upstream(route, call, &message).await?;
-    route.events.emit(
-        binding.rpc.name(),
-        &message,
-        &reply.message,
-        &route.serialize,
-    );
-    ok_response(&binding, reply)
+    let result = call_upstream(route, call, &message).await;
+    let method = binding.rpc.name();
+    if route.events.any(method) {
+        let call = Occurrence {
+            request: &message,
+            outcome: result.as_ref().map(|reply| &reply.message),
+            headers: &parts.headers,
+            consumer: parts.extensions.get::<Consumer>().map(|c| c.0.as_str()),
+            claims: parts.extensions.get::<Claims>().map(|c| &*c.0),
+            options: &route.serialize,
+        };
+        route.events.emit(method, &call);
+    }
+    ok_response(&binding, result?)
 }
 
 /// One unary call through `route`'s upstream, recorded in the upstream

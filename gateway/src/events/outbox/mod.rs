@@ -145,6 +145,58 @@ impl Outbox {
         })
     }
 
+    /// Opens an existing outbox to inspect it (`switchyard events`), without
+    /// a writer: fails when the file does not exist or a running gateway
+    /// holds it.
+    pub fn inspect(path: &Path, sinks: &[String], max_events: usize) -> Result<Outbox, String> {
+        let db = Database::open(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => format!(
+                "{} is open in a running gateway: ask its admin listener instead",
+                path.display()
+            ),
+            e => format!("cannot open the outbox {}: {e}", path.display()),
+        })?;
+        let tables: Arc<[String]> = sinks.iter().map(|s| format!("sink/{s}")).collect();
+        Ok(Outbox {
+            db: Arc::new(db),
+            wake: tables.iter().map(|_| Notify::new()).collect(),
+            tables,
+            writer: None,
+            thread: None,
+            depth: Arc::new(AtomicUsize::new(0)),
+            max_events,
+            max_event_size: 0,
+            max_dead_letters: 0,
+        })
+    }
+
+    /// The outbox's state as `/admin/events` shows it: depth and capacity,
+    /// and per sink (`names`, in index order) the events waiting, how long
+    /// the oldest has waited (seconds) and the dead letters kept (blocking).
+    pub fn status(&self, names: &[&str]) -> serde_json::Value {
+        let now = now_ms();
+        let mut depth = 0;
+        let sinks: Vec<serde_json::Value> = names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let waiting = self.len(index).ok();
+                depth += waiting.unwrap_or(0);
+                let oldest = self.oldest_appended_ms(index).ok().flatten();
+                serde_json::json!({
+                    "name": name,
+                    "waiting": waiting,
+                    "oldest_age_seconds": oldest.map(|ms| now.saturating_sub(ms) as f64 / 1000.0),
+                    "dead_lettered": self.dead_len(index).ok(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "outbox": {"depth": depth, "max_events": self.max_events},
+            "sinks": sinks,
+        })
+    }
+
     /// Whether one more event fits (checked before an upstream call whose
     /// event must not be lost).
     pub fn has_room(&self) -> bool {
