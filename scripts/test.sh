@@ -12,6 +12,9 @@
 #   - NATS with JetStream on 127.0.0.1:4222 and the nats-server binary, and
 #     RabbitMQ on 127.0.0.1:5672, for the event sink and outbox tests
 #     (started / installed the same way);
+#   - tansu, a Kafka-protocol broker, on 127.0.0.1:19092, for the Kafka sink
+#     tests (cargo-installed once per machine, 18-30 min; started if none
+#     answers);
 # then checks formatting and lints, and runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -149,6 +152,36 @@ ensure_rabbitmq() {
   exit 1
 }
 ensure_rabbitmq
+
+# --- tansu, a Kafka-protocol broker (gateway/tests/events_kafka.rs) ---------
+# The tests use the broker on 127.0.0.1:19092 and start their own tansu on
+# spare ports to play outages. Not packaged: built from crates.io once per
+# machine (18-30 minutes on 2 cores); the binary stays in ~/.cargo/bin.
+ensure_tansu() {
+  if ! command -v tansu >/dev/null && [ -x "$HOME/.cargo/bin/tansu" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! command -v tansu >/dev/null; then
+    say "installing tansu (cargo install: 18-30 min, once per machine)"
+    cargo install tansu --locked --features dynostore
+  fi
+  if (exec 3<>/dev/tcp/127.0.0.1/19092) 2>/dev/null; then
+    return
+  fi
+  say "starting tansu broker on 127.0.0.1:19092 (in-memory storage)"
+  local log=target/tansu.log
+  mkdir -p target
+  setsid nohup tansu broker --listener-url tcp://127.0.0.1:19092 \
+    --advertised-listener-url tcp://127.0.0.1:19092 \
+    --storage-engine memory://tansu/ >"$log" 2>&1 &
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/19092) 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "tansu did not start; see $log" >&2
+  exit 1
+}
+ensure_tansu
 
 # --- Rust -------------------------------------------------------------------
 say "cargo fmt --check"
