@@ -19,3 +19,4 @@ pub mod routing;
 pub mod runtime;
 pub mod transcode;
 pub mod upstream;
+pub mod webhooks;

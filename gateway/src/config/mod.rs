@@ -8,6 +8,7 @@ pub mod load;
 pub mod model;
 pub mod span;
 pub mod units;
+pub mod webhooks;
 
 pub use balancing::{Balance, HealthCheck, Outlier};
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, parse};

@@ -52,6 +52,11 @@ pub struct Config {
     /// brokers when calls succeed (docs/events.md); off when absent.
     #[serde(default)]
     pub events: Option<super::events::EventsConfig>,
+    /// Inbound webhook endpoints: signed provider deliveries (Stripe,
+    /// Standard Webhooks) verified, deduplicated and published to an events
+    /// sink as CloudEvents (docs/webhooks.md).
+    #[serde(default)]
+    pub webhooks: Vec<super::webhooks::WebhookEndpointConfig>,
 }
 
 impl Config {

@@ -69,6 +69,16 @@ impl Gateway {
         let method = req.method().clone();
         // One normal form of the path for everything below (a malformed one is a 400).
         let normalized = normalize_uri(&mut req);
+        // Inbound webhooks (`webhooks:`) come before GraphQL and the routes.
+        if normalized.is_ok()
+            && let Some(webhook) = runtime.webhooks.find(&req)
+        {
+            let response = webhook.call(req).await;
+            let status = response.status().as_u16();
+            self.metrics
+                .observe_http(webhook.name(), method.as_str(), status, started.elapsed());
+            return Ok(response);
+        }
         // The GraphQL endpoint (`graphql.path`) comes before the route table.
         if normalized.is_ok()
             && let Some(graphql) = runtime

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub subscriptions: SubscriptionMetrics,
     /// Domain events by sink and outcome, and the outbox depth per sink.
     pub events: EventMetrics,
+    /// Inbound webhook deliveries by endpoint and outcome.
+    pub webhooks_received: IntCounterVec,
     /// Rate-limit decisions Redis could not make, and those a local fallback
     /// took: mirrored from the plugin's process-wide totals at scrape time.
     rate_limit_redis_errors: IntCounter,
@@ -185,6 +187,7 @@ impl Metrics {
             )
             .expect("static metric definition"),
         };
+        let webhooks_received = crate::webhooks::received_counter();
         let events = EventMetrics {
             events: IntCounterVec::new(
                 Opts::new(
@@ -259,6 +262,7 @@ impl Metrics {
             Box::new(events.oldest_age.clone()),
             Box::new(events.delivery.clone()),
             Box::new(events.webhook.clone()),
+            Box::new(webhooks_received.clone()),
         ] {
             registry
                 .register(collector)
@@ -283,6 +287,7 @@ impl Metrics {
             config_version,
             subscriptions,
             events,
+            webhooks_received,
             rate_limit_redis_errors,
             rate_limit_redis_fallbacks,
             mirror: std::sync::Mutex::new(()),

@@ -40,6 +40,8 @@ pub struct Runtime {
     pub graphql: Option<crate::graphql::Endpoint>,
     /// The outbox, sinks and relays, when `events:` is configured.
     pub events: Option<Arc<crate::events::Events>>,
+    /// Inbound webhook endpoints (`webhooks:`), matched before the routes.
+    pub webhooks: crate::webhooks::Endpoints,
 }
 
 // === impl Runtime ===
@@ -103,10 +105,18 @@ impl Runtime {
         }
         let graphql =
             graphql_endpoint(&loaded, &pool, &upstreams, &metrics, events.as_deref()).await?;
+        let table = table.build();
+        let webhooks = crate::webhooks::Endpoints::build(
+            &loaded,
+            events.as_deref(),
+            &table,
+            &metrics.webhooks_received,
+        )?;
         Ok(Runtime {
             graphql,
             pool,
-            table: table.build(),
+            table,
+            webhooks,
             stacks,
             metrics,
             loaded,
