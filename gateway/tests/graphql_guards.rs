@@ -98,3 +98,21 @@ async fn a_routes_own_rate_limit_counts_each_call_graphql_makes_on_it() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_idempotency_plugin_on_the_route_is_not_part_of_its_guard() {
+    // An Idempotency-Key belongs to one HTTP request, not to the calls a
+    // GraphQL query makes: the same key on two queries must not replay or
+    // refuse them.
+    let gw = gateway("{ idempotency: { store: { local: {} }, methods: [POST] } }").await;
+    for _ in 0..2 {
+        let json = query(
+            &gw,
+            r#"{ user(id: "2") { name } }"#,
+            &[("idempotency-key", "same-key-1")],
+        )
+        .await;
+        assert!(json.get("errors").is_none(), "{json}");
+        assert!(json["data"]["user"]["name"].is_string(), "{json}");
+    }
+}

@@ -13,6 +13,7 @@ pub mod cors;
 pub mod error;
 pub mod headers;
 pub mod hex;
+pub mod idempotency;
 pub mod metrics;
 pub mod rate_limit;
 pub mod registry;

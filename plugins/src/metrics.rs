@@ -10,6 +10,13 @@
 //! - `switchyard_rate_limit_decisions_total{route, policy, decision}`:
 //!   `allowed`, `limited` (429), `unavailable` (a `fail_closed` shared limit
 //!   whose backend could not decide: 503).
+//! - `switchyard_idempotency_requests_total{route, outcome}`: keyed requests
+//!   of the `idempotency` plugin: `stored` (the response was kept for
+//!   replays), `replayed`, `conflict` (409, the key is in flight),
+//!   `mismatch` (422, the key was used for another request), `not_stored`
+//!   (5xx, transient 4xx, streamed or too large: a retry runs again),
+//!   `rejected` (400, a missing or malformed key), `store_error` (the store
+//!   failed: 503, or processed without idempotency under `fail_open`).
 //!
 //! The gateway registers one [`PluginMetrics`] in its registry and hands it to
 //! every plugin build through [`crate::registry::BuildContext`]; label values
@@ -23,6 +30,7 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 pub struct PluginMetrics {
     auth: IntCounterVec,
     rate_limit: IntCounterVec,
+    idempotency: IntCounterVec,
 }
 
 /// One `auth` instance's counters.
@@ -41,6 +49,18 @@ pub struct RateLimitCounters {
     pub allowed: IntCounter,
     pub limited: IntCounter,
     pub unavailable: IntCounter,
+}
+
+/// One `idempotency` instance's counters (see the module docs for each outcome).
+#[derive(Clone, Debug)]
+pub struct IdempotencyCounters {
+    pub stored: IntCounter,
+    pub replayed: IntCounter,
+    pub conflict: IntCounter,
+    pub mismatch: IntCounter,
+    pub not_stored: IntCounter,
+    pub rejected: IntCounter,
+    pub store_error: IntCounter,
 }
 
 // === impl PluginMetrics ===
@@ -64,13 +84,26 @@ impl PluginMetrics {
             &["route", "policy", "decision"],
         )
         .expect("static metric definition");
-        PluginMetrics { auth, rate_limit }
+        let idempotency = IntCounterVec::new(
+            Opts::new(
+                "idempotency_requests_total",
+                "Requests carrying an idempotency key, by route and outcome.",
+            ),
+            &["route", "outcome"],
+        )
+        .expect("static metric definition");
+        PluginMetrics {
+            auth,
+            rate_limit,
+            idempotency,
+        }
     }
 
     /// Registers the families (once per registry).
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.auth.clone()))?;
-        registry.register(Box::new(self.rate_limit.clone()))
+        registry.register(Box::new(self.rate_limit.clone()))?;
+        registry.register(Box::new(self.idempotency.clone()))
     }
 
     /// The counters of an `auth` plugin on `route`.
@@ -92,6 +125,20 @@ impl PluginMetrics {
             allowed: decision("allowed"),
             limited: decision("limited"),
             unavailable: decision("unavailable"),
+        }
+    }
+
+    /// The counters of an `idempotency` plugin on `route`.
+    pub fn idempotency(&self, route: &str) -> IdempotencyCounters {
+        let outcome = |o: &str| self.idempotency.with_label_values(&[route, o]);
+        IdempotencyCounters {
+            stored: outcome("stored"),
+            replayed: outcome("replayed"),
+            conflict: outcome("conflict"),
+            mismatch: outcome("mismatch"),
+            not_stored: outcome("not_stored"),
+            rejected: outcome("rejected"),
+            store_error: outcome("store_error"),
         }
     }
 }

@@ -115,6 +115,8 @@ plugins! {
     Auth(crate::auth::Auth) => Authenticate,
     /// Limits request rates per client IP, consumer, claim or header (429 with RateLimit headers).
     RateLimit(crate::rate_limit::RateLimit) => Limit,
+    /// Replays the stored response of a retried unsafe request (`Idempotency-Key`) instead of running it twice.
+    Idempotency(crate::idempotency::Idempotency) => Idempotency,
 }
 
 /// Where a plugin runs in a route's stack, outermost first. Every stack is
@@ -139,6 +141,10 @@ pub enum Phase {
     /// `rate_limit`: after authentication, so limits can key on the consumer
     /// or a claim, and refused credentials spend no one's quota.
     Limit,
+    /// `idempotency`: innermost, right before the handler, so keys are
+    /// scoped by the authenticated consumer, and requests refused by `auth`
+    /// or a rate limit reserve no key (a 401 or 429 is never stored).
+    Idempotency,
 }
 
 /// A route's effective plugin list: the top-level `defaults` first, in their

@@ -48,6 +48,16 @@ struct Passed(HeaderMap);
 // === impl Caller ===
 
 impl Caller {
+    /// The consumer the top-level auth plugins identified.
+    pub fn consumer(&self) -> Option<&str> {
+        self.consumer.as_ref().map(|c| c.0.as_str())
+    }
+
+    /// The verified JWT claims, when a JWT authenticated the request.
+    pub fn claims(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.claims.as_ref().map(|c| &*c.0)
+    }
+
     pub fn of(extensions: &http::Extensions) -> Caller {
         Caller {
             addr: extensions.get().copied(),
@@ -84,7 +94,14 @@ impl Guard {
     ) -> Result<Option<Guard>, PluginError> {
         let guarding: Vec<PluginConfig> = plugins
             .iter()
-            .filter(|p| !matches!(p.phase(), Phase::Correlate | Phase::Cors))
+            // Idempotency keys are per HTTP request; a GraphQL call inside
+            // one is not that request, and a replayed answer is no guard pass.
+            .filter(|p| {
+                !matches!(
+                    p.phase(),
+                    Phase::Correlate | Phase::Cors | Phase::Idempotency
+                )
+            })
             .cloned()
             .collect();
         if guarding.is_empty() {
