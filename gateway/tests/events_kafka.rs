@@ -236,14 +236,6 @@ async fn consume(broker: &str, topic: &str, want: usize, partition_count: u32) -
     readers.into_iter().flat_map(|r| r.3).collect()
 }
 
-async fn metric(gw: &TestGateway, line_start: &str) -> Option<f64> {
-    let text = gw.admin_get("/metrics").await.text();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Drops a record repeated right after itself (a retry whose first attempt
 /// was stored after all: at least once).
 fn without_adjacent_duplicates(ids: Vec<String>) -> Vec<String> {
@@ -298,17 +290,14 @@ async fn a_created_order_publishes_one_cloudevent_keyed_by_its_subject() {
 
     // Delivered: the outbox is empty again.
     for _ in 0..100 {
-        if metric(&gw, "switchyard_outbox_depth{sink=\"bus\"}").await == Some(0.0) {
+        if gw.metric("switchyard_outbox_depth{sink=\"bus\"}").await == Some(0.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        metric(
-            &gw,
-            "switchyard_events_total{outcome=\"published\",sink=\"bus\"}"
-        )
-        .await,
+        gw.metric("switchyard_events_total{outcome=\"published\",sink=\"bus\"}")
+            .await,
         Some(2.0)
     );
     drop(gw);
@@ -421,7 +410,8 @@ async fn events_wait_in_the_outbox_while_kafka_is_down_and_all_arrive_in_order_p
         created.entry(format!("users/{user}")).or_default().push(id);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let waiting = metric(&gw, "switchyard_outbox_depth{sink=\"bus\"}")
+    let waiting = gw
+        .metric("switchyard_outbox_depth{sink=\"bus\"}")
         .await
         .unwrap();
     assert!(waiting >= 20.0, "{waiting} events waiting");

@@ -61,14 +61,6 @@ async fn create_order(gw: &TestGateway, user: &str) -> (StatusCode, Value) {
     )
 }
 
-async fn metric(gw: &TestGateway, line_start: &str) -> Option<f64> {
-    let text = gw.admin_get("/metrics").await.text();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test]
 async fn a_created_order_publishes_one_cloudevent_to_jetstream() {
     let url = "nats://127.0.0.1:4222";
@@ -97,21 +89,18 @@ async fn a_created_order_publishes_one_cloudevent_to_jetstream() {
     assert!(event["time"].as_str().unwrap().ends_with('Z'), "{event}");
     // Delivered: the outbox is empty again.
     for _ in 0..100 {
-        if metric(&gw, "switchyard_outbox_depth{sink=\"bus\"}").await == Some(0.0) {
+        if gw.metric("switchyard_outbox_depth{sink=\"bus\"}").await == Some(0.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        metric(&gw, "switchyard_outbox_depth{sink=\"bus\"}").await,
+        gw.metric("switchyard_outbox_depth{sink=\"bus\"}").await,
         Some(0.0)
     );
     assert_eq!(
-        metric(
-            &gw,
-            "switchyard_events_total{outcome=\"published\",sink=\"bus\"}"
-        )
-        .await,
+        gw.metric("switchyard_events_total{outcome=\"published\",sink=\"bus\"}")
+            .await,
         Some(1.0)
     );
     let _ = async_nats::connect(url)
@@ -158,7 +147,7 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_or
     let (status, _) = create_order(&gw, "1").await;
     assert_eq!(status, StatusCode::OK);
     for _ in 0..100 {
-        if metric(&gw, "switchyard_outbox_depth{sink=\"bus\"}").await == Some(0.0) {
+        if gw.metric("switchyard_outbox_depth{sink=\"bus\"}").await == Some(0.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -172,7 +161,8 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_or
         ids.push(order["id"].as_str().unwrap().to_owned());
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let waiting = metric(&gw, "switchyard_outbox_depth{sink=\"bus\"}")
+    let waiting = gw
+        .metric("switchyard_outbox_depth{sink=\"bus\"}")
         .await
         .unwrap();
     assert!(waiting >= 19.0, "{waiting} events waiting");
@@ -213,11 +203,8 @@ async fn a_full_outbox_refuses_must_deliver_requests_with_503_before_the_upstrea
         "the upstream was not called"
     );
     assert_eq!(
-        metric(
-            &gw,
-            "switchyard_events_total{outcome=\"rejected\",sink=\"bus\"}"
-        )
-        .await,
+        gw.metric("switchyard_events_total{outcome=\"rejected\",sink=\"bus\"}")
+            .await,
         Some(1.0)
     );
     // The admin endpoint shows what waits, per sink (once committed).

@@ -281,14 +281,6 @@ async fn create_order(gw: &TestGateway) -> Value {
     reply.json()
 }
 
-async fn metric(gw: &TestGateway, line_start: &str) -> Option<f64> {
-    let text = gw.admin_get("/metrics").await.text();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 fn deliveries(status: &str) -> String {
     format!("switchyard_webhook_deliveries_total{{sink=\"hooks\",status=\"{status}\"}}")
 }
@@ -368,7 +360,7 @@ async fn a_delivery_is_signed_so_the_official_library_verifies_it_with_either_ro
 
     let status = sink_status(&gw, |s| s["waiting"] == 0).await;
     assert_eq!(status["dead_lettered"], 0, "{status}");
-    assert_eq!(metric(&gw, &deliveries("200")).await, Some(1.0));
+    assert_eq!(gw.metric(&deliveries("200")).await, Some(1.0));
 }
 
 #[tokio::test]
@@ -415,9 +407,9 @@ async fn failed_attempts_are_retried_on_the_schedule_with_the_same_webhook_id() 
 
     let status = sink_status(&gw, |s| s["waiting"] == 0).await;
     assert_eq!(status["dead_lettered"], 0, "{status}");
-    assert_eq!(metric(&gw, &deliveries("500")).await, Some(1.0));
-    assert_eq!(metric(&gw, &deliveries("502")).await, Some(1.0));
-    assert_eq!(metric(&gw, &deliveries("200")).await, Some(1.0));
+    assert_eq!(gw.metric(&deliveries("500")).await, Some(1.0));
+    assert_eq!(gw.metric(&deliveries("502")).await, Some(1.0));
+    assert_eq!(gw.metric(&deliveries("200")).await, Some(1.0));
     assert_eq!(receiver.hits().len(), 3, "delivered once");
 }
 
@@ -463,7 +455,7 @@ async fn gone_stops_the_retries_and_dead_letters_the_event() {
         reasons[0].contains("410") && reasons[0].contains("no more deliveries"),
         "{reasons:?}"
     );
-    assert_eq!(metric(&gw, &deliveries("410")).await, Some(1.0));
+    assert_eq!(gw.metric(&deliveries("410")).await, Some(1.0));
 }
 
 #[tokio::test]
@@ -489,13 +481,10 @@ async fn an_exhausted_schedule_dead_letters_the_event() {
         reasons[0].contains("gave up after 3 attempts") && reasons[0].contains("HTTP 500"),
         "{reasons:?}"
     );
-    assert_eq!(metric(&gw, &deliveries("500")).await, Some(3.0));
+    assert_eq!(gw.metric(&deliveries("500")).await, Some(3.0));
     assert_eq!(
-        metric(
-            &gw,
-            "switchyard_events_total{outcome=\"dead_lettered\",sink=\"hooks\"}"
-        )
-        .await,
+        gw.metric("switchyard_events_total{outcome=\"dead_lettered\",sink=\"hooks\"}")
+            .await,
         Some(1.0)
     );
 }
@@ -539,5 +528,5 @@ async fn the_ssrf_guard_refuses_a_name_resolving_to_loopback_and_dead_letters() 
             && reasons[0].contains("loopback"),
         "{reasons:?}"
     );
-    assert_eq!(metric(&gw, &deliveries("error")).await, Some(2.0));
+    assert_eq!(gw.metric(&deliveries("error")).await, Some(2.0));
 }

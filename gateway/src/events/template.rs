@@ -40,22 +40,15 @@ impl Template {
         input: &MessageDescriptor,
         output: &MessageDescriptor,
     ) -> Result<Template, String> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                parts.push(Part::Text(rest[..open].to_owned()));
-            }
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| format!("unclosed `{{` in {text:?}"))?;
-            let name = &rest[open + 1..open + close];
-            parts.push(placeholder(name, input, output).map_err(|e| format!("`{{{name}}}`: {e}"))?);
-            rest = &rest[open + close + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_owned()));
-        }
+        let parts = segments(text)?
+            .into_iter()
+            .map(|segment| match segment {
+                Segment::Text(text) => Ok(Part::Text(text.to_owned())),
+                Segment::Placeholder(name) => {
+                    placeholder(name, input, output).map_err(|e| format!("`{{{name}}}`: {e}"))
+                }
+            })
+            .collect::<Result<_, String>>()?;
         Ok(Template { parts })
     }
 
@@ -90,6 +83,41 @@ impl Template {
         }
         out
     }
+}
+
+/// A piece of template text.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Segment<'a> {
+    Text(&'a str),
+    /// The name between `{` and `}`.
+    Placeholder(&'a str),
+}
+
+/// `text` split into literal runs and `{…}` placeholders (shared by the
+/// templates of inbound webhooks, which have their own placeholders).
+pub fn segments(text: &str) -> Result<Vec<Segment<'_>>, String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        if rest[..open].contains('}') {
+            return Err(format!("unopened `}}` in {text:?}"));
+        }
+        if open > 0 {
+            out.push(Segment::Text(&rest[..open]));
+        }
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed `{{` in {text:?}"))?;
+        out.push(Segment::Placeholder(&rest[open + 1..open + close]));
+        rest = &rest[open + close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("unopened `}}` in {text:?}"));
+    }
+    if !rest.is_empty() {
+        out.push(Segment::Text(rest));
+    }
+    Ok(out)
 }
 
 /// One `{...}` placeholder.
@@ -177,5 +205,26 @@ fn field_text(message: &DynamicMessage, path: &[FieldDescriptor]) -> String {
         },
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_split_text_and_placeholders_and_refuse_stray_braces() {
+        assert_eq!(
+            segments("orders/{response.id}.x").unwrap(),
+            [
+                Segment::Text("orders/"),
+                Segment::Placeholder("response.id"),
+                Segment::Text(".x")
+            ]
+        );
+        assert_eq!(segments("").unwrap(), []);
+        assert!(segments("a{b").unwrap_err().contains("unclosed"));
+        assert!(segments("a}b{c}").unwrap_err().contains("unopened"));
+        assert!(segments("{c}}").unwrap_err().contains("unopened"));
     }
 }

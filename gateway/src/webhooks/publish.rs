@@ -5,6 +5,7 @@
 //! `local` store emptied by a restart) still carries the same id and
 //! brokers that deduplicate (JetStream's `Nats-Msg-Id`) drop it.
 
+use crate::events::template::{Segment, segments};
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -50,25 +51,13 @@ pub enum PublishError {
 
 impl Template {
     pub fn compile(text: &str) -> Result<Template, String> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                parts.push(Part::Text(rest[..open].to_owned()));
-            }
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| format!("unclosed `{{` in {text:?}"))?;
-            let name = &rest[open + 1..open + close];
-            parts.push(placeholder(name)?);
-            rest = &rest[open + close + 1..];
-        }
-        if rest.contains('}') {
-            return Err(format!("unopened `}}` in {text:?}"));
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_owned()));
-        }
+        let parts: Vec<Part> = segments(text)?
+            .into_iter()
+            .map(|segment| match segment {
+                Segment::Text(text) => Ok(Part::Text(text.to_owned())),
+                Segment::Placeholder(name) => placeholder(name),
+            })
+            .collect::<Result<_, String>>()?;
         if parts.is_empty() {
             return Err("empty: write a value".to_owned());
         }

@@ -195,6 +195,17 @@ impl TestGateway {
         self.send_to(self.addr, method, path, headers, body).await
     }
 
+    /// The value of the first `/metrics` line that starts with
+    /// `line_start` (a name and its labels, e.g.
+    /// `switchyard_outbox_depth{sink="bus"}`).
+    pub async fn metric(&self, line_start: &str) -> Option<f64> {
+        let text = self.admin_get("/metrics").await.text();
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
     /// Any request to the admin listener.
     pub async fn admin_get(&self, path: &str) -> Reply {
         self.send_to(self.admin, Method::GET, path, &[], Bytes::new())
