@@ -19,6 +19,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A CI run builds a clean clone once: incremental compilation data would only
+# cost time and disk (it was 19 GB of a 63 GB debug target here).
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL=0
+fi
+
 say() { printf '\n== %s\n' "$*"; }
 
 # --- Python peer (gateway/tests/python_peer.rs) -----------------------------

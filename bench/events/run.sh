@@ -21,7 +21,7 @@ say() { printf 'events/run.sh: %s\n' "$*" >&2; }
 source "$ROOT/bench/lib.sh"
 for v in DURATION WARMUP CONNS; do [[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number"; done
 ((DURATION > 0 && DURATION + WARMUP <= 120)) || die "BENCH_DURATION must be 1..120 s (shared machine)"
-for c in wrk curl taskset; do command -v $c >/dev/null || die "$c not found"; done
+need wrk wrk; need curl curl; need taskset util-linux
 (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || die "no NATS on 127.0.0.1:4222 (scripts/test.sh starts one: nats-server -js)"
 
 STARTED=() # only the processes started here are killed
@@ -54,7 +54,7 @@ for _ in $(seq 100); do (($(grep -c 'listening on' "$RAW/demo.log") >= 3)) && br
 
 ticks() { local s; s=$(<"/proc/$1/stat") || die "process $1 is gone"; s=${s##*) }; set -- $s; echo $((${12} + ${13})); }
 metric() { # metric LINE-PREFIX: the value of the first /metrics line starting with it (0 if none)
-    curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v p="$1" 'index($0, p) == 1 {print $NF; f = 1; exit} END {if (!f) print 0}'
+    curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v p="$1" 'index($0, p) == 1 && !f {v = $NF; f = 1} END {print f ? v : 0}'
 }
 HZ=$(getconf CLK_TCK)
 WRK=(wrk -t1 -c"$CONNS" --latency -s bench/events/post.lua "$URL")
