@@ -19,6 +19,7 @@ pub mod rate_limit;
 pub mod registry;
 pub mod request_id;
 pub mod stage;
+pub mod units;
 
 pub use error::ErrorResponse;
 pub use registry::{BuildContext, Plugin, PluginConfig, PluginError};

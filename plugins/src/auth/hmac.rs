@@ -52,6 +52,8 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
+
+pub use crate::units::ByteSize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -121,15 +123,6 @@ pub struct HmacKey {
     pub secret: String,
 }
 
-/// A byte count: a number of bytes, or a string with a unit (`B`, `KB`,
-/// `KiB`, `MB`, `MiB`), e.g. `512KiB`.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum ByteSize {
-    Bytes(u64),
-    Text(String),
-}
-
 /// One configured key, ready to sign.
 struct Key {
     id: String,
@@ -158,43 +151,6 @@ impl fmt::Debug for HmacKey {
             .field("consumer", &self.consumer)
             .field("secret", &"<redacted>")
             .finish()
-    }
-}
-
-// === impl ByteSize ===
-
-impl ByteSize {
-    fn bytes(&self) -> Result<usize, String> {
-        let n = match self {
-            ByteSize::Bytes(n) => *n,
-            ByteSize::Text(text) => {
-                let text = text.trim();
-                let split = text
-                    .find(|c: char| !c.is_ascii_digit())
-                    .unwrap_or(text.len());
-                let (digits, unit) = text.split_at(split);
-                let unit = match unit.trim() {
-                    "" | "B" => 1,
-                    "KB" => 1000,
-                    "KiB" => 1 << 10,
-                    "MB" => 1_000_000,
-                    "MiB" => 1 << 20,
-                    _ => {
-                        return Err(format!(
-                            "`max_body`: {text:?}: expected B, KB, KiB, MB or MiB"
-                        ));
-                    }
-                };
-                digits
-                    .parse::<u64>()
-                    .ok()
-                    .and_then(|n| n.checked_mul(unit))
-                    .ok_or_else(|| {
-                        format!("`max_body`: {text:?}: expected a size, e.g. \"1MiB\"")
-                    })?
-            }
-        };
-        usize::try_from(n).map_err(|_| format!("`max_body`: {n} bytes is too large"))
     }
 }
 
@@ -250,7 +206,7 @@ impl Hmac {
         }
         let max_body = match &config.max_body {
             None => DEFAULT_MAX_BODY,
-            Some(size) => size.bytes()?,
+            Some(size) => size.bytes("max_body")?,
         };
         Ok(Hmac {
             by_id,

@@ -8,6 +8,8 @@ use http::{HeaderName, Method};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+pub use crate::units::ByteSize;
+
 /// Configuration of the `idempotency` plugin.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -115,15 +117,6 @@ pub enum OnStoreError {
     FailClosed,
     /// Process the request without idempotency.
     FailOpen,
-}
-
-/// A byte count: a number of bytes, or a string with a unit (`B`, `KB`,
-/// `KiB`, `MB`, `MiB`), e.g. `512KiB`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum ByteSize {
-    Bytes(u64),
-    Text(String),
 }
 
 /// Which response headers are stored for replays.
@@ -263,36 +256,11 @@ pub fn duration(field: &str, text: Option<&str>, default: Duration) -> Result<Du
 pub fn size(field: &str, size: Option<&ByteSize>, default: usize) -> Result<usize, String> {
     let n = match size {
         None => return Ok(default),
-        Some(ByteSize::Bytes(n)) => *n,
-        Some(ByteSize::Text(text)) => {
-            let text = text.trim();
-            let split = text
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(text.len());
-            let (digits, unit) = text.split_at(split);
-            let unit: u64 = match unit.trim() {
-                "" | "B" => 1,
-                "KB" => 1000,
-                "KiB" => 1 << 10,
-                "MB" => 1_000_000,
-                "MiB" => 1 << 20,
-                _ => {
-                    return Err(format!(
-                        "`{field}`: {text:?}: expected B, KB, KiB, MB or MiB"
-                    ));
-                }
-            };
-            digits
-                .parse::<u64>()
-                .ok()
-                .and_then(|n| n.checked_mul(unit))
-                .ok_or_else(|| format!("`{field}`: {text:?}: expected a size, e.g. \"1MiB\""))?
-        }
+        Some(size) => size.bytes(field)?,
     };
-    match usize::try_from(n) {
-        Ok(0) => Err(format!("`{field}` must be more than 0 bytes")),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("`{field}`: {n} bytes is too large")),
+    match n {
+        0 => Err(format!("`{field}` must be more than 0 bytes")),
+        n => Ok(n),
     }
 }
 
