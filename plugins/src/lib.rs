@@ -16,6 +16,7 @@ pub mod hex;
 pub mod idempotency;
 pub mod metrics;
 pub mod rate_limit;
+pub mod redis_conn;
 pub mod registry;
 pub mod request_id;
 pub mod stage;

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 /// How long a reservation holds without being confirmed or released.
 pub const PENDING_TTL: Duration = Duration::from_secs(30);
@@ -243,11 +243,7 @@ impl RedisStore {
     /// down, and deliveries are answered 503 until it is back).
     pub fn new(url: &str, name: &str, ttl: Duration) -> Result<RedisStore, String> {
         let client = redis::Client::open(url).map_err(|e| format!("{url:?}: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let conn = switchyard_plugins::redis_conn::lazy_manager(client, REDIS_TIMEOUT)
             .map_err(|e| format!("{url:?}: {e}"))?;
         Ok(RedisStore {
             conn,

@@ -34,7 +34,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::ConnectionManager;
 use ::redis::{Client, Script};
 use bytes::Bytes;
 
@@ -193,12 +193,8 @@ impl RedisStore {
         }
         let client = Client::open(config.url.as_str())
             .map_err(|e| format!("`store.redis.url` {:?}: {e}", config.url))?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, manager)
-            .map_err(|e| format!("redis: {e}"))?;
+        let conn =
+            crate::redis_conn::lazy_manager(client, timeout).map_err(|e| format!("redis: {e}"))?;
         let prefix = if route.is_empty() {
             config.key_prefix.clone()
         } else {

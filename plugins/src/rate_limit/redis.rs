@@ -63,7 +63,7 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::ConnectionManager;
 use ::redis::{Client, Script};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -204,12 +204,8 @@ impl RedisLimiter {
         }
         let client = Client::open(config.url.as_str())
             .map_err(|e| format!("redis `url` {:?}: {e}", config.url))?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, manager)
-            .map_err(|e| format!("redis: {e}"))?;
+        let conn =
+            crate::redis_conn::lazy_manager(client, timeout).map_err(|e| format!("redis: {e}"))?;
         let fallback = (config.on_error == OnError::FailOpen)
             .then(|| LocalLimiter::new(local::quota(rate.count, rate.period, burst), max_keys));
         let mut prefix = Vec::with_capacity(config.key_prefix.len() + name.len() + 1);

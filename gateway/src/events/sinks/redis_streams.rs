@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -56,11 +56,7 @@ impl RedisStreamsSink {
         }
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| format!("invalid redis `url`: {e}"))?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, manager)
+        let conn = switchyard_plugins::redis_conn::lazy_manager(client, timeout)
             .map_err(|e| format!("redis: {e}"))?;
         Ok(RedisStreamsSink {
             conn,
