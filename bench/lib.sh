@@ -50,3 +50,19 @@ shell_words() { # print the arguments as one copy-pastable shell command line
     done
     echo "${out[*]}"
 }
+stop() { # stop PID...: TERM, wait up to 5 s each, then KILL
+    local p; for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "$@"; do for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+}
+ticks() { # ticks PID: user + system CPU ticks of the process
+    local s; s=$(<"/proc/$1/stat") || die "process $1 is gone"; s=${s##*) }; set -- $s; echo $((${12} + ${13}))
+}
+start_demo() { # start_demo LOG: switchyard-demo on $USERS_PORT/$ORDERS_PORT/$INV_PORT under ${SRV_PIN[@]}; sets DEMO_PID
+    say "starting switchyard-demo (${SRV_PIN[*]:-unpinned})"
+    "${SRV_PIN[@]}" "$BIN/switchyard-demo" --users 127.0.0.1:$USERS_PORT --orders 127.0.0.1:$ORDERS_PORT \
+        --inventory 127.0.0.1:$INV_PORT >"$1" 2>&1 &
+    DEMO_PID=$!; STARTED+=("$DEMO_PID")
+    for _ in $(seq 100); do (($(grep -c 'listening on' "$1") >= 3)) && break; sleep 0.1; done
+    (($(grep -c 'listening on' "$1") >= 3)) || die "switchyard-demo not listening: $(cat "$1")"
+}

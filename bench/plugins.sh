@@ -20,9 +20,6 @@ for v in DURATION WARMUP CONNS; do [[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must
 for c in wrk curl openssl taskset; do command -v $c >/dev/null || die "$c not found"; done
 
 STARTED=() # only the processes started here are killed
-stop() { local p; for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "$@"; do for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap 'rc=$?; trap - EXIT; stop "${STARTED[@]}"; exit $rc' EXIT
 trap 'exit 130' INT; trap 'exit 143' TERM HUP
 if (($(getconf _NPROCESSORS_ONLN) >= 2)); then LOAD_PIN=(taskset -c 0) SRV_PIN=(taskset -c 1); else LOAD_PIN=() SRV_PIN=(); fi
@@ -44,14 +41,8 @@ SIGNING_INPUT="$(printf '%s' '{"alg":"RS256","typ":"JWT"}' | b64url).$(printf '{
 TOKEN="$SIGNING_INPUT.$(printf '%s' "$SIGNING_INPUT" | openssl dgst -sha256 -sign "$KEY" -binary | b64url)"
 URL=http://127.0.0.1:$GW_PORT/v1/users/1
 
-say "starting switchyard-demo (${SRV_PIN[*]:-unpinned})"
-"${SRV_PIN[@]}" "$BIN/switchyard-demo" --users 127.0.0.1:$USERS_PORT --orders 127.0.0.1:$ORDERS_PORT \
-    --inventory 127.0.0.1:$INV_PORT >"$RAW/demo.log" 2>&1 &
-DEMO_PID=$!; STARTED+=("$DEMO_PID")
-for _ in $(seq 100); do (($(grep -c 'listening on' "$RAW/demo.log") >= 3)) && break; sleep 0.1; done
-(($(grep -c 'listening on' "$RAW/demo.log") >= 3)) || die "switchyard-demo not listening: $(cat "$RAW/demo.log")"
+start_demo "$RAW/demo.log"
 
-ticks() { local s; s=$(<"/proc/$1/stat") || die "process $1 is gone"; s=${s##*) }; set -- $s; echo $((${12} + ${13})); }
 HZ=$(getconf CLK_TCK)
 WRK=(wrk -t1 -c"$CONNS" --latency -H "Authorization: Bearer $TOKEN" "$URL")
 declare -A ROW; ORDER=()

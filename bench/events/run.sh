@@ -25,9 +25,6 @@ need wrk wrk; need curl curl; need taskset util-linux
 (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || die "no NATS on 127.0.0.1:4222 (scripts/test.sh starts one: nats-server -js)"
 
 STARTED=() # only the processes started here are killed
-stop() { local p; for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "$@"; do for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap 'rc=$?; trap - EXIT; stop "${STARTED[@]}"; exit $rc' EXIT
 trap 'exit 130' INT; trap 'exit 143' TERM HUP
 if (($(getconf _NPROCESSORS_ONLN) >= 2)); then LOAD_PIN=(taskset -c 0) SRV_PIN=(taskset -c 1); else LOAD_PIN=() SRV_PIN=(); fi
@@ -45,14 +42,8 @@ mkdir -p "$RAW"; rm -f "$RAW"/*
 URL=http://127.0.0.1:$GW_PORT/v1/orders
 BODY='{"userId":"1","items":[{"sku":"A-1","qty":1}]}'
 
-say "starting switchyard-demo (${SRV_PIN[*]:-unpinned})"
-"${SRV_PIN[@]}" "$BIN/switchyard-demo" --users 127.0.0.1:$USERS_PORT --orders 127.0.0.1:$ORDERS_PORT \
-    --inventory 127.0.0.1:$INV_PORT >"$RAW/demo.log" 2>&1 &
-DEMO_PID=$!; STARTED+=("$DEMO_PID")
-for _ in $(seq 100); do (($(grep -c 'listening on' "$RAW/demo.log") >= 3)) && break; sleep 0.1; done
-(($(grep -c 'listening on' "$RAW/demo.log") >= 3)) || die "switchyard-demo not listening: $(cat "$RAW/demo.log")"
+start_demo "$RAW/demo.log"
 
-ticks() { local s; s=$(<"/proc/$1/stat") || die "process $1 is gone"; s=${s##*) }; set -- $s; echo $((${12} + ${13})); }
 metric() { # metric LINE-PREFIX: the value of the first /metrics line starting with it (0 if none)
     curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v p="$1" 'index($0, p) == 1 && !f {v = $NF; f = 1} END {print f ? v : 0}'
 }
