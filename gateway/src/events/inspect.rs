@@ -52,31 +52,25 @@ pub async fn query(
     }
     let names: Vec<String> = events.sinks.keys().cloned().collect();
     let file = loaded.source.base_dir().join(&events.outbox.path);
-    let outbox = tokio::task::spawn_blocking(move || {
-        let outbox = Outbox::inspect(&file, &names, 0)?;
-        Ok::<_, String>((outbox, names))
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    let (outbox, names) = outbox;
     let max_events = events.outbox.max_events;
     let query = match query {
         Query::Status => None,
         Query::Dead { sink, limit } => Some((sink.clone(), *limit)),
     };
-    tokio::task::spawn_blocking(move || match query {
-        None => {
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            let mut status = outbox.status(&names);
-            status["outbox"]["max_events"] = max_events.into();
-            Ok(status)
-        }
-        Some((sink, limit)) => {
-            let index = names.iter().position(|n| *n == sink).ok_or_else(|| {
-                format!("no sink {sink:?}; events.sinks has [{}]", names.join(", "))
-            })?;
-            let dead = outbox.dead_letters(index, limit)?;
-            Ok(serde_json::json!({ "sink": sink, "dead_letters": dead }))
+    tokio::task::spawn_blocking(move || {
+        let outbox = Outbox::inspect(&file, &names, max_events)?;
+        match query {
+            None => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                Ok(outbox.status(&names))
+            }
+            Some((sink, limit)) => {
+                let index = names.iter().position(|n| *n == sink).ok_or_else(|| {
+                    format!("no sink {sink:?}; events.sinks has [{}]", names.join(", "))
+                })?;
+                let dead = outbox.dead_letters(index, limit)?;
+                Ok(serde_json::json!({ "sink": sink, "dead_letters": dead }))
+            }
         }
     })
     .await
