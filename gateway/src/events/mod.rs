@@ -166,7 +166,7 @@ impl Events {
             key: vec![key.to_owned()],
             message,
         };
-        let sink = *self.sinks.get(&definition.sink).ok_or_else(|| {
+        let sink = self.sink(&definition.sink).ok_or_else(|| {
             let known: Vec<&str> = self.sinks.keys().map(String::as_str).collect();
             at(
                 "sink",
@@ -225,9 +225,6 @@ impl Events {
             extensions,
             on_status,
             when_full: definition.when_full,
-            outbox: self.outbox.clone(),
-            depth: self.metrics.depth.with_label_values(&[&definition.sink]),
-            appended: counter("appended"),
             dropped: counter("dropped"),
             rejected: counter("rejected"),
         })
@@ -283,7 +280,7 @@ impl SinkHandle {
 
 /// One event definition, compiled for its method.
 pub struct EventSpec {
-    sink: usize,
+    sink: SinkHandle,
     event_type: String,
     source: String,
     subject: Option<Template>,
@@ -294,9 +291,6 @@ pub struct EventSpec {
     /// Publish on these answer statuses; `None`: on success.
     on_status: Option<Vec<http::StatusCode>>,
     when_full: WhenFull,
-    outbox: Arc<Outbox>,
-    depth: prometheus::IntGauge,
-    appended: IntCounter,
     dropped: IntCounter,
     rejected: IntCounter,
 }
@@ -305,7 +299,7 @@ impl std::fmt::Debug for EventSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventSpec")
             .field("type", &self.event_type)
-            .field("sink", &self.sink)
+            .field("sink", &self.sink.index)
             .finish_non_exhaustive()
     }
 }
@@ -369,7 +363,7 @@ impl EventSpec {
     /// Before the call: refuses it when its event must not be lost and the
     /// outbox has no room.
     pub fn admit(&self) -> Result<(), OutboxFull> {
-        if self.when_full == WhenFull::Reject && !self.outbox.has_room() {
+        if self.when_full == WhenFull::Reject && !self.sink.outbox.has_room() {
             self.rejected.inc();
             return Err(OutboxFull);
         }
@@ -425,16 +419,11 @@ impl EventSpec {
             destination: self.destination.render(call),
             body,
         };
-        match self.outbox.append(self.sink, &event) {
-            Ok(()) => {
-                self.appended.inc();
-                self.depth.inc();
-            }
-            Err(e @ (AppendError::Full(_) | AppendError::TooLarge { .. })) => {
-                // Admitted while there was room; a burst filled it since.
-                tracing::error!(event_type = %self.event_type, id = %event.id, error = %e, "event dropped");
-                self.dropped.inc();
-            }
+        if let Err(e) = self.sink.append(&event) {
+            // Admitted while there was room; a burst filled it since (or
+            // the event is over the size limit).
+            tracing::error!(event_type = %self.event_type, id = %event.id, error = %e, "event dropped");
+            self.dropped.inc();
         }
     }
 }
