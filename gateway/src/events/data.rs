@@ -28,8 +28,9 @@ enum Root {
 pub enum Data<'a> {
     /// A message, encoded per the spec's format.
     Message(Cow<'a, DynamicMessage>, DataFormat),
-    /// Already-rendered JSON (a failed call's status).
-    Json(Vec<u8>),
+    /// Already-rendered JSON (a failed call's status, an inbound
+    /// webhook's body).
+    Json(Cow<'a, [u8]>),
     /// No data.
     None,
 }
@@ -72,7 +73,7 @@ impl DataSpec {
             (Root::None, _) => return Data::None,
             (Root::Request, _) => call.request,
             (Root::Response, Ok(response)) => response,
-            (Root::Response, Err(error)) => return Data::Json(error.body_json()),
+            (Root::Response, Err(error)) => return Data::Json(Cow::Owned(error.body_json())),
         };
         let mut current = Cow::Borrowed(message);
         for field in &self.path {

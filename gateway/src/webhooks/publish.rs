@@ -5,14 +5,18 @@
 //! `local` store emptied by a restart) still carries the same id and
 //! brokers that deduplicate (JetStream's `Nats-Msg-Id`) drop it.
 
-use crate::events::template::{Segment, segments};
+use std::borrow::Cow;
 use std::time::SystemTime;
 
+use prost_reflect::SerializeOptions;
 use serde_json::Value;
 
 use crate::events::SinkHandle;
+use crate::events::cloudevent;
+use crate::events::data::Data;
 use crate::events::outbox::AppendError;
 use crate::events::sinks::Outgoing;
+use crate::events::template::{Segment, segments};
 
 /// A `publish` text: literal parts and `{id}`, `{body.<field>…}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,24 +177,17 @@ pub fn structured(
     time: &str,
     raw: &[u8],
 ) -> Vec<u8> {
-    let text = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
-    let mut out = Vec::with_capacity(raw.len() + 256);
-    out.extend_from_slice(br#"{"specversion":"1.0","id":"#);
-    out.extend_from_slice(text(id).as_bytes());
-    out.extend_from_slice(br#","source":"#);
-    out.extend_from_slice(text(source).as_bytes());
-    out.extend_from_slice(br#","type":"#);
-    out.extend_from_slice(text(event_type).as_bytes());
-    if let Some(subject) = subject {
-        out.extend_from_slice(br#","subject":"#);
-        out.extend_from_slice(text(subject).as_bytes());
-    }
-    out.extend_from_slice(br#","time":"#);
-    out.extend_from_slice(text(time).as_bytes());
-    out.extend_from_slice(br#","datacontenttype":"application/json","data":"#);
-    out.extend_from_slice(raw.trim_ascii());
-    out.push(b'}');
-    out
+    let attributes = cloudevent::Attributes {
+        id,
+        source,
+        event_type,
+        subject,
+        time,
+        extensions: &[],
+    };
+    let data = Data::Json(Cow::Borrowed(raw.trim_ascii()));
+    // Only a message's rendering can fail; raw JSON is copied as it is.
+    cloudevent::structured(&attributes, &data, &SerializeOptions::default()).unwrap_or_default()
 }
 
 #[cfg(test)]
