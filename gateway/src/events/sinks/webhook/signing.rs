@@ -28,13 +28,17 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// One signing key (never shown: `Debug` prints its length only).
+/// One signing key, keyed once at load (never shown: `Debug` prints its
+/// length only).
 #[derive(Clone)]
-pub struct Secret(Vec<u8>);
+pub struct Secret {
+    key: HmacKey,
+    len: usize,
+}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({} bytes)", self.0.len())
+        write!(f, "Secret({} bytes)", self.len)
     }
 }
 
@@ -61,7 +65,10 @@ impl Secret {
                 key.len()
             ));
         }
-        Ok(Secret(key))
+        Ok(Secret {
+            key: HmacKey::new(&key),
+            len: key.len(),
+        })
     }
 }
 
@@ -87,7 +94,7 @@ impl Signer {
         self.secrets
             .iter()
             .map(|secret| {
-                let mac = HmacKey::new(&secret.0).sign(&message);
+                let mac = secret.key.sign(&message);
                 format!("v1,{}", general_purpose::STANDARD.encode(mac))
             })
             .collect::<Vec<_>>()
