@@ -58,6 +58,15 @@ pub struct WebhookEndpointConfig {
     pub dedupe: DedupeConfig,
     /// Where accepted deliveries go: an events sink, as CloudEvents.
     pub publish: PublishConfig,
+    /// Plugins for this endpoint (a rate limit per client IP, a request
+    /// id…). They run with the top-level `plugins`, except the top-level
+    /// `auth` and `idempotency`: a delivery is authenticated by its
+    /// signature and deduplicated on its webhook id. A plugin listed here
+    /// replaces the top-level one of the same name, as on a route; an
+    /// `auth` listed here does run (e.g. mTLS for a partner), before the
+    /// signature is checked.
+    #[serde(default)]
+    pub plugins: Vec<switchyard_plugins::PluginConfig>,
 }
 
 /// A webhook signing scheme.
@@ -146,6 +155,7 @@ impl fmt::Debug for WebhookEndpointConfig {
             .field("max_body", &self.max_body)
             .field("dedupe", &self.dedupe)
             .field("publish", &self.publish)
+            .field("plugins", &self.plugins.len())
             .finish()
     }
 }

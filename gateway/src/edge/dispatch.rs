@@ -73,7 +73,9 @@ impl Gateway {
         if normalized.is_ok()
             && let Some(webhook) = runtime.webhooks.find(&req)
         {
-            let response = webhook.call(req).await;
+            let mut stack = webhook.stack();
+            stack.ready().await?;
+            let response = stack.call(req).await?;
             let status = response.status().as_u16();
             self.metrics
                 .observe_http(webhook.name(), method.as_str(), status, started.elapsed());

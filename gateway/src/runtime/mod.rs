@@ -106,12 +106,8 @@ impl Runtime {
         let graphql =
             graphql_endpoint(&loaded, &pool, &upstreams, &metrics, events.as_deref()).await?;
         let table = table.build();
-        let webhooks = crate::webhooks::Endpoints::build(
-            &loaded,
-            events.as_deref(),
-            &table,
-            &metrics.webhooks_received,
-        )?;
+        let webhooks =
+            crate::webhooks::Endpoints::build(&loaded, events.as_deref(), &table, &metrics).await?;
         Ok(Runtime {
             graphql,
             pool,

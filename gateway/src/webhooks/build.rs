@@ -1,17 +1,22 @@
 //! `webhooks:` compiled into [`Endpoints`], every error naming its key.
 
 use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, Method};
-use prometheus::IntCounterVec;
+use switchyard_plugins::PluginConfig;
+use switchyard_plugins::registry::{BuildContext, build_stack, with_defaults};
+use switchyard_plugins::stage::{HttpService, Request};
 
 use super::dedupe::{LocalStore, RedisStore, Store};
 use super::publish::{Publisher, Template};
 use super::verify::{STRIPE_SIGNATURE, Scheme, Verifier};
-use super::{Endpoint, Endpoints, Outcome, Outcomes};
+use super::{Endpoint, Endpoints, Outcome, Outcomes, Served};
 use crate::config::webhooks::{DedupeStore, WebhookEndpointConfig, WebhookScheme};
 use crate::config::{ConfigError, KeyPath, LoadedConfig};
 use crate::events::Events;
+use crate::observability::Metrics;
 use crate::routing::RouteTable;
 
 /// Default `dedupe.max_entries` of a local store.
@@ -19,21 +24,22 @@ const DEFAULT_MAX_ENTRIES: usize = 100_000;
 
 impl Endpoints {
     /// Compiles `webhooks:`. `events` is the running events side (the sinks);
-    /// `table` the routes, to warn about paths a webhook shadows; `received`
-    /// counts deliveries by endpoint and outcome.
-    pub fn build(
+    /// `table` the routes, to warn about paths a webhook shadows; `metrics`
+    /// count deliveries by endpoint and outcome, and plugin outcomes.
+    pub async fn build(
         loaded: &LoadedConfig,
         events: Option<&Events>,
         table: &RouteTable,
-        received: &IntCounterVec,
+        metrics: &Metrics,
     ) -> Result<Endpoints, ConfigError> {
+        let received = &metrics.webhooks_received;
         let mut endpoints = Endpoints::default();
         let mut names = HashSet::new();
         for (index, config) in loaded.config.webhooks.iter().enumerate() {
             let key = KeyPath::root().key("webhooks").index(index);
             let at =
                 |field: &str, message: String| loaded.source.error_at(&key.key(field), message);
-            let name = config.name.clone().unwrap_or_else(|| config.path.clone());
+            let name = endpoint_name(config);
             let name_key = if config.name.is_some() {
                 "name"
             } else {
@@ -59,21 +65,62 @@ impl Endpoints {
             let same_path = endpoints.by_path.entry(config.path.clone()).or_default();
             if let Some(other) = same_path
                 .iter()
-                .find(|e| overlap(&e.hosts, &endpoint.hosts))
+                .find(|e| overlap(&e.endpoint.hosts, &endpoint.hosts))
             {
                 return Err(at(
                     "path",
                     format!(
                         "{:?} is already served for the same hosts by webhook endpoint `{}`",
-                        config.path, other.name
+                        config.path,
+                        other.name()
                     ),
                 ));
             }
             warn_if_shadowing(table, &config.path, &endpoint);
-            same_path.push(endpoint);
+            let endpoint = Arc::new(endpoint);
+            let stack = stack(loaded, config, &endpoint, metrics)
+                .await
+                .map_err(|e| at("plugins", e))?;
+            same_path.push(Served { endpoint, stack });
         }
         Ok(endpoints)
     }
+}
+
+/// The endpoint behind its plugins: its own `plugins`, with the top-level
+/// ones except `auth` and `idempotency` (the signature authenticates, the
+/// webhook id deduplicates).
+async fn stack(
+    loaded: &LoadedConfig,
+    config: &WebhookEndpointConfig,
+    endpoint: &Arc<Endpoint>,
+    metrics: &Metrics,
+) -> Result<HttpService, String> {
+    let defaults: Vec<PluginConfig> = loaded
+        .config
+        .plugins
+        .iter()
+        .filter(|p| !matches!(p, PluginConfig::Auth(_) | PluginConfig::Idempotency(_)))
+        .cloned()
+        .collect();
+    let endpoint = endpoint.clone();
+    let handler = HttpService::new(tower::service_fn(move |req: Request| {
+        let endpoint = endpoint.clone();
+        async move { Ok::<_, Infallible>(endpoint.call(req).await) }
+    }));
+    let ctx = BuildContext {
+        base_dir: loaded.source.base_dir(),
+        route: endpoint_name(config),
+        metrics: metrics.plugins.clone(),
+    };
+    build_stack(&with_defaults(&defaults, &config.plugins), handler, &ctx)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The endpoint's `name`, else its `path`.
+fn endpoint_name(config: &WebhookEndpointConfig) -> String {
+    config.name.clone().unwrap_or_else(|| config.path.clone())
 }
 
 /// Endpoint names label metrics: unique among endpoints and routes.

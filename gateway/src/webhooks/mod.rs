@@ -25,12 +25,13 @@ pub mod publish;
 pub mod verify;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, StatusCode, header};
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use switchyard_plugins::error::{Code, ErrorResponse};
-use switchyard_plugins::stage::{Request, Response, full_body, read_body_limited};
+use switchyard_plugins::stage::{HttpService, Request, Response, full_body, read_body_limited};
 
 use crate::events::outbox::AppendError;
 use dedupe::{Reservation, Store};
@@ -40,7 +41,27 @@ use verify::{Rejection, Verified, Verifier};
 /// A config version's webhook endpoints, by path.
 #[derive(Default)]
 pub struct Endpoints {
-    by_path: HashMap<String, Vec<Endpoint>>,
+    by_path: HashMap<String, Vec<Served>>,
+}
+
+/// An endpoint behind its plugins.
+pub struct Served {
+    endpoint: Arc<Endpoint>,
+    /// The plugins (`plugins:` with the top-level ones, less `auth` and
+    /// `idempotency`) around [`Endpoint::call`].
+    stack: HttpService,
+}
+
+impl Served {
+    /// The endpoint's name (metrics, logs).
+    pub fn name(&self) -> &str {
+        &self.endpoint.name
+    }
+
+    /// The endpoint's pipeline: plugins, then the delivery.
+    pub fn stack(&self) -> HttpService {
+        self.stack.clone()
+    }
 }
 
 /// One compiled endpoint.
@@ -108,7 +129,7 @@ impl Endpoints {
     /// The endpoint for a request's (normalised) path and host, if any: an
     /// exact host first, then the longest wildcard, then an endpoint
     /// without `hosts`.
-    pub fn find(&self, req: &Request) -> Option<&Endpoint> {
+    pub fn find(&self, req: &Request) -> Option<&Served> {
         if self.is_empty() {
             return None;
         }
@@ -116,7 +137,7 @@ impl Endpoints {
         let host = crate::routing::hosts::request_host(req);
         candidates
             .iter()
-            .filter_map(|e| Some((host_rank(&e.hosts, host.as_deref())?, e)))
+            .filter_map(|e| Some((host_rank(&e.endpoint.hosts, host.as_deref())?, e)))
             .max_by_key(|(rank, _)| *rank)
             .map(|(_, e)| e)
     }
@@ -125,11 +146,6 @@ impl Endpoints {
 // === impl Endpoint ===
 
 impl Endpoint {
-    /// The endpoint's name (metrics, logs).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Serves one delivery (never fails: errors are responses).
     pub async fn call(&self, req: Request) -> Response {
         let (outcome, response) = match self.handle(req).await {

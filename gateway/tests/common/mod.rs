@@ -19,6 +19,7 @@ use switchyard_demo::{DemoServer, Service};
 
 pub mod nats;
 pub mod scripted;
+pub mod webhooks;
 
 /// The repository root, for paths to `proto/` and `config/`.
 pub fn repo_root() -> PathBuf {
