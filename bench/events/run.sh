@@ -73,10 +73,10 @@ run_row() { # run_row ID CONFIG NATS-URL
     g1=$(ticks $gw); u1=$(ticks $DEMO_PID)
     local n; n=$(awk '/ requests in / {print $1}' "$out"); ((n > 0)) || die "$id: no requests (see $out)"
     local appended published
-    appended=$(metric 'switchyard_events_total{outcome="appended",sink="bus"}')
+    appended=$(metric 'switchyard_events_total{outcome="appended",sink="bus",')
     if [[ $id == events ]]; then
         for _ in $(seq 600); do
-            published=$(metric 'switchyard_events_total{outcome="published",sink="bus"}')
+            published=$(metric 'switchyard_events_total{outcome="published",sink="bus",')
             [[ $published == "$appended" ]] && break; sleep 0.1; done
         [[ $published == "$appended" ]] || die "$id: $appended events appended but only $published published within 60 s"
         say "$id: all $appended events published"

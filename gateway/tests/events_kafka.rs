@@ -296,7 +296,7 @@ async fn a_created_order_publishes_one_cloudevent_keyed_by_its_subject() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        gw.metric("switchyard_events_total{outcome=\"published\",sink=\"bus\"}")
+        gw.metric("switchyard_events_total{outcome=\"published\",sink=\"bus\",")
             .await,
         Some(2.0)
     );

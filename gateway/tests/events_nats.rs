@@ -27,6 +27,20 @@ fn temp_dir(name: &str) -> PathBuf {
 /// The demo gateway with CreateOrder publishing `com.example.order.created`
 /// to `url`, stream `stream` on `subject`, outbox in `dir`.
 async fn gateway(url: &str, stream: &str, subject: &str, dir: &Path, outbox: &str) -> TestGateway {
+    gateway_with(url, stream, subject, dir, outbox, "").await
+}
+
+/// As [`gateway`], with `definition` added to the event definition (`,
+/// when_full: drop`); its CloudEvents subject is `orders/{response.id}`
+/// unless `definition` sets one.
+async fn gateway_with(
+    url: &str,
+    stream: &str,
+    subject: &str,
+    dir: &Path,
+    outbox: &str,
+    definition: &str,
+) -> TestGateway {
     let demo = common::spawn_demo().await;
     let events = format!(
         r#"
@@ -38,10 +52,14 @@ events:
 "#,
         outbox_path = dir.join("outbox.redb").display(),
     );
+    let ce_subject = match definition.contains("subject:") {
+        true => "",
+        false => r#"subject: "orders/{response.id}", "#,
+    };
     let yaml = common::demo_config(&demo, "", &events).replace(
         "upstream: orders ",
         &format!(
-            r#"upstream: orders, events: [{{ method: CreateOrder, type: com.example.order.created, subject: "orders/{{response.id}}", sink: bus, destination: "{subject}" }}] "#
+            r#"upstream: orders, events: [{{ method: CreateOrder, type: com.example.order.created, {ce_subject}sink: bus, destination: "{subject}"{definition} }}] "#
         ),
     );
     TestGateway::start_yaml(demo, &yaml).await
@@ -99,9 +117,12 @@ async fn a_created_order_publishes_one_cloudevent_to_jetstream() {
         Some(0.0)
     );
     assert_eq!(
-        gw.metric("switchyard_events_total{outcome=\"published\",sink=\"bus\"}")
-            .await,
-        Some(1.0)
+        gw.metric(
+            "switchyard_events_total{outcome=\"published\",sink=\"bus\",type=\"com.example.order.created\"}"
+        )
+        .await,
+        Some(1.0),
+        "counted by sink, type and outcome"
     );
     let _ = async_nats::connect(url)
         .await
@@ -136,13 +157,16 @@ async fn a_graphql_mutation_publishes_the_routes_event_too() {
 }
 
 #[tokio::test]
-async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_order() {
+async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_order_per_subject() {
     let dir = temp_dir("events-outage");
     let mut nats = OwnNats::start(free_port(), &dir.join("js"));
     nats.ready().await;
     let url = format!("nats://127.0.0.1:{}", nats.port);
     let (stream, subject) = ("OUTAGE", "outage.orders.created");
-    let gw = gateway(&url, stream, subject, &dir, "").await;
+    // One subject per user: the relay publishes up to max_in_flight (64) at
+    // once, never two of one subject, so each user's events keep their order.
+    let per_user = r#", subject: "users/{request.user_id}""#;
+    let gw = gateway_with(&url, stream, subject, &dir, "", per_user).await;
     // One event while the broker is up (creates the stream).
     let (status, _) = create_order(&gw, "1").await;
     assert_eq!(status, StatusCode::OK);
@@ -154,28 +178,35 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_or
     }
     nats.stop();
     // The broker is down: requests still succeed, events wait.
-    let mut ids = Vec::new();
-    for _ in 0..20 {
-        let (status, order) = create_order(&gw, "3").await;
+    let mut ids: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for n in 0..30 {
+        let user = ["3", "4", "5"][n % 3];
+        let (status, order) = create_order(&gw, user).await;
         assert_eq!(status, StatusCode::OK, "{order}");
-        ids.push(order["id"].as_str().unwrap().to_owned());
+        ids.entry(user)
+            .or_default()
+            .push(order["id"].as_str().unwrap().to_owned());
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let waiting = gw
         .metric("switchyard_outbox_depth{sink=\"bus\"}")
         .await
         .unwrap();
-    assert!(waiting >= 19.0, "{waiting} events waiting");
+    assert!(waiting >= 29.0, "{waiting} events waiting");
     nats.restart();
     nats.ready().await;
-    let got = consume(&url, stream, 21, Duration::from_secs(10)).await;
-    let data_ids: Vec<&str> = got[1..]
-        .iter()
-        .map(|(_, e)| e["data"]["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(data_ids, ids, "every event, once, in order");
+    let got = consume(&url, stream, 31, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 31, "every event, once");
+    for (user, sent) in &ids {
+        let arrived: Vec<&str> = got
+            .iter()
+            .filter(|(_, e)| e["subject"] == format!("users/{user}"))
+            .map(|(_, e)| e["data"]["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(&arrived, sent, "user {user}: every event, in order");
+    }
     let msg_ids: std::collections::HashSet<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(msg_ids.len(), 21, "distinct event ids");
+    assert_eq!(msg_ids.len(), 31, "distinct event ids");
     drop(gw);
     drop(nats);
     let _ = std::fs::remove_dir_all(dir);
@@ -203,7 +234,7 @@ async fn a_full_outbox_refuses_must_deliver_requests_with_503_before_the_upstrea
         "the upstream was not called"
     );
     assert_eq!(
-        gw.metric("switchyard_events_total{outcome=\"rejected\",sink=\"bus\"}")
+        gw.metric("switchyard_events_total{outcome=\"rejected\",sink=\"bus\",")
             .await,
         Some(1.0)
     );
@@ -235,4 +266,83 @@ async fn a_full_outbox_refuses_must_deliver_requests_with_503_before_the_upstrea
     );
     drop(gw);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_full_outbox_evicts_the_oldest_droppable_event_and_the_request_succeeds() {
+    let dir = temp_dir("events-evict");
+    let stream = format!("T{}", unique());
+    let subject = format!("t{}.orders.created", unique());
+    // Nothing listens there: events stay in the outbox.
+    let down = format!("nats://127.0.0.1:{}", free_port());
+    let (outbox, when_full) = (", max_events: 2", ", when_full: drop");
+    let gw = gateway_with(&down, &stream, &subject, &dir, outbox, when_full).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (status, order) = create_order(&gw, "1").await;
+        assert_eq!(status, StatusCode::OK, "{order}");
+        ids.push(order["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(gw.demo.calls(Service::Orders), 3, "every call went through");
+    let evicted = "switchyard_events_total{outcome=\"evicted\",sink=\"bus\",";
+    for _ in 0..100 {
+        if gw.metric(evicted).await == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gw.metric(evicted).await, Some(1.0), "one event evicted");
+    let status = gw.admin_get("/admin/events").await.json();
+    assert_eq!(
+        status["outbox"],
+        json!({"depth": 2, "max_events": 2}),
+        "{status}"
+    );
+    assert_eq!(status["sinks"][0]["waiting"], 2, "{status}");
+    assert_eq!(
+        gw.metric("switchyard_outbox_depth{sink=\"bus\"}").await,
+        Some(2.0),
+        "the depth gauge agrees with the outbox"
+    );
+    assert_eq!(
+        gw.metric("switchyard_events_total{outcome=\"appended\",sink=\"bus\",")
+            .await,
+        Some(3.0)
+    );
+    assert_eq!(
+        gw.metric("switchyard_events_total{outcome=\"dropped\",sink=\"bus\",")
+            .await
+            .unwrap_or(0.0),
+        0.0,
+        "no new event dropped"
+    );
+    // The same outbox behind a reachable broker delivers what was kept (the
+    // first gateway's relay held the evicted event in memory: it is gone
+    // with it).
+    gw.stop().await;
+    closed(&dir.join("outbox.redb")).await;
+    let url = "nats://127.0.0.1:4222";
+    let gw = gateway_with(url, &stream, &subject, &dir, outbox, when_full).await;
+    let got = consume(url, &stream, 3, Duration::from_secs(2)).await;
+    let data_ids: Vec<&str> = got
+        .iter()
+        .map(|(_, e)| e["data"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(data_ids, ids[1..], "the two newest, in order");
+    gw.stop().await;
+    if let Ok(client) = async_nats::connect(url).await {
+        let _ = jetstream::new(client).delete_stream(&stream).await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Waits (up to 10 s) until no gateway holds the outbox file at `path`.
+async fn closed(path: &Path) {
+    for _ in 0..200 {
+        if switchyard::events::outbox::Outbox::inspect(path, &[], 0).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the outbox {} stayed open", path.display());
 }

@@ -483,7 +483,7 @@ async fn an_exhausted_schedule_dead_letters_the_event() {
     );
     assert_eq!(gw.metric(&deliveries("500")).await, Some(3.0));
     assert_eq!(
-        gw.metric("switchyard_events_total{outcome=\"dead_lettered\",sink=\"hooks\"}")
+        gw.metric("switchyard_events_total{outcome=\"dead_lettered\",sink=\"hooks\",")
             .await,
         Some(1.0)
     );

@@ -130,8 +130,10 @@ pub struct EventDefinition {
     #[serde(default)]
     pub extensions: BTreeMap<String, String>,
     /// When the outbox is full: `reject` the request with 503 before the
-    /// upstream is called (default: the event must not be lost), or
-    /// `drop` the event (counted in `switchyard_events_dropped_total`).
+    /// upstream is called (default: the event must not be lost), or `drop`:
+    /// the request goes through and the oldest waiting `drop` event of the
+    /// same sink is evicted to make room (`switchyard_events_total
+    /// {outcome="evicted"}`; with none to evict, the new event is dropped).
     #[serde(default)]
     pub when_full: WhenFull,
 }

@@ -150,11 +150,15 @@ fn is_json(content_type: &str) -> bool {
     essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
 }
 
-/// An attribute value as an HTTP header value, per the CloudEvents HTTP
-/// binding: percent-encoded outside printable ASCII, and `"`, `%`.
-pub fn http_header_value(value: &str) -> String {
-    const ENCODE: &percent_encoding::AsciiSet =
-        &percent_encoding::CONTROLS.add(b'"').add(b'%').add(0x7f);
+/// An attribute value as a `ce-` header value in binary mode, per the
+/// CloudEvents HTTP and NATS bindings (§3.1.3.2 in both): space, `"`, `%`
+/// and everything outside printable ASCII percent-encoded.
+pub fn header_value(value: &str) -> String {
+    const ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'%')
+        .add(0x7f);
     percent_encoding::utf8_percent_encode(value, ENCODE).to_string()
 }
 
@@ -196,10 +200,10 @@ mod tests {
 
     #[test]
     fn header_values_are_percent_encoded_outside_printable_ascii() {
-        assert_eq!(http_header_value("orders/7 ok"), "orders/7 ok");
+        assert_eq!(header_value("orders/7"), "orders/7");
         assert_eq!(
-            http_header_value("caf\u{e9} \"x\" 100%"),
-            "caf%C3%A9 %22x%22 100%25"
+            header_value("caf\u{e9} \"x\" 100%"),
+            "caf%C3%A9%20%22x%22%20100%25"
         );
     }
 }

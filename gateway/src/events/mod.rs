@@ -6,6 +6,7 @@
 
 pub mod cloudevent;
 pub mod compile;
+pub mod counters;
 pub mod data;
 pub mod inspect;
 pub mod outbox;
@@ -19,12 +20,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::HeaderMap;
-use prometheus::IntCounter;
 use prost_reflect::{DynamicMessage, MethodDescriptor, SerializeOptions};
 use switchyard_plugins::error::ErrorResponse;
 
 use crate::config::events::{EventDefinition, EventsConfig, SinkConfig, WhenFull};
 use crate::observability::metrics::EventMetrics;
+use counters::{EventCounters, TypeLabels};
 use data::DataSpec;
 use outbox::{AppendError, Outbox};
 use relay::{Relay, RelayMetrics};
@@ -39,6 +40,8 @@ pub struct Events {
     sinks: BTreeMap<String, usize>,
     relays: Vec<tokio::task::JoinHandle<()>>,
     metrics: EventMetrics,
+    /// The `type` labels given so far (bounded).
+    types: Arc<TypeLabels>,
 }
 
 /// Where a setup error is: the key below `events` and what is wrong.
@@ -71,6 +74,13 @@ impl Events {
             key: vec!["outbox".into(), "path".into()],
             message,
         })?;
+        let types = Arc::new(TypeLabels::default());
+        meter(&outbox, &names, &metrics, &types);
+        // What a previous run left is waiting too.
+        let left = outbox.depth();
+        if left > 0 {
+            tracing::info!(events = left, path = %path.display(), "outbox holds undelivered events from a previous run");
+        }
         let outbox = Arc::new(outbox);
         let mut relays = Vec::with_capacity(names.len());
         for (index, (name, sink)) in config.sinks.iter().enumerate() {
@@ -80,7 +90,6 @@ impl Events {
                     key: vec!["sinks".into(), name.clone()],
                     message,
                 })?;
-            let depth = metrics.depth.with_label_values(&[name]);
             let relay = Relay {
                 sink: index,
                 name: name.clone(),
@@ -90,30 +99,19 @@ impl Events {
                 retry_max: outbox_config.retry_max.0,
                 max_age: outbox_config.max_age.0,
                 metrics: RelayMetrics {
-                    published: metrics.events.with_label_values(&[name, "published"]),
-                    retried: metrics.events.with_label_values(&[name, "retried"]),
-                    dead: metrics.events.with_label_values(&[name, "dead_lettered"]),
-                    depth,
+                    counters: EventCounters::new(metrics.events.clone(), name, types.clone()),
                     oldest_age: metrics.oldest_age.with_label_values(&[name]),
                     latency: metrics.delivery.with_label_values(&[name]),
                 },
             };
             relays.push(tokio::spawn(relay.run()));
         }
-        // What a previous run left is waiting too.
-        let left = outbox.depth();
-        if left > 0 {
-            tracing::info!(events = left, path = %path.display(), "outbox holds undelivered events from a previous run");
-        }
-        for (index, name) in names.iter().enumerate() {
-            let waiting = outbox.len(index).unwrap_or(0);
-            metrics.depth.with_label_values(&[name]).set(waiting as i64);
-        }
         Ok(Events {
             outbox,
             sinks: names.into_iter().enumerate().map(|(i, n)| (n, i)).collect(),
             relays,
             metrics,
+            types,
         })
     }
 
@@ -141,12 +139,10 @@ impl Events {
     /// definitions (inbound webhooks).
     pub fn sink(&self, name: &str) -> Option<SinkHandle> {
         let &index = self.sinks.get(name)?;
-        let counter = |outcome: &str| self.metrics.events.with_label_values(&[name, outcome]);
         Some(SinkHandle {
             index,
             outbox: self.outbox.clone(),
-            depth: self.metrics.depth.with_label_values(&[name]),
-            appended: counter("appended"),
+            counters: EventCounters::new(self.metrics.events.clone(), name, self.types.clone()),
         })
     }
 
@@ -207,11 +203,6 @@ impl Events {
             ),
             None => None,
         };
-        let counter = |outcome: &str| {
-            self.metrics
-                .events
-                .with_label_values(&[definition.sink.as_str(), outcome])
-        };
         Ok(EventSpec {
             sink,
             event_type: definition.event_type.clone(),
@@ -225,8 +216,6 @@ impl Events {
             extensions,
             on_status,
             when_full: definition.when_full,
-            dropped: counter("dropped"),
-            rejected: counter("rejected"),
         })
     }
 }
@@ -237,6 +226,20 @@ impl Drop for Events {
             relay.abort();
         }
     }
+}
+
+/// Sets the sinks' depth gauges to what waits (before any relay runs) and
+/// gives the outbox the meters it keeps in step.
+fn meter(outbox: &Outbox, names: &[String], metrics: &EventMetrics, types: &Arc<TypeLabels>) {
+    let meters = names.iter().enumerate().map(|(index, name)| {
+        let depth = metrics.depth.with_label_values(&[name]);
+        depth.set(outbox.len(index).unwrap_or(0) as i64);
+        outbox::SinkMeters {
+            depth,
+            counters: EventCounters::new(metrics.events.clone(), name, types.clone()),
+        }
+    });
+    outbox.meter(meters.collect());
 }
 
 async fn connect(
@@ -259,21 +262,30 @@ async fn connect(
     })
 }
 
-/// Appends ready-made events for one sink (see [`Events::sink`]).
+/// Appends ready-made events for one sink (see [`Events::sink`]); the
+/// outbox keeps the sink's depth gauge.
 #[derive(Clone)]
 pub struct SinkHandle {
     index: usize,
     outbox: Arc<Outbox>,
-    depth: prometheus::IntGauge,
-    appended: IntCounter,
+    counters: EventCounters,
 }
 
 impl SinkHandle {
-    /// Appends `event`: committed within the durability window.
+    /// Appends `event`: committed within the durability window; refused
+    /// when the outbox is full.
     pub fn append(&self, event: &Outgoing) -> Result<(), AppendError> {
         self.outbox.append(self.index, event)?;
-        self.appended.inc();
-        self.depth.inc();
+        self.counters.inc(&event.event_type, "appended");
+        Ok(())
+    }
+
+    /// Appends `event`, which may be lost: when the outbox is full the
+    /// sink's oldest such event is evicted to make room (see
+    /// [`Outbox::append_evicting`]).
+    pub fn append_evicting(&self, event: &Outgoing) -> Result<(), AppendError> {
+        self.outbox.append_evicting(self.index, event)?;
+        self.counters.inc(&event.event_type, "appended");
         Ok(())
     }
 }
@@ -291,8 +303,6 @@ pub struct EventSpec {
     /// Publish on these answer statuses; `None`: on success.
     on_status: Option<Vec<http::StatusCode>>,
     when_full: WhenFull,
-    dropped: IntCounter,
-    rejected: IntCounter,
 }
 
 impl std::fmt::Debug for EventSpec {
@@ -364,7 +374,7 @@ impl EventSpec {
     /// outbox has no room.
     pub fn admit(&self) -> Result<(), OutboxFull> {
         if self.when_full == WhenFull::Reject && !self.sink.outbox.has_room() {
-            self.rejected.inc();
+            self.sink.counters.inc(&self.event_type, "rejected");
             return Err(OutboxFull);
         }
         Ok(())
@@ -408,7 +418,7 @@ impl EventSpec {
             Ok(body) => body,
             Err(e) => {
                 tracing::error!(event_type = %self.event_type, error = %e, "event not built");
-                self.dropped.inc();
+                self.sink.counters.inc(&self.event_type, "dropped");
                 return;
             }
         };
@@ -419,11 +429,15 @@ impl EventSpec {
             destination: self.destination.render(call),
             body,
         };
-        if let Err(e) = self.sink.append(&event) {
-            // Admitted while there was room; a burst filled it since (or
-            // the event is over the size limit).
+        let appended = match self.when_full {
+            WhenFull::Reject => self.sink.append(&event),
+            WhenFull::Drop => self.sink.append_evicting(&event),
+        };
+        if let Err(e) = appended {
+            // Admitted while there was room, and a burst filled it since;
+            // or over the size limit; or the writer fell behind.
             tracing::error!(event_type = %self.event_type, id = %event.id, error = %e, "event dropped");
-            self.dropped.inc();
+            self.sink.counters.inc(&self.event_type, "dropped");
         }
     }
 }

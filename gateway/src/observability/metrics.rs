@@ -192,9 +192,9 @@ impl Metrics {
             events: IntCounterVec::new(
                 Opts::new(
                     "events_total",
-                    "Domain events by sink and outcome: appended (to the outbox), published (acknowledged by the sink), retried (a failed attempt), dead_lettered, dropped (outbox full, `when_full: drop`), rejected (request refused: outbox full).",
+                    "Domain events by sink, CloudEvents type (at most 256 distinct, then `other`) and outcome: appended (to the outbox), published (acknowledged by the sink), retried (a failed attempt), dead_lettered, evicted (an older `when_full: drop` event removed to make room), dropped (not stored), rejected (request refused: outbox full).",
                 ),
-                &["sink", "outcome"],
+                &["sink", "type", "outcome"],
             )
             .expect("static metric definition"),
             depth: IntGaugeVec::new(

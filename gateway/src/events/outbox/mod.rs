@@ -14,22 +14,32 @@
 //! Removal after delivery is committed without its own fsync (the next
 //! append's commit persists it): a crash can only make an event be
 //! delivered again, never lost, and sinks deduplicate on the event id.
+//!
+//! Events of `when_full: drop` definitions ([`Outbox::append_evicting`])
+//! are also listed, by sequence number, in their sink's `droppable/` table.
+//! Such an append is accepted when the outbox is full: the writer, in the
+//! transaction that inserts it, evicts the oldest droppable event of the
+//! same sink (one in, one out, so `max_events` stays a hard bound). Events
+//! that must not be lost are never evicted; when the sink has no droppable
+//! event waiting (the room is taken by must-deliver events, or by other
+//! sinks), the new event is dropped instead.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use prometheus::IntGauge;
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{Notify, mpsc};
 
+use super::counters::EventCounters;
 use super::sinks::Outgoing;
 pub use record::{DeadLetter, Stored, now_ms};
-use record::{decode, decode_dead, encode, encode_dead};
+use record::{encode, encode_dead};
 use writer::Writer;
 
+mod read;
 mod record;
 mod writer;
 
@@ -42,11 +52,17 @@ pub struct Outbox {
     db: Arc<Database>,
     /// Table names, by sink index.
     tables: Arc<[String]>,
+    /// The sinks' `droppable/` tables (the sequence numbers of their
+    /// evictable events), by sink index.
+    droppable: Arc<[String]>,
     /// `None` once dropping (the writer thread then finishes and exits).
     writer: Option<mpsc::Sender<Pending>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// Events appended and not yet removed, all sinks.
+    /// Events stored, or handed to the writer with a place reserved, and
+    /// not removed, all sinks: never above `max_events`.
     depth: Arc<AtomicUsize>,
+    /// The sinks' meters, once [`Outbox::meter`] gave them.
+    meters: Meters,
     max_events: usize,
     max_event_size: usize,
     max_dead_letters: usize,
@@ -67,6 +83,22 @@ pub struct Limits {
     pub flush_interval: Duration,
 }
 
+/// One sink's metrics that the outbox keeps in step with what it stores.
+#[derive(Clone)]
+pub struct SinkMeters {
+    /// `switchyard_outbox_depth{sink}`: raised by appends, lowered by
+    /// removals and dead letters, by evictions and by events lost or
+    /// dropped in the writer (the outbox alone keeps it).
+    pub depth: IntGauge,
+    /// `evicted` (the oldest `when_full: drop` events, to make room) and
+    /// `dropped` (events the writer could not keep: a full outbox with
+    /// nothing of their sink to evict, or a failed commit), by type.
+    pub counters: EventCounters,
+}
+
+/// Set once, by sink index; shared with the writer.
+type Meters = Arc<OnceLock<Box<[SinkMeters]>>>;
+
 /// Why an event was not appended.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
@@ -76,9 +108,15 @@ pub enum AppendError {
     TooLarge { size: usize, max: usize },
 }
 
+/// An event handed to the writer.
 struct Pending {
-    pub(super) sink: usize,
-    pub(super) record: Vec<u8>,
+    sink: usize,
+    record: Vec<u8>,
+    /// Appended with [`Outbox::append_evicting`]: it may be evicted later.
+    droppable: bool,
+    /// It holds a place in `depth`. When not (a droppable event appended to
+    /// a full outbox), the writer takes one freed since, or evicts.
+    reserved: bool,
 }
 
 // === impl Outbox ===
@@ -88,12 +126,6 @@ impl Outbox {
     /// order) and starts its writer thread; events left by a previous run
     /// are counted and delivered.
     pub fn open(path: &Path, sinks: &[String], limits: &Limits) -> Result<Outbox, String> {
-        let Limits {
-            max_events,
-            max_event_size,
-            max_dead_letters,
-            flush_interval,
-        } = *limits;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -101,32 +133,23 @@ impl Outbox {
         let db = Database::create(path)
             .map_err(|e| format!("cannot open the outbox {}: {e}", path.display()))?;
         let tables: Arc<[String]> = sinks.iter().map(|s| format!("sink/{s}")).collect();
-        let mut next = Vec::with_capacity(tables.len());
-        let mut depth = 0;
-        {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
-            for name in tables.iter() {
-                let table = txn.open_table(table_def(name)).map_err(|e| e.to_string())?;
-                depth += table.len().map_err(|e| e.to_string())? as usize;
-                let last = table
-                    .last()
-                    .map_err(|e| e.to_string())?
-                    .map_or(0, |(k, _)| k.value());
-                next.push(last + 1);
-            }
-            txn.commit().map_err(|e| e.to_string())?;
-        }
+        let droppable: Arc<[String]> = sinks.iter().map(|s| format!("droppable/{s}")).collect();
+        let (depth, next) = count(&db, sinks)?;
         let db = Arc::new(db);
         let (writer, rx) = mpsc::channel(WRITER_QUEUE);
         let wake: Arc<[Notify]> = tables.iter().map(|_| Notify::new()).collect();
         let depth = Arc::new(AtomicUsize::new(depth));
+        let meters = Meters::default();
         let thread = Writer {
             db: db.clone(),
             tables: tables.clone(),
+            droppable: droppable.clone(),
             next,
             wake: wake.clone(),
             depth: depth.clone(),
-            flush_interval,
+            meters: meters.clone(),
+            max_events: limits.max_events,
+            flush_interval: limits.flush_interval,
         };
         let thread = std::thread::Builder::new()
             .name("outbox-writer".into())
@@ -135,12 +158,14 @@ impl Outbox {
         Ok(Outbox {
             db,
             tables,
+            droppable,
             writer: Some(writer),
             thread: Some(thread),
             depth,
-            max_events,
-            max_event_size,
-            max_dead_letters,
+            meters,
+            max_events: limits.max_events,
+            max_event_size: limits.max_event_size,
+            max_dead_letters: limits.max_dead_letters,
             wake,
         })
     }
@@ -160,41 +185,22 @@ impl Outbox {
         Ok(Outbox {
             db: Arc::new(db),
             wake: tables.iter().map(|_| Notify::new()).collect(),
+            droppable: sinks.iter().map(|s| format!("droppable/{s}")).collect(),
             tables,
             writer: None,
             thread: None,
             depth: Arc::new(AtomicUsize::new(0)),
+            meters: Meters::default(),
             max_events,
             max_event_size: 0,
             max_dead_letters: 0,
         })
     }
 
-    /// The outbox's state as `/admin/events` shows it: depth and capacity,
-    /// and per sink (`names`, in index order) the events waiting, how long
-    /// the oldest has waited (seconds) and the dead letters kept (blocking).
-    pub fn status(&self, names: &[&str]) -> serde_json::Value {
-        let now = now_ms();
-        let mut depth = 0;
-        let sinks: Vec<serde_json::Value> = names
-            .iter()
-            .enumerate()
-            .map(|(index, name)| {
-                let waiting = self.len(index).ok();
-                depth += waiting.unwrap_or(0);
-                let oldest = self.oldest_appended_ms(index).ok().flatten();
-                serde_json::json!({
-                    "name": name,
-                    "waiting": waiting,
-                    "oldest_age_seconds": oldest.map(|ms| now.saturating_sub(ms) as f64 / 1000.0),
-                    "dead_lettered": self.dead_len(index).ok(),
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "outbox": {"depth": depth, "max_events": self.max_events},
-            "sinks": sinks,
-        })
+    /// Gives the sinks' meters (in index order), kept in step from now on;
+    /// only the first call counts.
+    pub fn meter(&self, meters: Vec<SinkMeters>) {
+        let _ = self.meters.set(meters.into());
     }
 
     /// Whether one more event fits (checked before an upstream call whose
@@ -209,7 +215,21 @@ impl Outbox {
     }
 
     /// Appends `event` for sink `sink`; committed within the flush interval.
+    /// Refused when the outbox is full.
     pub fn append(&self, sink: usize, event: &Outgoing) -> Result<(), AppendError> {
+        self.push(sink, event, false)
+    }
+
+    /// Appends `event` for sink `sink` as one that may be lost (`when_full:
+    /// drop`): when the outbox is full it is still accepted, and the writer
+    /// evicts sink `sink`'s oldest such event to make room (or, when it has
+    /// none, drops this one). Refused only when over the size limit or the
+    /// writer has fallen behind.
+    pub fn append_evicting(&self, sink: usize, event: &Outgoing) -> Result<(), AppendError> {
+        self.push(sink, event, true)
+    }
+
+    fn push(&self, sink: usize, event: &Outgoing, droppable: bool) -> Result<(), AppendError> {
         let record = encode(event, now_ms());
         if record.len() > self.max_event_size {
             return Err(AppendError::TooLarge {
@@ -217,73 +237,36 @@ impl Outbox {
                 max: self.max_event_size,
             });
         }
-        let max = self.max_events;
-        self.depth
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map_err(AppendError::Full)?;
+        let reserved = match reserve(&self.depth, self.max_events) {
+            Ok(()) => true,
+            Err(n) if !droppable => return Err(AppendError::Full(n)),
+            Err(_) => false,
+        };
+        // Raised before the writer can evict for it (and lower the gauge).
+        let gauge = self.meters(sink).map(|m| &m.depth);
+        if let Some(gauge) = gauge {
+            gauge.inc();
+        }
+        let pending = Pending {
+            sink,
+            record,
+            droppable,
+            reserved,
+        };
         let sent = self
             .writer
             .as_ref()
-            .is_some_and(|w| w.try_send(Pending { sink, record }).is_ok());
+            .is_some_and(|w| w.try_send(pending).is_ok());
         if !sent {
-            self.depth.fetch_sub(1, Ordering::AcqRel);
+            if reserved {
+                self.depth.fetch_sub(1, Ordering::AcqRel);
+            }
+            if let Some(gauge) = gauge {
+                gauge.dec();
+            }
             return Err(AppendError::Full(self.depth()));
         }
         Ok(())
-    }
-
-    /// Up to `max` of sink `sink`'s oldest events, oldest first (blocking:
-    /// call from a blocking context).
-    pub(super) fn oldest(&self, sink: usize, max: usize) -> Result<Vec<Stored>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        let table = match txn.open_table(table_def(&self.tables[sink])) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.to_string()),
-        };
-        let mut out = Vec::new();
-        for item in table.iter().map_err(|e| e.to_string())?.take(max) {
-            let (key, value) = item.map_err(|e| e.to_string())?;
-            match decode(value.value()) {
-                Some((appended_ms, event)) => out.push(Stored {
-                    seq: key.value(),
-                    appended_ms,
-                    event,
-                }),
-                None => {
-                    tracing::error!(sink = %self.tables[sink], seq = key.value(), "unreadable outbox record skipped")
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Events waiting for sink `sink` (blocking, but quick: a count).
-    pub fn len(&self, sink: usize) -> Result<usize, String> {
-        self.count(&self.tables[sink])
-    }
-
-    /// Events sink `sink` refused for good, kept in its dead-letter table
-    /// (blocking, a count).
-    pub fn dead_len(&self, sink: usize) -> Result<usize, String> {
-        self.count(&self.dead_table(sink))
-    }
-
-    /// The entries of table `name` (none when it was never created).
-    fn count(&self, name: &str) -> Result<usize, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        match txn.open_table(table_def(name)) {
-            Ok(table) => Ok(table.len().map_err(|e| e.to_string())? as usize),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// Sink `sink`'s dead-letter table.
-    fn dead_table(&self, sink: usize) -> String {
-        format!("dead/{}", &self.tables[sink]["sink/".len()..])
     }
 
     /// The most events the outbox holds (`max_events`).
@@ -291,96 +274,93 @@ impl Outbox {
         self.max_events
     }
 
-    /// Removes delivered events (blocking).
+    /// Removes delivered events (blocking), and takes them off the depth and
+    /// the sink's gauge. Those no longer there (evicted while they were
+    /// being delivered: the writer took them off then) are not counted twice.
     pub(super) fn remove(&self, sink: usize, seqs: &[u64]) -> Result<(), String> {
         let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
         // Persisted by the next append's commit: a crash before it only
         // redelivers (deduplicated by id), never loses.
         let _ = txn.set_durability(Durability::None);
+        let mut removed = 0;
         {
             let mut table = txn
                 .open_table(table_def(&self.tables[sink]))
                 .map_err(|e| e.to_string())?;
+            let mut droppable = txn
+                .open_table(table_def(&self.droppable[sink]))
+                .map_err(|e| e.to_string())?;
             for seq in seqs {
-                table.remove(seq).map_err(|e| e.to_string())?;
+                if table.remove(seq).map_err(|e| e.to_string())?.is_some() {
+                    removed += 1;
+                }
+                droppable.remove(seq).map_err(|e| e.to_string())?;
             }
         }
         txn.commit().map_err(|e| e.to_string())?;
-        self.depth.fetch_sub(seqs.len(), Ordering::AcqRel);
+        self.depth.fetch_sub(removed, Ordering::AcqRel);
+        if let Some(meters) = self.meters(sink) {
+            meters.depth.sub(removed as i64);
+        }
         Ok(())
     }
 
     /// Moves an event its sink refused for good (or that waited too long)
     /// to the sink's dead-letter table, kept for inspection with `reason`,
     /// out of the delivery queue (blocking). The table keeps the newest
-    /// `max_dead_letters`; returns how many older ones were discarded.
+    /// `max_dead_letters`; returns how many older ones were discarded. An
+    /// event evicted meanwhile is left evicted (and not counted twice).
     pub(super) fn dead_letter(
         &self,
         sink: usize,
         stored: &Stored,
         reason: &str,
     ) -> Result<usize, String> {
-        let dead = self.dead_table(sink);
         let txn = self.db.begin_write().map_err(|e| e.to_string())?;
         let mut discarded = 0;
-        {
+        let waiting = {
+            let mut live = txn
+                .open_table(table_def(&self.tables[sink]))
+                .map_err(|e| e.to_string())?;
+            let mut droppable = txn
+                .open_table(table_def(&self.droppable[sink]))
+                .map_err(|e| e.to_string())?;
+            droppable.remove(stored.seq).map_err(|e| e.to_string())?;
+            live.remove(stored.seq)
+                .map_err(|e| e.to_string())?
+                .is_some()
+        };
+        if waiting {
             let mut table = txn
-                .open_table(table_def(&dead))
+                .open_table(table_def(&self.dead_table(sink)))
                 .map_err(|e| e.to_string())?;
             let record = encode(&stored.event, stored.appended_ms);
+            let dead = encode_dead(&record, reason, now_ms());
             table
-                .insert(
-                    stored.seq,
-                    encode_dead(&record, reason, now_ms()).as_slice(),
-                )
+                .insert(stored.seq, dead.as_slice())
                 .map_err(|e| e.to_string())?;
             while table.len().map_err(|e| e.to_string())? as usize > self.max_dead_letters {
                 table.pop_first().map_err(|e| e.to_string())?;
                 discarded += 1;
             }
-            let mut live = txn
-                .open_table(table_def(&self.tables[sink]))
-                .map_err(|e| e.to_string())?;
-            live.remove(stored.seq).map_err(|e| e.to_string())?;
         }
         txn.commit().map_err(|e| e.to_string())?;
-        self.depth.fetch_sub(1, Ordering::AcqRel);
+        if waiting {
+            self.depth.fetch_sub(1, Ordering::AcqRel);
+            if let Some(meters) = self.meters(sink) {
+                meters.depth.dec();
+            }
+        }
         Ok(discarded)
     }
 
-    /// Up to `max` of sink `sink`'s newest dead letters, newest first
-    /// (blocking).
-    pub fn dead_letters(&self, sink: usize, max: usize) -> Result<Vec<DeadLetter>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        let table = match txn.open_table(table_def(&self.dead_table(sink))) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.to_string()),
-        };
-        let mut out = Vec::new();
-        for item in table.iter().map_err(|e| e.to_string())?.rev().take(max) {
-            let (key, value) = item.map_err(|e| e.to_string())?;
-            if let Some(dead) = decode_dead(key.value(), value.value()) {
-                out.push(dead);
-            }
-        }
-        Ok(out)
+    /// Sink `sink`'s dead-letter table.
+    fn dead_table(&self, sink: usize) -> String {
+        format!("dead/{}", &self.tables[sink]["sink/".len()..])
     }
 
-    /// When sink `sink`'s oldest waiting event was appended, ms since the
-    /// Unix epoch (`None`: nothing waits, or its time is unknown).
-    pub fn oldest_appended_ms(&self, sink: usize) -> Result<Option<u64>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        let table = match txn.open_table(table_def(&self.tables[sink])) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
-        };
-        let first = table.first().map_err(|e| e.to_string())?;
-        Ok(first
-            .and_then(|(_, value)| decode(value.value()))
-            .map(|(appended, _)| appended)
-            .filter(|&ms| ms > 0))
+    fn meters(&self, sink: usize) -> Option<&SinkMeters> {
+        self.meters.get().and_then(|m| m.get(sink))
     }
 }
 
@@ -397,6 +377,41 @@ impl Drop for Outbox {
 
 fn table_def(name: &str) -> TableDefinition<'_, u64, &'static [u8]> {
     TableDefinition::new(name)
+}
+
+/// Takes a place in `depth` if there is one below `max` (else: the depth).
+fn reserve(depth: &AtomicUsize, max: usize) -> Result<(), usize> {
+    depth
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .map(|_| ())
+}
+
+/// The events waiting (all sinks) and each sink's next sequence number:
+/// past all its tables hold (dead letters and droppable entries too, so no
+/// number is used again once its queue emptied); creates the tables.
+fn count(db: &Database, sinks: &[String]) -> Result<(usize, Vec<u64>), String> {
+    let mut next = Vec::with_capacity(sinks.len());
+    let mut depth = 0;
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    for sink in sinks {
+        let mut last = 0;
+        for kind in ["sink", "droppable", "dead"] {
+            let name = format!("{kind}/{sink}");
+            let table = txn
+                .open_table(table_def(&name))
+                .map_err(|e| e.to_string())?;
+            if kind == "sink" {
+                depth += table.len().map_err(|e| e.to_string())? as usize;
+            }
+            let newest = table.last().map_err(|e| e.to_string())?;
+            last = newest.map_or(last, |(k, _)| last.max(k.value()));
+        }
+        next.push(last + 1);
+    }
+    txn.commit().map_err(|e| e.to_string())?;
+    Ok((depth, next))
 }
 
 #[cfg(test)]

@@ -1,7 +1,14 @@
 //! One relay task per sink: reads the sink's oldest events from the outbox,
-//! publishes them one at a time in order, retrying a failure (an event is
-//! never skipped while its sink is merely unavailable, so order is kept, per
-//! subject and overall), and removes them once acknowledged.
+//! publishes them in order per ordering key (the event's subject, else its
+//! destination), retrying a failure (an event is never skipped while its
+//! sink is merely unavailable), and removes them once acknowledged.
+//!
+//! Up to the sink's [`Sink::max_in_flight`] publishes await their acks at
+//! once, never two with the same ordering key; events start in outbox
+//! order. After a failure no new publish starts: the ones in flight finish,
+//! then each failed event is retried, oldest first, until it is delivered
+//! or dead-lettered, before the relay moves on. So an event is never
+//! overtaken by a later one with its key.
 //!
 //! Retries follow the sink's schedule when it has one (webhooks: a fixed
 //! list of waits, then the event is dead-lettered), otherwise exponential
@@ -10,11 +17,15 @@
 //! scheduled wait). An event the sink refuses for good, or one older than
 //! `max_age`, is dead-lettered with the reason.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{Histogram, IntCounter, IntGauge};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use prometheus::Histogram;
 
+use super::counters::EventCounters;
 use super::outbox::{Outbox, Stored, now_ms};
 use super::sinks::{Sink, SinkError};
 
@@ -36,13 +47,11 @@ pub struct Relay {
     pub metrics: RelayMetrics,
 }
 
-/// The relay's counters, its sink's gauges and its delivery latency.
+/// The relay's counters, its sink's age gauge and its delivery latency.
 #[derive(Clone)]
 pub struct RelayMetrics {
-    pub published: IntCounter,
-    pub retried: IntCounter,
-    pub dead: IntCounter,
-    pub depth: IntGauge,
+    /// `published`, `retried` (a failed attempt), `dead_lettered`.
+    pub counters: EventCounters,
     /// Seconds the oldest waiting event has waited (0: none waits).
     pub oldest_age: prometheus::Gauge,
     /// From append to the sink's acknowledgement.
@@ -77,17 +86,10 @@ impl Relay {
                 let _ = tokio::time::timeout(TICK, self.outbox.wake[self.sink].notified()).await;
                 continue;
             }
-            let mut delivered = Vec::with_capacity(batch.len());
-            for stored in batch {
-                match self.deliver(&stored).await {
-                    Outcome::Delivered => delivered.push(stored.seq),
-                    Outcome::Dead(reason) => self.dead_letter(stored, reason).await,
-                }
-            }
-            let n = delivered.len();
+            let delivered = self.deliver_batch(&batch).await;
             let outbox = self.outbox.clone();
             match tokio::task::spawn_blocking(move || outbox.remove(sink, &delivered)).await {
-                Ok(Ok(())) => self.metrics.depth.sub(n as i64),
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::error!(sink = %self.name, error = %e, "cannot remove delivered events (they will be delivered again)");
                 }
@@ -96,26 +98,75 @@ impl Relay {
         }
     }
 
-    /// Publishes one event, retrying until it is acknowledged or given up.
-    async fn deliver(&self, stored: &Stored) -> Outcome {
-        let event = &stored.event;
+    /// Publishes `batch` (oldest first) as the module docs say; returns the
+    /// sequence numbers of the events delivered (the dead-lettered ones are
+    /// already out of the outbox).
+    async fn deliver_batch(&self, batch: &[Stored]) -> Vec<u64> {
+        let window = self.target.max_in_flight().max(1);
+        let mut delivered = Vec::with_capacity(batch.len());
+        let mut next = 0;
+        while next < batch.len() {
+            self.set_age(batch[next].appended_ms);
+            let mut in_flight = FuturesUnordered::new();
+            let mut busy: HashSet<&str> = HashSet::new();
+            let mut failed: Vec<(usize, SinkError)> = Vec::new();
+            loop {
+                while failed.is_empty() && next < batch.len() && in_flight.len() < window {
+                    let stored = &batch[next];
+                    if !busy.insert(stored.event.ordering_key()) {
+                        break; // its key is in flight: wait for it
+                    }
+                    let index = next;
+                    in_flight
+                        .push(async move { (index, self.target.publish(&stored.event).await) });
+                    next += 1;
+                }
+                let Some((index, result)) = in_flight.next().await else {
+                    break;
+                };
+                let stored = &batch[index];
+                busy.remove(stored.event.ordering_key());
+                match result {
+                    Ok(()) => {
+                        self.published(stored);
+                        delivered.push(stored.seq);
+                    }
+                    Err(error) => failed.push((index, error)),
+                }
+            }
+            failed.sort_by_key(|&(index, _)| index);
+            for (index, error) in failed {
+                let stored = &batch[index];
+                match self.retry(stored, error).await {
+                    Outcome::Delivered => delivered.push(stored.seq),
+                    Outcome::Dead(reason) => self.dead_letter(stored.clone(), reason).await,
+                }
+            }
+        }
+        delivered
+    }
+
+    /// Counts a delivered event and how long it waited.
+    fn published(&self, stored: &Stored) {
+        self.metrics
+            .counters
+            .inc(&stored.event.event_type, "published");
+        if stored.appended_ms > 0 {
+            let waited = now_ms().saturating_sub(stored.appended_ms);
+            self.metrics.latency.observe(waited as f64 / 1000.0);
+        }
+    }
+
+    /// Retries an event whose publish failed with `error` until it is
+    /// acknowledged or given up.
+    async fn retry(&self, stored: &Stored, mut error: SinkError) -> Outcome {
         let schedule = self.target.retry_schedule();
         let mut wait = self.retry_initial;
         let mut attempt = 0;
         loop {
-            self.set_age(stored.appended_ms);
-            let error = match self.target.publish(event).await {
-                Ok(()) => {
-                    self.metrics.published.inc();
-                    if stored.appended_ms > 0 {
-                        let waited = now_ms().saturating_sub(stored.appended_ms);
-                        self.metrics.latency.observe(waited as f64 / 1000.0);
-                    }
-                    return Outcome::Delivered;
-                }
-                Err(SinkError::Permanent(e)) => return Outcome::Dead(format!("refused: {e}")),
-                Err(e) => e,
-            };
+            if let SinkError::Permanent(e) = &error {
+                return Outcome::Dead(format!("refused: {e}"));
+            }
             let scheduled = match schedule {
                 Some(waits) => match waits.get(attempt) {
                     Some(&scheduled) => scheduled,
@@ -143,9 +194,19 @@ impl Relay {
                     self.max_age
                 ));
             }
-            self.metrics.retried.inc();
-            tracing::warn!(sink = %self.name, id = %event.id, error = %error, retry_in = ?pause, "event not delivered; will retry");
+            self.metrics
+                .counters
+                .inc(&stored.event.event_type, "retried");
+            tracing::warn!(sink = %self.name, id = %stored.event.id, error = %error, retry_in = ?pause, "event not delivered; will retry");
             self.sleep(pause, stored.appended_ms).await;
+            self.set_age(stored.appended_ms);
+            match self.target.publish(&stored.event).await {
+                Ok(()) => {
+                    self.published(stored);
+                    return Outcome::Delivered;
+                }
+                Err(e) => error = e,
+            }
         }
     }
 
@@ -160,7 +221,9 @@ impl Relay {
 
     async fn dead_letter(&self, stored: Stored, reason: String) {
         tracing::error!(sink = %self.name, id = %stored.event.id, reason = %reason, "event dead-lettered");
-        self.metrics.dead.inc();
+        self.metrics
+            .counters
+            .inc(&stored.event.event_type, "dead_lettered");
         let outbox = self.outbox.clone();
         let sink = self.sink;
         let moved =
@@ -174,7 +237,6 @@ impl Relay {
             }
             _ => {}
         }
-        self.metrics.depth.dec();
     }
 
     /// Sleeps `pause`, refreshing the age gauge every [`TICK`].
@@ -201,3 +263,6 @@ impl Relay {
 fn jitter(wait: Duration) -> Duration {
     wait.mul_f64(0.5 + fastrand::f64())
 }
+
+#[cfg(test)]
+mod tests;

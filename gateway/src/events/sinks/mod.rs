@@ -1,6 +1,7 @@
-//! Where events go: one module per broker, each behind [`Sink`]. A sink
-//! publishes one event at a time and returns only once the broker has taken
-//! responsibility for it (a JetStream ack, a publisher confirm…); the relay
+//! Where events go: one module per broker, each behind [`Sink`]. A publish
+//! returns only once the broker has taken responsibility for the event (a
+//! JetStream ack, a publisher confirm…); a sink may take several publishes
+//! at once ([`Sink::max_in_flight`]). The relay
 //! (`events::relay`) retries failures and removes an event from the outbox
 //! only after `Ok`.
 
@@ -58,5 +59,21 @@ pub trait Sink: Send + Sync {
     /// once the schedule is exhausted.
     fn retry_schedule(&self) -> Option<&[Duration]> {
         None
+    }
+
+    /// How many publishes the relay may have awaiting their acks at once
+    /// (concurrent calls to [`Sink::publish`]); the relay never has two
+    /// events with the same ordering key ([`Outgoing::ordering_key`]) in
+    /// flight together. Default 1: one event at a time.
+    fn max_in_flight(&self) -> usize {
+        1
+    }
+}
+
+impl Outgoing {
+    /// What the relay keeps in order: the CloudEvents `subject` (an
+    /// entity, e.g. `orders/42`), or the destination when there is none.
+    pub fn ordering_key(&self) -> &str {
+        self.subject.as_deref().unwrap_or(&self.destination)
     }
 }

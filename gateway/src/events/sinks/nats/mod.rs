@@ -3,6 +3,21 @@
 //! server drops a retried event it already stored (within the stream's
 //! duplicate window), and the publish resolves only on the stream's ack.
 //!
+//! The message follows the CloudEvents NATS protocol binding (v1.0.3-wip,
+//! `cloudevents/spec` `cloudevents/bindings/nats-protocol-binding.md`, the
+//! first version with binary mode; NATS 2.2+ headers):
+//! - **structured** (default): the payload is the stored event,
+//!   `Content-Type: application/cloudevents+json`.
+//! - **binary** (`mode: binary`): the payload is the event's data (the bytes
+//!   of `data`, or `data_base64` decoded) and every attribute is a
+//!   `ce-<name>` header, `datacontenttype` included (`ce-datacontenttype`,
+//!   §3.1.3.1), each value percent-encoded per §3.1.3.2 (space, `"`, `%` and
+//!   anything outside printable ASCII). `Content-Type` carries the data's
+//!   media type too, as in structured mode it carries the payload's:
+//!   receivers tell the modes apart by it (§3: only `application/cloudevents…`
+//!   means structured). An event without data has an empty payload and
+//!   neither header.
+//!
 //! The connection is made in the background and re-made forever, so the
 //! gateway starts while NATS is down; a publish while disconnected waits for
 //! the connection up to `ack_timeout`, then fails as transient (the relay
@@ -11,23 +26,25 @@
 //! Errors: a publish fails [`SinkError::Permanent`] only when the event
 //! itself can never be accepted: its destination is not a valid publish
 //! subject (empty, whitespace, empty tokens, wildcards), its id cannot be a
-//! header value, or it is larger than the server's `max_payload` or the
-//! stream's maximum message or header size. Everything else is
-//! [`SinkError::Transient`]: not connected, no ack in time, no stream on the
-//! subject (no responders: the stream may be created later), storage limits
-//! or an unavailable cluster (an operator can fix those without losing the
-//! event), and a failure to create the configured stream.
+//! header value, in binary mode its stored form cannot be read back (or an
+//! attribute cannot be a header), or it is larger than the server's
+//! `max_payload` or the stream's maximum message or header size. Everything
+//! else is [`SinkError::Transient`]: not connected, no ack in time, no
+//! stream on the subject (no responders: the stream may be created later),
+//! storage limits or an unavailable cluster (an operator can fix those
+//! without losing the event), and a failure to create the configured stream.
 //!
 //! With `stream.create`, the stream is created (if missing) before the first
 //! publish; after a failure, or a publish that found no stream (it was
 //! deleted), the next publish tries again.
 
 use std::error::Error as _;
+use std::str::FromStr as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::header::{HeaderMap, HeaderValue, NATS_MESSAGE_ID};
+use async_nats::header::{HeaderMap, HeaderName, HeaderValue, NATS_MESSAGE_ID};
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config as JsStreamConfig, StorageType};
@@ -40,9 +57,17 @@ use tokio::sync::Mutex;
 
 use super::{Outgoing, Sink, SinkError};
 use crate::config::units::HumanDuration;
+use crate::events::cloudevent::{self, ContentMode, STRUCTURED_CONTENT_TYPE};
 
-/// The `Content-Type` of every event: CloudEvents in structured mode.
-const CONTENT_TYPE: &str = "application/cloudevents+json";
+/// The header carrying the payload's media type.
+const CONTENT_TYPE: &str = "Content-Type";
+
+/// The prefix of a CloudEvents attribute header in binary mode (`ce-id`,
+/// `ce-type`…).
+const ATTRIBUTE_PREFIX: &str = "ce-";
+
+/// The largest `max_in_flight`.
+const MAX_IN_FLIGHT: usize = 1024;
 
 /// How often a publish looks at the connection while it is not up.
 const CONNECTED_POLL: Duration = Duration::from_millis(20);
@@ -64,6 +89,18 @@ pub struct NatsSinkConfig {
     /// retried. Default 5s.
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout: HumanDuration,
+    /// `structured` (default): the payload is the whole CloudEvent
+    /// (`Content-Type: application/cloudevents+json`); `binary`: the
+    /// attributes are `ce-<name>` headers and the payload is the data alone
+    /// (`Content-Type`: its media type), per the CloudEvents NATS binding.
+    #[serde(default)]
+    pub mode: ContentMode,
+    /// Publishes awaiting their ack at once (1..=1024). Order is kept per
+    /// ordering key (the event's `subject`, or its destination when it has
+    /// none): two events with the same key are never in flight together.
+    /// Default 64; 1 publishes one event at a time.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
 }
 
 /// The JetStream stream the sink publishes into.
@@ -92,6 +129,10 @@ fn default_ack_timeout() -> HumanDuration {
     HumanDuration::from_secs(5)
 }
 
+fn default_max_in_flight() -> usize {
+    64
+}
+
 fn default_create() -> bool {
     true
 }
@@ -113,6 +154,8 @@ pub struct NatsSink {
     /// One creation at a time.
     creating: Mutex<()>,
     ack_timeout: Duration,
+    max_in_flight: usize,
+    mode: ContentMode,
 }
 
 impl std::fmt::Debug for NatsSink {
@@ -121,6 +164,7 @@ impl std::fmt::Debug for NatsSink {
         f.debug_struct("NatsSink")
             .field("stream", &self.create_stream.as_ref().map(|s| &s.name))
             .field("ack_timeout", &self.ack_timeout)
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +178,12 @@ impl NatsSink {
         let ack_timeout = config.ack_timeout.0;
         if ack_timeout.is_zero() {
             return Err("nats sink: `ack_timeout` must be more than 0".to_owned());
+        }
+        let max_in_flight = config.max_in_flight;
+        if !(1..=MAX_IN_FLIGHT).contains(&max_in_flight) {
+            return Err(format!(
+                "nats sink: `max_in_flight` is {max_in_flight}, expected 1..={MAX_IN_FLIGHT}"
+            ));
         }
         let create_stream = match &config.stream {
             Some(stream) => {
@@ -182,21 +232,16 @@ impl NatsSink {
             stream_ready: AtomicBool::new(false),
             creating: Mutex::new(()),
             ack_timeout,
+            max_in_flight,
+            mode: config.mode,
         })
     }
 
     async fn publish_within_timeout(&self, event: &Outgoing) -> Result<(), SinkError> {
         check_publish_subject(&event.destination)
             .map_err(|e| SinkError::Permanent(format!("event {}: destination {e}", event.id)))?;
-        let id = event.id.parse::<HeaderValue>().map_err(|e| {
-            SinkError::Permanent(format!(
-                "event id {:?} cannot be a Nats-Msg-Id header: {e}",
-                event.id
-            ))
-        })?;
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, id);
-        headers.insert("Content-Type", CONTENT_TYPE);
+        let (headers, payload) = message(event, self.mode)
+            .map_err(|e| SinkError::Permanent(format!("event {}: {e}", event.id)))?;
 
         // Wait for the connection rather than queue in the client: a queued
         // publish would still go out after we reported it failed.
@@ -209,9 +254,7 @@ impl NatsSink {
             .jetstream
             .send_publish(
                 event.destination.clone(),
-                PublishMessage::build()
-                    .payload(Bytes::copy_from_slice(&event.body))
-                    .headers(headers),
+                PublishMessage::build().payload(payload).headers(headers),
             )
             .await
             .map_err(|e| self.classify(&event.destination, e))?;
@@ -256,6 +299,10 @@ impl NatsSink {
 }
 
 impl Sink for NatsSink {
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
     fn publish<'a>(&'a self, event: &'a Outgoing) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             match tokio::time::timeout(self.ack_timeout, self.publish_within_timeout(event)).await {
@@ -273,6 +320,54 @@ impl Sink for NatsSink {
             }
         })
     }
+}
+
+/// The headers and payload of `event` in `mode` (module docs). An error is
+/// the event's own: an id that cannot be a header, or in binary mode a
+/// stored event that cannot be read back or split into headers.
+fn message(event: &Outgoing, mode: ContentMode) -> Result<(HeaderMap, Bytes), String> {
+    let id = event
+        .id
+        .parse::<HeaderValue>()
+        .map_err(|e| format!("the id {:?} cannot be a Nats-Msg-Id header: {e}", event.id))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, id);
+    let payload = match mode {
+        ContentMode::Structured => {
+            headers.insert(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
+            Bytes::copy_from_slice(&event.body)
+        }
+        ContentMode::Binary => {
+            let parts = cloudevent::binary(&event.body)?;
+            for (name, value) in &parts.attributes {
+                insert_attribute(&mut headers, name, value)?;
+            }
+            if !parts.data.is_empty() {
+                insert_attribute(&mut headers, "datacontenttype", &parts.content_type)?;
+                let content_type = parts.content_type.parse::<HeaderValue>().map_err(|_| {
+                    format!(
+                        "datacontenttype {:?} cannot be a Content-Type header",
+                        parts.content_type
+                    )
+                })?;
+                headers.insert(CONTENT_TYPE, content_type);
+            }
+            Bytes::from(parts.data)
+        }
+    };
+    Ok((headers, payload))
+}
+
+/// Adds attribute `name` as its `ce-<name>` header, the value
+/// percent-encoded (NATS binding §3.1.3.2).
+fn insert_attribute(headers: &mut HeaderMap, name: &str, value: &str) -> Result<(), String> {
+    let header = HeaderName::from_str(&format!("{ATTRIBUTE_PREFIX}{name}"))
+        .map_err(|_| format!("attribute {name:?} cannot be a NATS header name"))?;
+    let value = cloudevent::header_value(value)
+        .parse::<HeaderValue>()
+        .map_err(|_| format!("attribute {name:?} cannot be a NATS header value"))?;
+    headers.insert(header, value);
+    Ok(())
 }
 
 /// Sorts a failed publish into retry-worthy or not (module docs).

@@ -28,6 +28,8 @@ fn config(url: String, stream: Option<StreamConfig>, ack_timeout: HumanDuration)
         url,
         stream,
         ack_timeout,
+        mode: ContentMode::Structured,
+        max_in_flight: 64,
     }
 }
 
@@ -47,18 +49,30 @@ where
     F: FnOnce(NatsSink, jetstream::Context, String, String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    with_stream_in(ContentMode::Structured, body).await;
+}
+
+/// [`with_stream`] with a sink sending in `mode`.
+async fn with_stream_in<F, Fut>(mode: ContentMode, body: F)
+where
+    F: FnOnce(NatsSink, jetstream::Context, String, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     require_nats().await;
     let (stream, prefix) = unique();
-    let sink = NatsSink::connect(config(
-        format!("nats://{NATS}"),
-        Some(StreamConfig {
-            name: stream.clone(),
-            subjects: vec![format!("{prefix}.>")],
-            create: true,
-            duplicate_window: default_duplicate_window(),
-        }),
-        default_ack_timeout(),
-    ))
+    let sink = NatsSink::connect(NatsSinkConfig {
+        mode,
+        ..config(
+            format!("nats://{NATS}"),
+            Some(StreamConfig {
+                name: stream.clone(),
+                subjects: vec![format!("{prefix}.>")],
+                create: true,
+                duplicate_window: default_duplicate_window(),
+            }),
+            default_ack_timeout(),
+        )
+    })
     .await
     .expect("sink");
     let client = async_nats::connect(NATS)
@@ -84,6 +98,42 @@ fn event(id: &str, destination: &str, body: &[u8]) -> Outgoing {
     }
 }
 
+/// The messages stored in `stream`, in order, acked (at most 10).
+async fn stored_messages(js: &jetstream::Context, stream: &str) -> Vec<jetstream::Message> {
+    let consumer = js
+        .get_stream(stream)
+        .await
+        .expect("the sink created the stream")
+        .create_consumer(pull::Config {
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut messages = consumer
+        .fetch()
+        .max_messages(10)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .expect("fetch");
+    let mut stored = Vec::new();
+    while let Some(message) = messages.next().await {
+        let message = message.expect("message");
+        message.ack().await.expect("ack");
+        stored.push(message);
+    }
+    stored
+}
+
+fn header<'m>(message: &'m jetstream::Message, name: &str) -> Option<&'m str> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(name))
+        .map(|v| v.as_str())
+}
+
 #[tokio::test]
 async fn publishes_body_and_headers_to_jetstream() {
     with_stream(|sink, js, stream, prefix| async move {
@@ -91,43 +141,109 @@ async fn publishes_body_and_headers_to_jetstream() {
         let event = event("evt-1", &format!("{prefix}.orders"), body);
         sink.publish(&event).await.expect("publish is acked");
 
-        let consumer = js
-            .get_stream(&stream)
-            .await
-            .expect("the sink created the stream")
-            .create_consumer(pull::Config {
-                ack_policy: AckPolicy::Explicit,
-                ..Default::default()
-            })
-            .await
-            .expect("consumer");
-        let mut messages = consumer
-            .fetch()
-            .max_messages(10)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await
-            .expect("fetch");
-        let message = messages
-            .next()
-            .await
-            .expect("one message")
-            .expect("message");
+        let stored = stored_messages(&js, &stream).await;
+        assert_eq!(stored.len(), 1, "only one message");
+        let message = &stored[0];
         assert_eq!(message.subject.as_str(), format!("{prefix}.orders"));
         assert_eq!(message.payload.as_ref(), body);
-        let headers = message.headers.as_ref().expect("headers");
+        assert_eq!(header(message, "Nats-Msg-Id"), Some("evt-1"));
         assert_eq!(
-            headers.get(NATS_MESSAGE_ID).map(|v| v.as_str()),
-            Some("evt-1")
+            header(message, "Content-Type"),
+            Some(STRUCTURED_CONTENT_TYPE)
         );
-        assert_eq!(
-            headers.get("Content-Type").map(|v| v.as_str()),
-            Some(CONTENT_TYPE)
-        );
-        message.ack().await.expect("ack");
-        assert!(messages.next().await.is_none(), "only one message");
+        assert_eq!(header(message, "ce-id"), None, "structured: no ce- headers");
     })
     .await;
+}
+
+#[tokio::test]
+async fn binary_mode_sends_the_data_as_payload_and_attributes_as_percent_encoded_ce_headers() {
+    with_stream_in(ContentMode::Binary, |sink, js, stream, prefix| async move {
+        let destination = format!("{prefix}.orders");
+        let json = br#"{"specversion":"1.0","id":"evt-1","source":"/shop/orders","type":"com.example.order.created","subject":"orders/7","time":"2026-11-27T00:00:00.000Z","tenant":"acme corp \"\u00e9\" 100%","datacontenttype":"application/json","dataschema":"proto:demo.Order","data":{"id":"7","qty":2}}"#;
+        sink.publish(&event("evt-1", &destination, json))
+            .await
+            .expect("publish is acked");
+        // Protobuf data travels base64 in the stored event, raw here.
+        let protobuf = br#"{"specversion":"1.0","id":"evt-2","source":"/s","type":"t","time":"2026-11-27T00:00:00.000Z","datacontenttype":"application/protobuf","dataschema":"proto:demo.Order","data_base64":"CgE3"}"#;
+        sink.publish(&event("evt-2", &destination, protobuf))
+            .await
+            .expect("publish is acked");
+        // No data: an empty payload and no media type.
+        let bare = br#"{"specversion":"1.0","id":"evt-3","source":"/s","type":"t","time":"2026-11-27T00:00:00.000Z"}"#;
+        sink.publish(&event("evt-3", &destination, bare))
+            .await
+            .expect("publish is acked");
+
+        let stored = stored_messages(&js, &stream).await;
+        assert_eq!(stored.len(), 3, "{stored:?}");
+
+        let message = &stored[0];
+        assert_eq!(message.payload.as_ref(), br#"{"id":"7","qty":2}"#);
+        for (name, value) in [
+            ("Nats-Msg-Id", "evt-1"),
+            ("Content-Type", "application/json"),
+            ("ce-datacontenttype", "application/json"),
+            ("ce-specversion", "1.0"),
+            ("ce-id", "evt-1"),
+            ("ce-source", "/shop/orders"),
+            ("ce-type", "com.example.order.created"),
+            ("ce-subject", "orders/7"),
+            ("ce-time", "2026-11-27T00:00:00.000Z"),
+            ("ce-dataschema", "proto:demo.Order"),
+            // Space, `"`, `%` and non-ASCII percent-encoded (binding §3.1.3.2).
+            ("ce-tenant", "acme%20corp%20%22%C3%A9%22%20100%25"),
+        ] {
+            assert_eq!(header(message, name), Some(value), "{name}");
+        }
+        assert_eq!(header(message, "ce-data"), None);
+        assert_eq!(header(message, "ce-data_base64"), None);
+
+        let message = &stored[1];
+        assert_eq!(message.payload.as_ref(), b"\x0a\x017");
+        assert_eq!(header(message, "Nats-Msg-Id"), Some("evt-2"));
+        assert_eq!(header(message, "Content-Type"), Some("application/protobuf"));
+        assert_eq!(
+            header(message, "ce-datacontenttype"),
+            Some("application/protobuf")
+        );
+
+        let message = &stored[2];
+        assert!(message.payload.is_empty(), "{:?}", message.payload);
+        assert_eq!(header(message, "Nats-Msg-Id"), Some("evt-3"));
+        assert_eq!(header(message, "ce-id"), Some("evt-3"));
+        assert_eq!(header(message, "Content-Type"), None);
+        assert_eq!(header(message, "ce-datacontenttype"), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn binary_mode_refuses_an_unreadable_stored_event_as_permanent_without_a_server() {
+    let sink = NatsSink::connect(NatsSinkConfig {
+        mode: ContentMode::Binary,
+        ..config(
+            "nats://127.0.0.1:1".to_owned(),
+            None,
+            HumanDuration::from_millis(300),
+        )
+    })
+    .await
+    .expect("sink");
+    for body in [
+        &b"not json"[..],
+        b"[1]",
+        br#"{"id":"e1","data_base64":"%%"}"#,
+    ] {
+        let err = sink
+            .publish(&event("evt-1", "orders.created", body))
+            .await
+            .expect_err("unreadable");
+        assert!(
+            matches!(&err, SinkError::Permanent(m) if m.contains("evt-1")),
+            "{err:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -346,9 +462,17 @@ fn config_defaults_and_unknown_fields() {
     }))
     .expect("config");
     assert_eq!(config.ack_timeout, HumanDuration::from_secs(5));
+    assert_eq!(config.mode, ContentMode::Structured);
     let stream = config.stream.expect("stream");
     assert!(stream.create);
     assert_eq!(stream.duplicate_window, HumanDuration::from_secs(120));
+
+    let config: NatsSinkConfig = serde_json::from_value(serde_json::json!({
+        "url": "nats://127.0.0.1:4222",
+        "mode": "binary"
+    }))
+    .expect("config");
+    assert_eq!(config.mode, ContentMode::Binary);
 
     let err = serde_json::from_value::<NatsSinkConfig>(serde_json::json!({
         "url": "nats://127.0.0.1:4222",

@@ -355,7 +355,7 @@ fn binary_payload(structured: &[u8]) -> Result<Payload, String> {
         .map(|(name, value)| {
             let header = HeaderName::try_from(format!("ce-{name}"))
                 .map_err(|_| format!("attribute {name:?} cannot be a ce- header"))?;
-            let value = HeaderValue::try_from(cloudevent::http_header_value(value))
+            let value = HeaderValue::try_from(cloudevent::header_value(value))
                 .map_err(|_| format!("attribute {name:?} cannot be a header value"))?;
             Ok((header, value))
         })

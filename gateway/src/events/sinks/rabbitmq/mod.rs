@@ -1,12 +1,35 @@
 //! RabbitMQ (AMQP 0-9-1, lapin): each event is a persistent message
-//! (`delivery_mode` 2, `message_id` = the event id, `content_type:
-//! application/cloudevents+json`) published to `exchange` with the event's
-//! destination as the routing key, on a channel in **publisher-confirm**
-//! mode: a publish succeeds only once the broker confirmed it. Messages are
-//! `mandatory`: one no queue is bound for comes back and counts as a failed
-//! (retried) publish instead of vanishing. RabbitMQ does not deduplicate:
-//! delivery is at least once, consumers deduplicate on `message_id`.
+//! (`delivery_mode` 2, `message_id` = the event id) published to `exchange`
+//! with the event's destination as the routing key, on a channel in
+//! **publisher-confirm** mode: a publish succeeds only once the broker
+//! confirmed it. Messages are `mandatory`: one no queue is bound for comes
+//! back and counts as a failed (retried) publish instead of vanishing.
+//! RabbitMQ does not deduplicate: delivery is at least once, consumers
+//! deduplicate on `message_id`.
+//!
+//! Content modes, after the CloudEvents AMQP protocol binding (written for
+//! AMQP 1.0; RabbitMQ carries its application properties as AMQP 0-9-1
+//! message headers and converts one into the other between protocols):
+//! - **structured** (default): the body is the stored event, `content_type:
+//!   application/cloudevents+json`.
+//! - **binary** (`mode: binary`): the body is the event's data (the bytes of
+//!   `data`, or `data_base64` decoded), `content_type` is its
+//!   `datacontenttype` (binding §3.1.1; absent for an event without data),
+//!   and every other attribute is a message header `cloudEvents_<name>`
+//!   (§3.1.3.1) holding its canonical string form (a long string; §3.1.3.2
+//!   allows strings for every type). The binding allows the `cloudEvents_`
+//!   or the `cloudEvents:` prefix and says `_` SHOULD be preferred (JMS 2.0
+//!   selectors cannot name `:`); the official CloudEvents Java SDK's Spring
+//!   AMQP (RabbitMQ) binding writes `cloudEvents_` and reads both
+//!   (`io.cloudevents.spring.amqp.CloudEventsHeaders`).
+//!
+//! Errors: an event that can never be a message (in binary mode a stored
+//! event that cannot be read back, an attribute name or media type longer
+//! than AMQP's 255-byte short strings; an id that long in either mode) is
+//! [`SinkError::Permanent`]; every failure to deliver is
+//! [`SinkError::Transient`].
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -14,7 +37,7 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
@@ -24,6 +47,11 @@ use tokio::sync::Mutex;
 
 use super::{Outgoing, Sink, SinkError};
 use crate::config::units::HumanDuration;
+use crate::events::cloudevent::{self, ContentMode, STRUCTURED_CONTENT_TYPE};
+
+/// The prefix of a CloudEvents attribute header in binary mode
+/// (`cloudEvents_id`, `cloudEvents_type`…).
+pub const ATTRIBUTE_PREFIX: &str = "cloudEvents_";
 
 /// A RabbitMQ sink.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -44,6 +72,12 @@ pub struct RabbitMqSinkConfig {
     /// managed by their consumers).
     #[serde(default)]
     pub declare_queue: Option<QueueConfig>,
+    /// `structured` (default): the body is the whole CloudEvent
+    /// (`content_type: application/cloudevents+json`); `binary`: the body
+    /// is the data alone (`content_type`: its media type) and the attributes
+    /// are `cloudEvents_<name>` headers, per the CloudEvents AMQP binding.
+    #[serde(default)]
+    pub mode: ContentMode,
     /// How long a publish may take, connecting and the confirm included.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
@@ -169,12 +203,13 @@ impl RabbitMqSink {
         Ok(())
     }
 
-    async fn send(&self, event: &Outgoing) -> Result<(), String> {
+    async fn send(
+        &self,
+        event: &Outgoing,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), String> {
         let channel = self.channel().await?;
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/cloudevents+json".into())
-            .with_message_id(event.id.as_str().into());
         let confirm = channel
             .basic_publish(
                 self.config.exchange.as_str().into(),
@@ -183,7 +218,7 @@ impl RabbitMqSink {
                     mandatory: true,
                     ..Default::default()
                 },
-                &event.body,
+                body,
                 properties,
             )
             .await
@@ -203,7 +238,10 @@ impl RabbitMqSink {
 impl Sink for RabbitMqSink {
     fn publish<'a>(&'a self, event: &'a Outgoing) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            match tokio::time::timeout(self.timeout, self.send(event)).await {
+            let (body, properties) = message(event, self.config.mode)
+                .map_err(|e| SinkError::Permanent(format!("event {}: {e}", event.id)))?;
+            let send = self.send(event, &body, properties);
+            match tokio::time::timeout(self.timeout, send).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => {
                     // The next publish opens a fresh connection and channel.
@@ -222,113 +260,40 @@ impl Sink for RabbitMqSink {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use futures_util::StreamExt;
-    use lapin::options::{BasicAckOptions, BasicConsumeOptions};
-
-    use super::*;
-
-    const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-    fn event(queue: &str, n: u32) -> Outgoing {
-        Outgoing {
-            id: format!("id-{n}"),
-            destination: queue.to_owned(),
-            body: format!("{{\"n\":{n}}}").into_bytes(),
-            ..Default::default()
+/// The body and properties of `event` in `mode` (module docs). An error is
+/// the event's own: retrying cannot help.
+fn message(
+    event: &Outgoing,
+    mode: ContentMode,
+) -> Result<(Cow<'_, [u8]>, BasicProperties), String> {
+    let short = |text: String, what: &str| {
+        ShortString::try_new(text)
+            .map_err(|e| format!("{what} cannot be an AMQP short string: {e}"))
+    };
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id(short(event.id.clone(), "the id")?);
+    match mode {
+        ContentMode::Structured => Ok((
+            Cow::Borrowed(&event.body),
+            properties.with_content_type(STRUCTURED_CONTENT_TYPE.into()),
+        )),
+        ContentMode::Binary => {
+            let parts = cloudevent::binary(&event.body)?;
+            let mut headers = FieldTable::default();
+            for (name, value) in parts.attributes {
+                let key = short(format!("{ATTRIBUTE_PREFIX}{name}"), "an attribute name")?;
+                headers.insert(key, AMQPValue::LongString(LongString::from(value)));
+            }
+            let mut properties = properties.with_headers(headers);
+            if !parts.data.is_empty() {
+                properties =
+                    properties.with_content_type(short(parts.content_type, "datacontenttype")?);
+            }
+            Ok((Cow::Owned(parts.data), properties))
         }
-    }
-
-    #[tokio::test]
-    async fn confirmed_persistent_messages_reach_a_bound_queue_in_order() {
-        let queue = format!("switchyard-test-{:x}", fastrand::u64(..));
-        let sink = RabbitMqSink::new(&RabbitMqSinkConfig {
-            url: AMQP.into(),
-            exchange: String::new(),
-            declare_exchange: None,
-            declare_queue: Some(QueueConfig {
-                name: queue.clone(),
-                binding_key: String::new(),
-            }),
-            timeout: HumanDuration::from_secs(5),
-        })
-        .unwrap();
-        for n in 0..3 {
-            sink.publish(&event(&queue, n)).await.expect(
-                "this test needs RabbitMQ on 127.0.0.1:5672 (guest/guest; scripts/test.sh starts it)",
-            );
-        }
-        let conn = Connection::connect(AMQP, ConnectionProperties::default())
-            .await
-            .unwrap();
-        let channel = conn.create_channel().await.unwrap();
-        let mut consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                "test".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        for n in 0..3 {
-            let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next())
-                .await
-                .expect("a message")
-                .expect("open")
-                .expect("delivered");
-            assert_eq!(delivery.data, format!("{{\"n\":{n}}}").into_bytes());
-            let props = &delivery.properties;
-            assert_eq!(props.delivery_mode(), &Some(2));
-            assert_eq!(
-                props.message_id().as_ref().map(|s| s.as_str()),
-                Some(format!("id-{n}").as_str())
-            );
-            delivery.ack(BasicAckOptions::default()).await.unwrap();
-        }
-        let _ = channel
-            .queue_delete(queue.as_str().into(), Default::default())
-            .await;
-    }
-
-    #[tokio::test]
-    async fn an_unroutable_event_is_a_retried_failure_not_a_silent_loss() {
-        let sink = RabbitMqSink::new(&RabbitMqSinkConfig {
-            url: AMQP.into(),
-            exchange: String::new(),
-            declare_exchange: None,
-            declare_queue: None,
-            timeout: HumanDuration::from_secs(5),
-        })
-        .unwrap();
-        let nowhere = format!("switchyard-no-such-queue-{:x}", fastrand::u64(..));
-        match sink.publish(&event(&nowhere, 1)).await {
-            Err(SinkError::Transient(e)) => assert!(e.contains("unroutable"), "{e}"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_broker_is_transient_within_the_timeout() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let sink = RabbitMqSink::new(&RabbitMqSinkConfig {
-            url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
-            exchange: String::new(),
-            declare_exchange: None,
-            declare_queue: None,
-            timeout: HumanDuration::from_millis(500),
-        })
-        .unwrap();
-        let started = std::time::Instant::now();
-        assert!(matches!(
-            sink.publish(&event("q", 1)).await,
-            Err(SinkError::Transient(_))
-        ));
-        assert!(started.elapsed() < Duration::from_secs(3));
     }
 }
+
+#[cfg(test)]
+mod tests;
