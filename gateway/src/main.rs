@@ -186,7 +186,7 @@ async fn validate(path: &Path) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let routes = loaded.config.routes.len();
-    match Runtime::build(loaded, Default::default()).await {
+    match Runtime::check(loaded).await {
         Ok(runtime) => {
             println!(
                 "{}: ok ({} routes, {} HTTP bindings)",
@@ -223,7 +223,7 @@ async fn graphql_schema(path: &Path) -> ExitCode {
         Err(e) => return fail(&e),
     };
     loaded.config.graphql.get_or_insert_with(Default::default);
-    match Runtime::build(loaded, Default::default()).await {
+    match Runtime::check(loaded).await {
         Ok(runtime) => match &runtime.graphql {
             Some(graphql) => {
                 print!("{}", graphql.schema.sdl());

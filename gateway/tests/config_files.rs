@@ -36,7 +36,7 @@ async fn every_config_file_in_the_repository_compiles() {
     );
     for file in files {
         let loaded = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
-        let runtime = Runtime::build(loaded, Default::default())
+        let runtime = Runtime::check(loaded)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(

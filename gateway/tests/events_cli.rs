@@ -1,6 +1,7 @@
 //! `switchyard events status|dead`: what waits in the outbox and what was
 //! dead-lettered, asked of a running gateway's admin listener and read from
 //! a stopped gateway's outbox file; the same on `/admin/events/dead/<sink>`.
+//! `switchyard validate` beside a running gateway leaves its outbox alone.
 
 mod common;
 
@@ -91,6 +92,22 @@ async fn events_status_and_dead_letters_from_the_admin_listener_and_the_file() {
     assert_eq!(status["sinks"][1]["name"], "down", "{status}");
     assert_eq!(status["sinks"][1]["waiting"], 3, "{status}");
     assert!(status["sinks"][1]["oldest_age_seconds"].as_f64().unwrap() >= 0.0);
+
+    // `validate` compiles the config without opening the outbox the running
+    // gateway holds (redb would refuse: it is locked) and delivers nothing.
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["--log", "warn", "validate"])
+        .arg(&file)
+        .output()
+        .expect("run switchyard validate");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(": ok"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, stdout, _) = events_cli(&file, &["--admin", &admin, "--json", "status"]);
+    assert_eq!(json_of(&stdout)["sinks"][1]["waiting"], 3, "still waiting");
 
     let (ok, stdout, stderr) =
         events_cli(&file, &["--admin", &admin, "dead", "bad", "--limit", "2"]);

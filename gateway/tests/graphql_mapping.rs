@@ -22,9 +22,7 @@ graphql: {graphql}
     );
     let loaded =
         config::parse(&common::repo_root().join("test.yaml"), yaml).map_err(|e| e.to_string())?;
-    let runtime = Runtime::build(loaded, Default::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let runtime = Runtime::check(loaded).await.map_err(|e| e.to_string())?;
     Ok(runtime.graphql.expect("graphql endpoint").schema.sdl())
 }
 

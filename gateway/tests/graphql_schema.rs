@@ -11,7 +11,7 @@ async fn demo_sdl() -> String {
     let mut loaded = config::load(&common::repo_root().join("config/gateway.yaml"))
         .unwrap_or_else(|e| panic!("{e}"));
     loaded.config.graphql.get_or_insert_with(Default::default);
-    let runtime = Runtime::build(loaded, Default::default())
+    let runtime = Runtime::check(loaded)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     runtime.graphql.expect("graphql endpoint").schema.sdl()

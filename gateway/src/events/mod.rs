@@ -42,6 +42,8 @@ pub struct Events {
     metrics: EventMetrics,
     /// The `type` labels given so far (bounded).
     types: Arc<TypeLabels>,
+    /// The scratch directory of a checked config's outbox (removed on drop).
+    scratch: Option<std::path::PathBuf>,
 }
 
 /// Where a setup error is: the key below `events` and what is wrong.
@@ -61,16 +63,49 @@ impl Events {
         base_dir: &Path,
         metrics: EventMetrics,
     ) -> Result<Events, SetupError> {
+        let path = base_dir.join(&config.outbox.path);
+        Events::open(config, &path, metrics, true).await
+    }
+
+    /// Compiles `config` as [`Events::start`] does, to check it: the
+    /// outbox is a scratch file in a fresh temporary directory (removed on
+    /// drop) and no relay runs, so the configured outbox is never opened
+    /// (a running gateway may hold it) and nothing is delivered.
+    pub async fn check(
+        config: &EventsConfig,
+        _base_dir: &Path,
+        metrics: EventMetrics,
+    ) -> Result<Events, SetupError> {
+        let scratch =
+            std::env::temp_dir().join(format!("switchyard-check-{:016x}", fastrand::u64(..)));
+        let opened = Events::open(config, &scratch.join("outbox.redb"), metrics, false).await;
+        match opened {
+            Ok(mut events) => {
+                events.scratch = Some(scratch);
+                Ok(events)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&scratch);
+                Err(e)
+            }
+        }
+    }
+
+    async fn open(
+        config: &EventsConfig,
+        path: &Path,
+        metrics: EventMetrics,
+        relay_events: bool,
+    ) -> Result<Events, SetupError> {
         let names: Vec<String> = config.sinks.keys().cloned().collect();
         let outbox_config = &config.outbox;
-        let path = base_dir.join(&outbox_config.path);
         let limits = outbox::Limits {
             max_events: outbox_config.max_events,
             max_event_size: outbox_config.max_event_size.as_usize(),
             max_dead_letters: outbox_config.max_dead_letters,
             flush_interval: outbox_config.flush_interval.0,
         };
-        let outbox = Outbox::open(&path, &names, &limits).map_err(|message| SetupError {
+        let outbox = Outbox::open(path, &names, &limits).map_err(|message| SetupError {
             key: vec!["outbox".into(), "path".into()],
             message,
         })?;
@@ -78,7 +113,7 @@ impl Events {
         meter(&outbox, &names, &metrics, &types);
         // What a previous run left is waiting too.
         let left = outbox.depth();
-        if left > 0 {
+        if left > 0 && relay_events {
             tracing::info!(events = left, path = %path.display(), "outbox holds undelivered events from a previous run");
         }
         let outbox = Arc::new(outbox);
@@ -104,7 +139,9 @@ impl Events {
                     latency: metrics.delivery.with_label_values(&[name]),
                 },
             };
-            relays.push(tokio::spawn(relay.run()));
+            if relay_events {
+                relays.push(tokio::spawn(relay.run()));
+            }
         }
         Ok(Events {
             outbox,
@@ -112,6 +149,7 @@ impl Events {
             relays,
             metrics,
             types,
+            scratch: None,
         })
     }
 
@@ -224,6 +262,9 @@ impl Drop for Events {
     fn drop(&mut self) {
         for relay in &self.relays {
             relay.abort();
+        }
+        if let Some(scratch) = &self.scratch {
+            let _ = std::fs::remove_dir_all(scratch);
         }
     }
 }

@@ -46,18 +46,44 @@ pub struct Runtime {
 
 // === impl Runtime ===
 
+/// What a runtime is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// To serve: the outbox file is opened and the relays deliver.
+    Serve,
+    /// To check a config (`switchyard validate`, tests of example files):
+    /// everything is compiled, but the events outbox is a scratch file and
+    /// nothing is delivered, so a check never touches (or is refused by)
+    /// a running gateway's outbox.
+    Check,
+}
+
 impl Runtime {
-    /// Compiles `loaded`. Every error names the config key it is about.
+    /// Compiles `loaded` to serve. Every error names the config key it is
+    /// about.
     pub async fn build(
         loaded: LoadedConfig,
         metrics: Arc<Metrics>,
+    ) -> Result<Runtime, ConfigError> {
+        Runtime::build_for(loaded, metrics, Purpose::Serve).await
+    }
+
+    /// Compiles `loaded` to check it ([`Purpose::Check`]).
+    pub async fn check(loaded: LoadedConfig) -> Result<Runtime, ConfigError> {
+        Runtime::build_for(loaded, Default::default(), Purpose::Check).await
+    }
+
+    async fn build_for(
+        loaded: LoadedConfig,
+        metrics: Arc<Metrics>,
+        purpose: Purpose,
     ) -> Result<Runtime, ConfigError> {
         let source = loaded.source.clone();
         let config = &loaded.config;
         check_route_names(&loaded)?;
         let pool = load_protos(&loaded)?;
         let upstreams = build_upstreams(&loaded, &metrics)?;
-        let events = start_events(&loaded, &metrics).await?;
+        let events = start_events(&loaded, &metrics, purpose).await?;
         let mut table = RouteTableBuilder::default();
         let mut stacks = Vec::with_capacity(config.routes.len());
         let handler = handler::service();
@@ -125,19 +151,23 @@ impl Runtime {
 async fn start_events(
     loaded: &LoadedConfig,
     metrics: &Metrics,
+    purpose: Purpose,
 ) -> Result<Option<Arc<crate::events::Events>>, ConfigError> {
     let Some(config) = &loaded.config.events else {
         return Ok(None);
     };
-    let events =
-        crate::events::Events::start(config, &loaded.source.base_dir(), metrics.events.clone())
-            .await
-            .map_err(|e| {
-                let key = e.key.iter().fold(KeyPath::root().key("events"), |k, part| {
-                    k.key(part.as_str())
-                });
-                loaded.source.error_at(&key, e.message)
-            })?;
+    let base_dir = loaded.source.base_dir();
+    let metrics = metrics.events.clone();
+    let started = match purpose {
+        Purpose::Serve => crate::events::Events::start(config, &base_dir, metrics).await,
+        Purpose::Check => crate::events::Events::check(config, &base_dir, metrics).await,
+    };
+    let events = started.map_err(|e| {
+        let key = e.key.iter().fold(KeyPath::root().key("events"), |k, part| {
+            k.key(part.as_str())
+        });
+        loaded.source.error_at(&key, e.message)
+    })?;
     Ok(Some(Arc::new(events)))
 }
 

@@ -50,7 +50,7 @@ pub async fn config_error(yaml: &str) -> String {
         Ok(loaded) => loaded,
         Err(e) => return e.to_string(),
     };
-    match switchyard::runtime::Runtime::build(loaded, Default::default()).await {
+    match switchyard::runtime::Runtime::check(loaded).await {
         Ok(_) => panic!("the config compiled:\n{yaml}"),
         Err(e) => e.to_string(),
     }
