@@ -11,17 +11,27 @@
 # wrk -c64 for BENCH_DURATION s; CPU per request of gateway and upstream from
 # /proc/PID/stat; the `events` row then waits until every appended event was
 # published (acknowledged by JetStream) and fails if one was not.
-# Knobs: BENCH_DURATION=10 BENCH_WARMUP=3 BENCH_CONNECTIONS=64 BENCH_BUILD=1 BENCH_OUT=bench/out
+# Two more rows, plain@rate and events@rate, send a fixed rate (oha, open
+# loop, latency-corrected) well below saturation: the latency a client sees
+# at a load the machine carries, with and without the event.
+# Knobs: BENCH_DURATION=10 BENCH_WARMUP=3 BENCH_CONNECTIONS=64 BENCH_RATE=4000
+#        BENCH_BUILD=1 BENCH_OUT=bench/out
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd); cd "$ROOT"
-DURATION=${BENCH_DURATION:-10} WARMUP=${BENCH_WARMUP:-3} CONNS=${BENCH_CONNECTIONS:-64}
+DURATION=${BENCH_DURATION:-10} WARMUP=${BENCH_WARMUP:-3} CONNS=${BENCH_CONNECTIONS:-64} RATE=${BENCH_RATE:-4000}
 BIN=$ROOT/target/release OUT=${BENCH_OUT:-$ROOT/bench/out}; RAW=$OUT/raw-events
 die() { printf 'events/run.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 say() { printf 'events/run.sh: %s\n' "$*" >&2; }
 source "$ROOT/bench/lib.sh"
-for v in DURATION WARMUP CONNS; do [[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number"; done
+for v in DURATION WARMUP CONNS RATE; do [[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number"; done
 ((DURATION > 0 && DURATION + WARMUP <= 120)) || die "BENCH_DURATION must be 1..120 s (shared machine)"
 need wrk wrk; need curl curl; need taskset util-linux
+OHA_VERSION=1.16.0 # as bench/run.sh
+command -v oha >/dev/null 2>&1 || PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v oha >/dev/null 2>&1; then
+    say "installing oha $OHA_VERSION with cargo (about 4 minutes, once per machine)"
+    cargo install --quiet --locked oha --version "$OHA_VERSION" >&2 || die "cargo install oha failed"
+fi
 (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || die "no NATS on 127.0.0.1:4222 (scripts/test.sh starts one: nats-server -js)"
 
 STARTED=() # only the processes started here are killed
@@ -49,10 +59,12 @@ metric() { # metric LINE-PREFIX: the value of the first /metrics line starting w
 }
 HZ=$(getconf CLK_TCK)
 WRK=(wrk -t1 -c"$CONNS" --latency -s bench/events/post.lua "$URL")
+OHA=(oha --no-tui --latency-correction --output-format json -c 16 -q "$RATE" -m POST
+     -H 'content-type: application/json' -d "$BODY" "$URL")
 declare -A ROW; ORDER=()
 
-run_row() { # run_row ID CONFIG NATS-URL
-    local id=$1 cfg=$2 nats=$3 outbox=$RAW/$1-outbox.redb
+run_row() { # run_row ID CONFIG NATS-URL [wrk|oha]
+    local id=$1 cfg=$2 nats=$3 tool=${4:-wrk} outbox=$RAW/${1%@*}-outbox.redb
     rm -f "$outbox"
     say "$id: starting switchyard with $cfg (sink $nats)"
     ( export SWITCHYARD_LISTEN=127.0.0.1:$GW_PORT SWITCHYARD_ADMIN=127.0.0.1:$ADMIN_PORT \
@@ -64,17 +76,38 @@ run_row() { # run_row ID CONFIG NATS-URL
     local ok
     ok=$(curl -sS -o "$RAW/$id.body" -w '%{http_code}' -H 'content-type: application/json' -d "$BODY" "$URL")
     [[ $ok == 200 ]] && grep -q '"id"' "$RAW/$id.body" || die "$id: POST answered $ok: $(head -c 300 "$RAW/$id.body")"
-    ((WARMUP > 0)) && { "${LOAD_PIN[@]}" "${WRK[@]}" -d "${WARMUP}s" >"$RAW/$id.warmup.txt" 2>&1 || die "$id: warm-up failed"; }
+    local load=("${WRK[@]}"); [[ $tool == oha ]] && load=("${OHA[@]}")
+    local wflag=(-d "${WARMUP}s") dflag=(-d "${DURATION}s")
+    [[ $tool == oha ]] && wflag=(-z "${WARMUP}s") dflag=(-z "${DURATION}s")
+    ((WARMUP > 0)) && { "${LOAD_PIN[@]}" "${load[@]}" "${wflag[@]}" >"$RAW/$id.warmup.txt" 2>&1 || die "$id: warm-up failed"; }
     sleep 0.5
-    local g0 u0 g1 u1 out=$RAW/$id.wrk.txt
+    local g0 u0 g1 u1 out=$RAW/$id.$tool.txt
     g0=$(ticks $gw); u0=$(ticks $DEMO_PID)
-    "${LOAD_PIN[@]}" "${WRK[@]}" -d "${DURATION}s" >"$out" 2>&1 || die "$id: wrk failed: $(tail -3 "$out")"
+    "${LOAD_PIN[@]}" "${load[@]}" "${dflag[@]}" >"$out" 2>&1 || die "$id: $tool failed: $(tail -3 "$out")"
     sleep 0.3
     g1=$(ticks $gw); u1=$(ticks $DEMO_PID)
-    local n; n=$(awk '/ requests in / {print $1}' "$out"); ((n > 0)) || die "$id: no requests (see $out)"
+    local n rps p50 p99 e
+    if [[ $tool == oha ]]; then
+        read -r n rps p50 p99 e < <(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+codes = d.get("statusCodeDistribution", {})
+ok = sum(n for c, n in codes.items() if c.startswith("2"))
+errors = {k: n for k, n in d.get("errorDistribution", {}).items() if k != "aborted due to deadline"}
+bad = sum(n for c, n in codes.items() if not c.startswith("2")) + sum(errors.values())
+p = d["latencyPercentiles"]
+print(ok + bad, d["summary"]["requestsPerSec"], "%.3f" % (p["p50"] * 1000), "%.3f" % (p["p99"] * 1000), bad)
+' "$out") || die "$id: cannot read oha's JSON (see $out)"
+    else
+        n=$(awk '/ requests in / {print $1}' "$out")
+        rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+        p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")"); p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+        e=$(awk '/Non-2xx or 3xx/ {e += $NF} /Socket errors:/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10} END {print e + 0}' "$out")
+    fi
+    ((n > 0)) || die "$id: no requests (see $out)"
     local appended published
     appended=$(metric 'switchyard_events_total{outcome="appended",sink="bus",')
-    if [[ $id == events ]]; then
+    if [[ $id == events* ]]; then
         for _ in $(seq 600); do
             published=$(metric 'switchyard_events_total{outcome="published",sink="bus",')
             [[ $published == "$appended" ]] && break; sleep 0.1; done
@@ -82,9 +115,7 @@ run_row() { # run_row ID CONFIG NATS-URL
         say "$id: all $appended events published"
     fi
     ROW[$id]=$(awk -v id="$id" -v n="$n" -v g=$((g1 - g0)) -v u=$((u1 - u0)) -v hz="$HZ" -v ev="$appended" \
-        -v rps="$(awk '/^Requests\/sec:/ {print $2}' "$out")" \
-        -v p50="$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")" -v p99="$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")" \
-        -v e="$(awk '/Non-2xx or 3xx/ {e += $NF} /Socket errors:/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10} END {print e + 0}' "$out")" \
+        -v rps="$rps" -v p50="$p50" -v p99="$p99" -v e="$e" \
         'BEGIN {printf "%-12s %8.0f %8s %8s %7d %10.1f %10.1f %9d", id, rps, p50, p99, e, g / hz * 1e6 / n, u / hz * 1e6 / n, ev}')
     ORDER+=("$id"); say "${ROW[$id]}"
     stop "$gw"; STARTED=("$DEMO_PID")
@@ -94,12 +125,17 @@ run_row() { # run_row ID CONFIG NATS-URL
 run_row plain bench/events/gateway-plain.yaml -
 run_row events bench/events/gateway.yaml nats://127.0.0.1:4222
 run_row outbox-only bench/events/gateway.yaml nats://127.0.0.1:1
+run_row plain@rate bench/events/gateway-plain.yaml - oha
+run_row events@rate bench/events/gateway.yaml nats://127.0.0.1:4222 oha
 
 col() { awk -v c="$2" '{print $c}' <<<"${ROW[$1]}"; }
 RPS_RATIO=$(awk -v a="$(col events 2)" -v b="$(col plain 2)" 'BEGIN {printf "%.3f", a / b}')
 P99_DIFF=$(awk -v a="$(col events 4)" -v b="$(col plain 4)" 'BEGIN {printf "%+.3f", a - b}')
 CPU_EVENTS=$(awk -v a="$(col events 6)" -v b="$(col plain 6)" 'BEGIN {printf "%+.1f", a - b}')
 CPU_APPEND=$(awk -v a="$(col outbox-only 6)" -v b="$(col plain 6)" 'BEGIN {printf "%+.1f", a - b}')
+RATE_P99=$(awk -v a="$(col events@rate 4)" -v b="$(col plain@rate 4)" 'BEGIN {printf "%+.3f", a - b}')
+RATE_P50=$(awk -v a="$(col events@rate 3)" -v b="$(col plain@rate 3)" 'BEGIN {printf "%+.3f", a - b}')
+RATE_OK=$(awk -v d="$RATE_P99" 'BEGIN {print (d < 1 ? "MET" : "NOT MET")}')
 LOSS_OK=$(awk -v r="$RPS_RATIO" 'BEGIN {print (r > 0.9 ? "MET" : "NOT MET")}')
 P99_OK=$(awk -v d="$P99_DIFF" 'BEGIN {print (d < 1 ? "MET" : "NOT MET")}')
 {
@@ -111,12 +147,15 @@ P99_OK=$(awk -v d="$P99_DIFF" 'BEGIN {print (d < 1 ? "MET" : "NOT MET")}')
     echo
     echo "plain       = no event; events = one CloudEvent per CreateOrder to JetStream (all published, checked);"
     echo "outbox-only = the event appended but its sink unreachable (append + batched fsync, no publish)"
+    echo "@rate       = a fixed $RATE req/s (oha -c16, open loop, latency-corrected) instead of saturation"
     echo
     echo "throughput with events / without:  $RPS_RATIO  (target loss < 10%: $LOSS_OK)"
-    echo "p99 with events - without:         $P99_DIFF ms  (target < 1 ms: $P99_OK)"
+    echo "p99 with events - without:         $P99_DIFF ms  (target < 1 ms: $P99_OK) at saturation"
+    echo "at $RATE req/s, with - without:     p50 $RATE_P50 ms, p99 $RATE_P99 ms  (target < 1 ms: $RATE_OK)"
     echo "gateway CPU per event, published:  $CPU_EVENTS us  (append + relay + JetStream publish and ack)"
     echo "gateway CPU per event, append:     $CPU_APPEND us  (outbox append cost alone)"
     echo
-    echo "Reproduce: BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNS bench/events/run.sh"
-    echo "Load command: ${LOAD_PIN[*]} ${WRK[*]} -d ${DURATION}s"
+    echo "Reproduce: BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNS BENCH_RATE=$RATE bench/events/run.sh"
+    echo "Load commands: ${LOAD_PIN[*]} ${WRK[*]} -d ${DURATION}s"
+    echo "               ${LOAD_PIN[*]} ${OHA[*]} -z ${DURATION}s"
 } | tee "$OUT/events.txt"
