@@ -1,5 +1,5 @@
 # Shell functions shared by the benchmark scripts (bench/run.sh,
-# bench/graphql/run.sh, bench/plugins.sh). Source it after defining `say` and
+# bench/graphql/run.sh, bench/plugins.sh, bench/events/run.sh). Source it after defining `say` and
 # `die` (each script prints its own prefix).
 
 APT_UPDATED=0
@@ -65,4 +65,35 @@ start_demo() { # start_demo LOG: switchyard-demo on $USERS_PORT/$ORDERS_PORT/$IN
     DEMO_PID=$!; STARTED+=("$DEMO_PID")
     for _ in $(seq 100); do (($(grep -c 'listening on' "$1") >= 3)) && break; sleep 0.1; done
     (($(grep -c 'listening on' "$1") >= 3)) || die "switchyard-demo not listening: $(cat "$1")"
+}
+# oha paces requests evenly (open loop, with latency correction) for the
+# fixed-rate rows; wrk and h2load cannot (h2load's --rps fires in bursts).
+OHA_VERSION=1.16.0
+need_oha() { # installs oha with cargo when missing (once per machine)
+    command -v oha >/dev/null 2>&1 || PATH="$HOME/.cargo/bin:$PATH"
+    command -v oha >/dev/null 2>&1 && return 0
+    say "installing oha $OHA_VERSION with cargo (about 4 minutes, once per machine)"
+    cargo install --quiet --locked oha --version "$OHA_VERSION" >&2 || die "cargo install oha failed"
+}
+wrk_summary() { # wrk_summary FILE: "requests req/s p50-ms p99-ms errors" of a wrk --latency run
+    local f=$1
+    # wrk counts status > 399 as "Non-2xx or 3xx", plus socket errors.
+    echo "$(awk '/ requests in / {print $1}' "$f") $(awk '/^Requests\/sec:/ {print $2}' "$f")" \
+        "$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")") $(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")" \
+        "$(awk '/^ *Non-2xx or 3xx responses:/ {e += $NF}
+                /^ *Socket errors:/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10}
+                END {print e + 0}' "$f")"
+}
+oha_summary() { # oha_summary FILE: the same from oha's --output-format json
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+codes = d.get("statusCodeDistribution", {})
+ok = sum(n for c, n in codes.items() if c.startswith("2"))
+# Requests still in flight when -z ends are "aborted due to deadline": not failures.
+errors = {e: n for e, n in d.get("errorDistribution", {}).items() if e != "aborted due to deadline"}
+bad = sum(n for c, n in codes.items() if not c.startswith("2")) + sum(errors.values())
+p = d["latencyPercentiles"]
+print(ok + bad, d["summary"]["requestsPerSec"], "%.3f" % (p["p50"] * 1000), "%.3f" % (p["p99"] * 1000), bad)
+' "$1"
 }

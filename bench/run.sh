@@ -103,14 +103,7 @@ need h2load nghttp2-client
 need curl curl
 need taskset util-linux
 need python3 python3
-# oha paces requests evenly (open loop, with latency correction) for the
-# fixed-rate rows; wrk and h2load cannot (h2load's --rps fires in bursts).
-OHA_VERSION=1.16.0
-if ((RATE > 0)) && ! command -v oha >/dev/null 2>&1; then
-    say "installing oha $OHA_VERSION with cargo (about 4 minutes, once per machine)"
-    cargo install --quiet --locked oha --version "$OHA_VERSION" >&2 || die "cargo install oha failed"
-    command -v oha >/dev/null 2>&1 || PATH="$HOME/.cargo/bin:$PATH"
-fi
+((RATE > 0)) && need_oha
 CLK_TCK=$(getconf CLK_TCK)
 NCPU=$(getconf _NPROCESSORS_ONLN)
 if [[ $PIN != none ]] && ((NCPU < 2)); then
@@ -275,26 +268,9 @@ measure() {
 
     local reqs rps p50 p99 errs
     if [[ $tool == wrk ]]; then
-        reqs=$(awk '/ requests in / {print $1}' "$out")
-        rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-        p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
-        p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-        # wrk counts status > 399 as "Non-2xx or 3xx", plus socket errors.
-        errs=$(awk '/^ *Non-2xx or 3xx responses:/ {e += $NF}
-                    /^ *Socket errors:/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10}
-                    END {print e + 0}' "$out")
+        read -r reqs rps p50 p99 errs < <(wrk_summary "$out")
     elif [[ $tool == oha ]]; then
-        read -r reqs rps p50 p99 errs < <(python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-codes = d.get("statusCodeDistribution", {})
-ok = sum(n for c, n in codes.items() if c.startswith("2"))
-# Requests still in flight when -z ends are "aborted due to deadline": not failures.
-errors = {e: n for e, n in d.get("errorDistribution", {}).items() if e != "aborted due to deadline"}
-bad = sum(n for c, n in codes.items() if not c.startswith("2")) + sum(errors.values())
-p = d["latencyPercentiles"]
-print(ok + bad, d["summary"]["requestsPerSec"], "%.3f" % (p["p50"] * 1000), "%.3f" % (p["p99"] * 1000), bad)
-' "$out") || die "$id: cannot read oha's JSON (see $out)"
+        read -r reqs rps p50 p99 errs < <(oha_summary "$out") || die "$id: cannot read oha's JSON (see $out)"
     else
         # "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
         reqs=$(awk '/^requests:/ {print $6}' "$out")

@@ -26,12 +26,7 @@ source "$ROOT/bench/lib.sh"
 for v in DURATION WARMUP CONNS RATE; do [[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number"; done
 ((DURATION > 0 && DURATION + WARMUP <= 120)) || die "BENCH_DURATION must be 1..120 s (shared machine)"
 need wrk wrk; need curl curl; need taskset util-linux
-OHA_VERSION=1.16.0 # as bench/run.sh
-command -v oha >/dev/null 2>&1 || PATH="$HOME/.cargo/bin:$PATH"
-if ! command -v oha >/dev/null 2>&1; then
-    say "installing oha $OHA_VERSION with cargo (about 4 minutes, once per machine)"
-    cargo install --quiet --locked oha --version "$OHA_VERSION" >&2 || die "cargo install oha failed"
-fi
+need_oha
 (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || die "no NATS on 127.0.0.1:4222 (scripts/test.sh starts one: nats-server -js)"
 
 STARTED=() # only the processes started here are killed
@@ -87,23 +82,7 @@ run_row() { # run_row ID CONFIG NATS-URL [wrk|oha]
     sleep 0.3
     g1=$(ticks $gw); u1=$(ticks $DEMO_PID)
     local n rps p50 p99 e
-    if [[ $tool == oha ]]; then
-        read -r n rps p50 p99 e < <(python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-codes = d.get("statusCodeDistribution", {})
-ok = sum(n for c, n in codes.items() if c.startswith("2"))
-errors = {k: n for k, n in d.get("errorDistribution", {}).items() if k != "aborted due to deadline"}
-bad = sum(n for c, n in codes.items() if not c.startswith("2")) + sum(errors.values())
-p = d["latencyPercentiles"]
-print(ok + bad, d["summary"]["requestsPerSec"], "%.3f" % (p["p50"] * 1000), "%.3f" % (p["p99"] * 1000), bad)
-' "$out") || die "$id: cannot read oha's JSON (see $out)"
-    else
-        n=$(awk '/ requests in / {print $1}' "$out")
-        rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-        p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")"); p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-        e=$(awk '/Non-2xx or 3xx/ {e += $NF} /Socket errors:/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10} END {print e + 0}' "$out")
-    fi
+    read -r n rps p50 p99 e < <("${tool}_summary" "$out") || die "$id: cannot read $tool's output (see $out)"
     ((n > 0)) || die "$id: no requests (see $out)"
     local appended published
     appended=$(metric 'switchyard_events_total{outcome="appended",sink="bus",')
