@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec};
 
 /// Distinct `type` label values, all sinks together.
 pub const MAX_TYPES: usize = 256;
@@ -53,17 +53,17 @@ impl EventCounters {
         }
     }
 
-    /// Counts one event of `event_type` with `outcome`.
-    pub fn inc(&self, event_type: &str, outcome: &str) {
-        self.add(event_type, outcome, 1);
-    }
-
-    /// Counts `n` events of `event_type` with `outcome`.
-    pub fn add(&self, event_type: &str, outcome: &str, n: u64) {
+    /// The counter of `event_type` events with `outcome`: resolve it once
+    /// where the type is fixed (an event definition), not per event.
+    pub fn counter(&self, event_type: &str, outcome: &str) -> IntCounter {
         let label = self.types.label(event_type);
         self.events
             .with_label_values(&[&*self.sink, label, outcome])
-            .inc_by(n);
+    }
+
+    /// Counts one event of `event_type` with `outcome`.
+    pub fn inc(&self, event_type: &str, outcome: &str) {
+        self.counter(event_type, outcome).inc();
     }
 
     /// This sink's events with `outcome`, all types.

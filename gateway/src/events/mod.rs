@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::HeaderMap;
+use prometheus::IntCounter;
 use prost_reflect::{DynamicMessage, MethodDescriptor, SerializeOptions};
 use switchyard_plugins::error::ErrorResponse;
 
@@ -39,9 +40,8 @@ pub struct Events {
     /// Sink names → index in the outbox.
     sinks: BTreeMap<String, usize>,
     relays: Vec<tokio::task::JoinHandle<()>>,
-    metrics: EventMetrics,
-    /// The `type` labels given so far (bounded).
-    types: Arc<TypeLabels>,
+    /// `switchyard_events_total` of each sink, by index.
+    counters: Vec<EventCounters>,
     /// The scratch directory of a checked config's outbox (removed on drop).
     scratch: Option<std::path::PathBuf>,
 }
@@ -71,11 +71,7 @@ impl Events {
     /// outbox is a scratch file in a fresh temporary directory (removed on
     /// drop) and no relay runs, so the configured outbox is never opened
     /// (a running gateway may hold it) and nothing is delivered.
-    pub async fn check(
-        config: &EventsConfig,
-        _base_dir: &Path,
-        metrics: EventMetrics,
-    ) -> Result<Events, SetupError> {
+    pub async fn check(config: &EventsConfig, metrics: EventMetrics) -> Result<Events, SetupError> {
         let scratch =
             std::env::temp_dir().join(format!("switchyard-check-{:016x}", fastrand::u64(..)));
         let opened = Events::open(config, &scratch.join("outbox.redb"), metrics, false).await;
@@ -109,8 +105,13 @@ impl Events {
             key: vec!["outbox".into(), "path".into()],
             message,
         })?;
+        // One set of counters per sink, sharing the bound on type labels.
         let types = Arc::new(TypeLabels::default());
-        meter(&outbox, &names, &metrics, &types);
+        let counters: Vec<EventCounters> = names
+            .iter()
+            .map(|name| EventCounters::new(metrics.events.clone(), name, types.clone()))
+            .collect();
+        meter(&outbox, &names, &metrics, &counters);
         // What a previous run left is waiting too.
         let left = outbox.depth();
         if left > 0 && relay_events {
@@ -134,7 +135,7 @@ impl Events {
                 retry_max: outbox_config.retry_max.0,
                 max_age: outbox_config.max_age.0,
                 metrics: RelayMetrics {
-                    counters: EventCounters::new(metrics.events.clone(), name, types.clone()),
+                    counters: counters[index].clone(),
                     oldest_age: metrics.oldest_age.with_label_values(&[name]),
                     latency: metrics.delivery.with_label_values(&[name]),
                 },
@@ -147,8 +148,7 @@ impl Events {
             outbox,
             sinks: names.into_iter().enumerate().map(|(i, n)| (n, i)).collect(),
             relays,
-            metrics,
-            types,
+            counters,
             scratch: None,
         })
     }
@@ -180,7 +180,7 @@ impl Events {
         Some(SinkHandle {
             index,
             outbox: self.outbox.clone(),
-            counters: EventCounters::new(self.metrics.events.clone(), name, self.types.clone()),
+            counters: self.counters[index].clone(),
         })
     }
 
@@ -241,6 +241,9 @@ impl Events {
             ),
             None => None,
         };
+        let counter = |outcome: &str| sink.counters.counter(&definition.event_type, outcome);
+        let (appended, dropped, rejected) =
+            (counter("appended"), counter("dropped"), counter("rejected"));
         Ok(EventSpec {
             sink,
             event_type: definition.event_type.clone(),
@@ -254,6 +257,9 @@ impl Events {
             extensions,
             on_status,
             when_full: definition.when_full,
+            appended,
+            dropped,
+            rejected,
         })
     }
 }
@@ -271,15 +277,19 @@ impl Drop for Events {
 
 /// Sets the sinks' depth gauges to what waits (before any relay runs) and
 /// gives the outbox the meters it keeps in step.
-fn meter(outbox: &Outbox, names: &[String], metrics: &EventMetrics, types: &Arc<TypeLabels>) {
-    let meters = names.iter().enumerate().map(|(index, name)| {
-        let depth = metrics.depth.with_label_values(&[name]);
-        depth.set(outbox.len(index).unwrap_or(0) as i64);
-        outbox::SinkMeters {
-            depth,
-            counters: EventCounters::new(metrics.events.clone(), name, types.clone()),
-        }
-    });
+fn meter(outbox: &Outbox, names: &[String], metrics: &EventMetrics, counters: &[EventCounters]) {
+    let meters = names
+        .iter()
+        .zip(counters)
+        .enumerate()
+        .map(|(index, (name, counters))| {
+            let depth = metrics.depth.with_label_values(&[name]);
+            depth.set(outbox.len(index).unwrap_or(0) as i64);
+            outbox::SinkMeters {
+                depth,
+                counters: counters.clone(),
+            }
+        });
     outbox.meter(meters.collect());
 }
 
@@ -313,21 +323,22 @@ pub struct SinkHandle {
 }
 
 impl SinkHandle {
-    /// Appends `event`: committed within the durability window; refused
-    /// when the outbox is full.
+    /// Appends `event` and counts it `appended` under its type: committed
+    /// within the durability window; refused when the outbox is full.
     pub fn append(&self, event: &Outgoing) -> Result<(), AppendError> {
-        self.outbox.append(self.index, event)?;
+        self.push(event, WhenFull::Reject)?;
         self.counters.inc(&event.event_type, "appended");
         Ok(())
     }
 
-    /// Appends `event`, which may be lost: when the outbox is full the
-    /// sink's oldest such event is evicted to make room (see
-    /// [`Outbox::append_evicting`]).
-    pub fn append_evicting(&self, event: &Outgoing) -> Result<(), AppendError> {
-        self.outbox.append_evicting(self.index, event)?;
-        self.counters.inc(&event.event_type, "appended");
-        Ok(())
+    /// Appends `event` without counting it. `WhenFull::Drop`: it may be
+    /// lost; when the outbox is full the sink's oldest such event is
+    /// evicted to make room (see [`Outbox::append_evicting`]).
+    fn push(&self, event: &Outgoing, when_full: WhenFull) -> Result<(), AppendError> {
+        match when_full {
+            WhenFull::Reject => self.outbox.append(self.index, event),
+            WhenFull::Drop => self.outbox.append_evicting(self.index, event),
+        }
     }
 }
 
@@ -344,6 +355,11 @@ pub struct EventSpec {
     /// Publish on these answer statuses; `None`: on success.
     on_status: Option<Vec<http::StatusCode>>,
     when_full: WhenFull,
+    /// This definition's `appended`, `dropped` and `rejected` counters
+    /// (its type is fixed: resolved once, not per event).
+    appended: IntCounter,
+    dropped: IntCounter,
+    rejected: IntCounter,
 }
 
 impl std::fmt::Debug for EventSpec {
@@ -415,7 +431,7 @@ impl EventSpec {
     /// outbox has no room.
     pub fn admit(&self) -> Result<(), OutboxFull> {
         if self.when_full == WhenFull::Reject && !self.sink.outbox.has_room() {
-            self.sink.counters.inc(&self.event_type, "rejected");
+            self.rejected.inc();
             return Err(OutboxFull);
         }
         Ok(())
@@ -459,7 +475,7 @@ impl EventSpec {
             Ok(body) => body,
             Err(e) => {
                 tracing::error!(event_type = %self.event_type, error = %e, "event not built");
-                self.sink.counters.inc(&self.event_type, "dropped");
+                self.dropped.inc();
                 return;
             }
         };
@@ -470,15 +486,14 @@ impl EventSpec {
             destination: self.destination.render(call),
             body,
         };
-        let appended = match self.when_full {
-            WhenFull::Reject => self.sink.append(&event),
-            WhenFull::Drop => self.sink.append_evicting(&event),
-        };
-        if let Err(e) = appended {
-            // Admitted while there was room, and a burst filled it since;
-            // or over the size limit; or the writer fell behind.
-            tracing::error!(event_type = %self.event_type, id = %event.id, error = %e, "event dropped");
-            self.sink.counters.inc(&self.event_type, "dropped");
+        match self.sink.push(&event, self.when_full) {
+            Ok(()) => self.appended.inc(),
+            Err(e) => {
+                // Admitted while there was room, and a burst filled it
+                // since; or over the size limit; or the writer fell behind.
+                tracing::error!(event_type = %self.event_type, id = %event.id, error = %e, "event dropped");
+                self.dropped.inc();
+            }
         }
     }
 }
