@@ -30,7 +30,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus::IntGauge;
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
 use tokio::sync::{Notify, mpsc};
 
 use super::counters::EventCounters;
@@ -50,11 +53,7 @@ const WRITER_QUEUE: usize = 65_536;
 /// The outbox of one gateway process.
 pub struct Outbox {
     db: Arc<Database>,
-    /// Table names, by sink index.
-    tables: Arc<[String]>,
-    /// The sinks' `droppable/` tables (the sequence numbers of their
-    /// evictable events), by sink index.
-    droppable: Arc<[String]>,
+    tables: Tables,
     /// `None` once dropping (the writer thread then finishes and exits).
     writer: Option<mpsc::Sender<Pending>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -82,6 +81,42 @@ pub struct Limits {
     /// The durability window: appends are committed this far apart.
     pub flush_interval: Duration,
 }
+
+/// Each sink's tables, by sink index: its queue (`sink/<name>`), the
+/// sequence numbers of its evictable events (`droppable/<name>`) and its
+/// dead letters (`dead/<name>`).
+#[derive(Clone)]
+struct Tables {
+    sinks: Arc<[String]>,
+    live: Arc<[String]>,
+    droppable: Arc<[String]>,
+    dead: Arc<[String]>,
+}
+
+impl Tables {
+    fn new(sinks: &[String]) -> Tables {
+        let names = |kind: &str| sinks.iter().map(|s| format!("{kind}/{s}")).collect();
+        Tables {
+            sinks: sinks.into(),
+            live: names("sink"),
+            droppable: names("droppable"),
+            dead: names("dead"),
+        }
+    }
+
+    /// Sink `sink`'s queue and its droppable index, open for writing.
+    fn queue<'t>(
+        &self,
+        txn: &'t WriteTransaction,
+        sink: usize,
+    ) -> Result<(Records<'t>, Records<'t>), String> {
+        let open = |name: &str| txn.open_table(table_def(name)).map_err(|e| e.to_string());
+        Ok((open(&self.live[sink])?, open(&self.droppable[sink])?))
+    }
+}
+
+/// A table of records keyed by sequence number, open for writing.
+type Records<'t> = Table<'t, u64, &'static [u8]>;
 
 /// One sink's metrics that the outbox keeps in step with what it stores.
 #[derive(Clone)]
@@ -132,18 +167,16 @@ impl Outbox {
         }
         let db = Database::create(path)
             .map_err(|e| format!("cannot open the outbox {}: {e}", path.display()))?;
-        let tables: Arc<[String]> = sinks.iter().map(|s| format!("sink/{s}")).collect();
-        let droppable: Arc<[String]> = sinks.iter().map(|s| format!("droppable/{s}")).collect();
-        let (depth, next) = count(&db, sinks)?;
+        let tables = Tables::new(sinks);
+        let (depth, next) = count(&db, &tables)?;
         let db = Arc::new(db);
         let (writer, rx) = mpsc::channel(WRITER_QUEUE);
-        let wake: Arc<[Notify]> = tables.iter().map(|_| Notify::new()).collect();
+        let wake: Arc<[Notify]> = sinks.iter().map(|_| Notify::new()).collect();
         let depth = Arc::new(AtomicUsize::new(depth));
         let meters = Meters::default();
         let thread = Writer {
             db: db.clone(),
             tables: tables.clone(),
-            droppable: droppable.clone(),
             next,
             wake: wake.clone(),
             depth: depth.clone(),
@@ -158,7 +191,6 @@ impl Outbox {
         Ok(Outbox {
             db,
             tables,
-            droppable,
             writer: Some(writer),
             thread: Some(thread),
             depth,
@@ -181,12 +213,10 @@ impl Outbox {
             ),
             e => format!("cannot open the outbox {}: {e}", path.display()),
         })?;
-        let tables: Arc<[String]> = sinks.iter().map(|s| format!("sink/{s}")).collect();
         Ok(Outbox {
             db: Arc::new(db),
-            wake: tables.iter().map(|_| Notify::new()).collect(),
-            droppable: sinks.iter().map(|s| format!("droppable/{s}")).collect(),
-            tables,
+            wake: sinks.iter().map(|_| Notify::new()).collect(),
+            tables: Tables::new(sinks),
             writer: None,
             thread: None,
             depth: Arc::new(AtomicUsize::new(0)),
@@ -284,17 +314,16 @@ impl Outbox {
         let _ = txn.set_durability(Durability::None);
         let mut removed = 0;
         {
-            let mut table = txn
-                .open_table(table_def(&self.tables[sink]))
-                .map_err(|e| e.to_string())?;
-            let mut droppable = txn
-                .open_table(table_def(&self.droppable[sink]))
-                .map_err(|e| e.to_string())?;
+            let (mut live, mut droppable) = self.tables.queue(&txn, sink)?;
+            // Most sinks have no droppable event: no lookup per event then.
+            let any_droppable = !droppable.is_empty().map_err(|e| e.to_string())?;
             for seq in seqs {
-                if table.remove(seq).map_err(|e| e.to_string())?.is_some() {
+                if live.remove(seq).map_err(|e| e.to_string())?.is_some() {
                     removed += 1;
                 }
-                droppable.remove(seq).map_err(|e| e.to_string())?;
+                if any_droppable {
+                    droppable.remove(seq).map_err(|e| e.to_string())?;
+                }
             }
         }
         txn.commit().map_err(|e| e.to_string())?;
@@ -319,12 +348,7 @@ impl Outbox {
         let txn = self.db.begin_write().map_err(|e| e.to_string())?;
         let mut discarded = 0;
         let waiting = {
-            let mut live = txn
-                .open_table(table_def(&self.tables[sink]))
-                .map_err(|e| e.to_string())?;
-            let mut droppable = txn
-                .open_table(table_def(&self.droppable[sink]))
-                .map_err(|e| e.to_string())?;
+            let (mut live, mut droppable) = self.tables.queue(&txn, sink)?;
             droppable.remove(stored.seq).map_err(|e| e.to_string())?;
             live.remove(stored.seq)
                 .map_err(|e| e.to_string())?
@@ -332,7 +356,7 @@ impl Outbox {
         };
         if waiting {
             let mut table = txn
-                .open_table(table_def(&self.dead_table(sink)))
+                .open_table(table_def(&self.tables.dead[sink]))
                 .map_err(|e| e.to_string())?;
             let record = encode(&stored.event, stored.appended_ms);
             let dead = encode_dead(&record, reason, now_ms());
@@ -352,11 +376,6 @@ impl Outbox {
             }
         }
         Ok(discarded)
-    }
-
-    /// Sink `sink`'s dead-letter table.
-    fn dead_table(&self, sink: usize) -> String {
-        format!("dead/{}", &self.tables[sink]["sink/".len()..])
     }
 
     fn meters(&self, sink: usize) -> Option<&SinkMeters> {
@@ -391,20 +410,20 @@ fn reserve(depth: &AtomicUsize, max: usize) -> Result<(), usize> {
 /// The events waiting (all sinks) and each sink's next sequence number:
 /// past all its tables hold (dead letters and droppable entries too, so no
 /// number is used again once its queue emptied); creates the tables.
-fn count(db: &Database, sinks: &[String]) -> Result<(usize, Vec<u64>), String> {
-    let mut next = Vec::with_capacity(sinks.len());
+fn count(db: &Database, tables: &Tables) -> Result<(usize, Vec<u64>), String> {
+    let mut next = Vec::with_capacity(tables.sinks.len());
     let mut depth = 0;
     let txn = db.begin_write().map_err(|e| e.to_string())?;
-    for sink in sinks {
+    let open = |name: &str| txn.open_table(table_def(name)).map_err(|e| e.to_string());
+    for sink in 0..tables.sinks.len() {
+        let live = open(&tables.live[sink])?;
+        depth += live.len().map_err(|e| e.to_string())? as usize;
         let mut last = 0;
-        for kind in ["sink", "droppable", "dead"] {
-            let name = format!("{kind}/{sink}");
-            let table = txn
-                .open_table(table_def(&name))
-                .map_err(|e| e.to_string())?;
-            if kind == "sink" {
-                depth += table.len().map_err(|e| e.to_string())? as usize;
-            }
+        for table in [
+            live,
+            open(&tables.droppable[sink])?,
+            open(&tables.dead[sink])?,
+        ] {
             let newest = table.last().map_err(|e| e.to_string())?;
             last = newest.map_or(last, |(k, _)| last.max(k.value()));
         }

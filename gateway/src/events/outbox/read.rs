@@ -39,7 +39,7 @@ impl Outbox {
     /// call from a blocking context).
     pub(in crate::events) fn oldest(&self, sink: usize, max: usize) -> Result<Vec<Stored>, String> {
         let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        let table = match txn.open_table(table_def(&self.tables[sink])) {
+        let table = match txn.open_table(table_def(&self.tables.live[sink])) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(e.to_string()),
@@ -54,7 +54,7 @@ impl Outbox {
                     event,
                 }),
                 None => {
-                    tracing::error!(sink = %self.tables[sink], seq = key.value(), "unreadable outbox record skipped")
+                    tracing::error!(sink = %self.tables.sinks[sink], seq = key.value(), "unreadable outbox record skipped")
                 }
             }
         }
@@ -63,13 +63,13 @@ impl Outbox {
 
     /// Events waiting for sink `sink` (blocking, but quick: a count).
     pub fn len(&self, sink: usize) -> Result<usize, String> {
-        self.count(&self.tables[sink])
+        self.count(&self.tables.live[sink])
     }
 
     /// Events sink `sink` refused for good, kept in its dead-letter table
     /// (blocking, a count).
     pub fn dead_len(&self, sink: usize) -> Result<usize, String> {
-        self.count(&self.dead_table(sink))
+        self.count(&self.tables.dead[sink])
     }
 
     /// The entries of table `name` (none when it was never created).
@@ -86,7 +86,7 @@ impl Outbox {
     /// (blocking).
     pub fn dead_letters(&self, sink: usize, max: usize) -> Result<Vec<DeadLetter>, String> {
         let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        let table = match txn.open_table(table_def(&self.dead_table(sink))) {
+        let table = match txn.open_table(table_def(&self.tables.dead[sink])) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(e.to_string()),
@@ -105,7 +105,7 @@ impl Outbox {
     /// Unix epoch (`None`: nothing waits, or its time is unknown).
     pub fn oldest_appended_ms(&self, sink: usize) -> Result<Option<u64>, String> {
         let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        let table = match txn.open_table(table_def(&self.tables[sink])) {
+        let table = match txn.open_table(table_def(&self.tables.live[sink])) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(e.to_string()),

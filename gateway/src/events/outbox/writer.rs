@@ -6,18 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redb::{Database, Table};
+use redb::Database;
 use tokio::sync::{Notify, mpsc};
 
 use super::record::decode;
-use super::{Meters, Pending, WRITER_QUEUE, reserve, table_def};
+use super::{Meters, Pending, Records, Tables, WRITER_QUEUE, reserve};
 use crate::events::sinks::Outgoing;
 
 /// The writer thread's state.
 pub(super) struct Writer {
     pub(super) db: Arc<Database>,
-    pub(super) tables: Arc<[String]>,
-    pub(super) droppable: Arc<[String]>,
+    pub(super) tables: Tables,
     /// The next sequence number of each sink.
     pub(super) next: Vec<u64>,
     pub(super) wake: Arc<[Notify]>,
@@ -26,8 +25,6 @@ pub(super) struct Writer {
     pub(super) max_events: usize,
     pub(super) flush_interval: Duration,
 }
-
-type Records<'t> = Table<'t, u64, &'static [u8]>;
 
 /// What one commit did besides inserting.
 struct Tally {
@@ -68,7 +65,7 @@ impl Writer {
             }
             let mut tally = Tally {
                 reserved: 0,
-                sinks: self.tables.iter().map(|_| SinkTally::default()).collect(),
+                sinks: self.next.iter().map(|_| SinkTally::default()).collect(),
             };
             match self.commit(&batch, &mut tally) {
                 Ok(()) => self.committed(&tally),
@@ -80,14 +77,12 @@ impl Writer {
     fn commit(&mut self, batch: &[Pending], tally: &mut Tally) -> Result<(), String> {
         let txn = self.db.begin_write().map_err(|e| e.to_string())?;
         {
-            let mut tables = Vec::with_capacity(self.tables.len());
-            let mut droppable = Vec::with_capacity(self.tables.len());
-            for (name, index) in self.tables.iter().zip(self.droppable.iter()) {
-                tables.push(txn.open_table(table_def(name)).map_err(|e| e.to_string())?);
-                droppable.push(
-                    txn.open_table(table_def(index))
-                        .map_err(|e| e.to_string())?,
-                );
+            let mut tables = Vec::with_capacity(self.next.len());
+            let mut droppable = Vec::with_capacity(self.next.len());
+            for sink in 0..self.next.len() {
+                let (live, index) = self.tables.queue(&txn, sink)?;
+                tables.push(live);
+                droppable.push(index);
             }
             for pending in batch {
                 let sink = pending.sink;
@@ -125,7 +120,7 @@ impl Writer {
     fn committed(&self, tally: &Tally) {
         let meters = self.meters.get();
         for (sink, counts) in tally.sinks.iter().enumerate() {
-            let name = &self.tables[sink]["sink/".len()..];
+            let name = self.tables.sinks[sink].as_str();
             let meters = meters.and_then(|m| m.get(sink));
             if !counts.evicted.is_empty() {
                 tracing::warn!(
