@@ -14,45 +14,83 @@ fn event(queue: &str, n: u32) -> Outgoing {
     }
 }
 
-#[tokio::test]
-async fn confirmed_persistent_messages_reach_a_bound_queue_in_order() {
-    let queue = format!("switchyard-test-{:x}", fastrand::u64(..));
-    let sink = RabbitMqSink::new(&RabbitMqSinkConfig {
-        url: AMQP.into(),
+/// A sink config for `url` in `mode`, declaring (and binding to the default
+/// exchange) `queue` when given.
+fn config(
+    url: &str,
+    queue: Option<&str>,
+    mode: ContentMode,
+    timeout: HumanDuration,
+) -> RabbitMqSinkConfig {
+    RabbitMqSinkConfig {
+        url: url.to_owned(),
         exchange: String::new(),
         declare_exchange: None,
-        declare_queue: Some(QueueConfig {
-            name: queue.clone(),
+        declare_queue: queue.map(|name| QueueConfig {
+            name: name.to_owned(),
             binding_key: String::new(),
         }),
-        mode: ContentMode::Structured,
-        timeout: HumanDuration::from_secs(5),
-    })
-    .unwrap();
-    for n in 0..3 {
-        sink.publish(&event(&queue, n)).await.expect(
+        mode,
+        timeout,
+    }
+}
+
+/// A queue name no other run uses.
+fn unique_queue() -> String {
+    format!("switchyard-test-{:x}", fastrand::u64(..))
+}
+
+/// Publishes `events` to `sink`, whose broker must be up.
+async fn publish_all(sink: &RabbitMqSink, events: &[Outgoing]) {
+    for event in events {
+        sink.publish(event).await.expect(
             "this test needs RabbitMQ on 127.0.0.1:5672 (guest/guest; scripts/test.sh starts it)",
         );
     }
+}
+
+/// The next `n` messages of `queue`, acknowledged; then the queue is deleted.
+async fn consume(queue: &str, n: usize) -> Vec<lapin::message::Delivery> {
     let conn = Connection::connect(AMQP, ConnectionProperties::default())
         .await
         .unwrap();
     let channel = conn.create_channel().await.unwrap();
     let mut consumer = channel
         .basic_consume(
-            queue.as_str().into(),
+            queue.into(),
             "test".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await
         .unwrap();
-    for n in 0..3 {
+    let mut deliveries = Vec::with_capacity(n);
+    for _ in 0..n {
         let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next())
             .await
             .expect("a message")
             .expect("open")
             .expect("delivered");
+        delivery.ack(BasicAckOptions::default()).await.unwrap();
+        deliveries.push(delivery);
+    }
+    let _ = channel.queue_delete(queue.into(), Default::default()).await;
+    deliveries
+}
+
+#[tokio::test]
+async fn confirmed_persistent_messages_reach_a_bound_queue_in_order() {
+    let queue = unique_queue();
+    let sink = RabbitMqSink::new(&config(
+        AMQP,
+        Some(&queue),
+        ContentMode::Structured,
+        HumanDuration::from_secs(5),
+    ))
+    .unwrap();
+    let events: Vec<Outgoing> = (0..3).map(|n| event(&queue, n)).collect();
+    publish_all(&sink, &events).await;
+    for (n, delivery) in consume(&queue, 3).await.iter().enumerate() {
         assert_eq!(delivery.data, format!("{{\"n\":{n}}}").into_bytes());
         let props = &delivery.properties;
         assert_eq!(props.delivery_mode(), &Some(2));
@@ -69,23 +107,17 @@ async fn confirmed_persistent_messages_reach_a_bound_queue_in_order() {
             props.message_id().as_ref().map(|s| s.as_str()),
             Some(format!("id-{n}").as_str())
         );
-        delivery.ack(BasicAckOptions::default()).await.unwrap();
     }
-    let _ = channel
-        .queue_delete(queue.as_str().into(), Default::default())
-        .await;
 }
 
 #[tokio::test]
 async fn an_unroutable_event_is_a_retried_failure_not_a_silent_loss() {
-    let sink = RabbitMqSink::new(&RabbitMqSinkConfig {
-        url: AMQP.into(),
-        exchange: String::new(),
-        declare_exchange: None,
-        declare_queue: None,
-        mode: ContentMode::Structured,
-        timeout: HumanDuration::from_secs(5),
-    })
+    let sink = RabbitMqSink::new(&config(
+        AMQP,
+        None,
+        ContentMode::Structured,
+        HumanDuration::from_secs(5),
+    ))
     .unwrap();
     let nowhere = format!("switchyard-no-such-queue-{:x}", fastrand::u64(..));
     match sink.publish(&event(&nowhere, 1)).await {
@@ -101,14 +133,12 @@ async fn an_unreachable_broker_is_transient_within_the_timeout() {
         .local_addr()
         .unwrap()
         .port();
-    let sink = RabbitMqSink::new(&RabbitMqSinkConfig {
-        url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
-        exchange: String::new(),
-        declare_exchange: None,
-        declare_queue: None,
-        mode: ContentMode::Structured,
-        timeout: HumanDuration::from_millis(500),
-    })
+    let sink = RabbitMqSink::new(&config(
+        &format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        None,
+        ContentMode::Structured,
+        HumanDuration::from_millis(500),
+    ))
     .unwrap();
     let started = std::time::Instant::now();
     assert!(matches!(
@@ -129,18 +159,13 @@ fn header<'p>(props: &'p BasicProperties, name: &str) -> Option<&'p str> {
 
 #[tokio::test]
 async fn binary_mode_sends_the_data_as_body_and_attributes_as_cloud_events_headers() {
-    let queue = format!("switchyard-test-{:x}", fastrand::u64(..));
-    let sink = RabbitMqSink::new(&RabbitMqSinkConfig {
-        url: AMQP.into(),
-        exchange: String::new(),
-        declare_exchange: None,
-        declare_queue: Some(QueueConfig {
-            name: queue.clone(),
-            binding_key: String::new(),
-        }),
-        mode: ContentMode::Binary,
-        timeout: HumanDuration::from_secs(5),
-    })
+    let queue = unique_queue();
+    let sink = RabbitMqSink::new(&config(
+        AMQP,
+        Some(&queue),
+        ContentMode::Binary,
+        HumanDuration::from_secs(5),
+    ))
     .unwrap();
     let stored = |id: &str, tail: &str| {
         Outgoing {
@@ -166,38 +191,8 @@ async fn binary_mode_sends_the_data_as_body_and_attributes_as_cloud_events_heade
         // No data: an empty body and no content type.
         stored("evt-3", ""),
     ];
-    for event in &events {
-        sink.publish(event).await.expect(
-            "this test needs RabbitMQ on 127.0.0.1:5672 (guest/guest; scripts/test.sh starts it)",
-        );
-    }
-
-    let conn = Connection::connect(AMQP, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            "test".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut deliveries = Vec::new();
-    for _ in &events {
-        let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next())
-            .await
-            .expect("a message")
-            .expect("open")
-            .expect("delivered");
-        delivery.ack(BasicAckOptions::default()).await.unwrap();
-        deliveries.push(delivery);
-    }
-    let _ = channel
-        .queue_delete(queue.as_str().into(), Default::default())
-        .await;
+    publish_all(&sink, &events).await;
+    let deliveries = consume(&queue, events.len()).await;
 
     let content_type =
         |props: &BasicProperties| props.content_type().as_ref().map(|s| s.as_str().to_owned());
@@ -249,14 +244,12 @@ async fn binary_mode_sends_the_data_as_body_and_attributes_as_cloud_events_heade
 #[tokio::test]
 async fn binary_mode_refuses_an_unreadable_stored_event_as_permanent_without_a_broker() {
     // Refused before any connection: nothing listens on port 1.
-    let sink = RabbitMqSink::new(&RabbitMqSinkConfig {
-        url: "amqp://guest:guest@127.0.0.1:1/%2f".into(),
-        exchange: String::new(),
-        declare_exchange: None,
-        declare_queue: None,
-        mode: ContentMode::Binary,
-        timeout: HumanDuration::from_secs(5),
-    })
+    let sink = RabbitMqSink::new(&config(
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+        None,
+        ContentMode::Binary,
+        HumanDuration::from_secs(5),
+    ))
     .unwrap();
     for body in [
         &b"not json"[..],
