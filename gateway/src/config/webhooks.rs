@@ -56,8 +56,14 @@ pub struct WebhookEndpointConfig {
     /// 200 without being published again.
     #[serde(default)]
     pub dedupe: DedupeConfig,
-    /// Where accepted deliveries go: an events sink, as CloudEvents.
-    pub publish: PublishConfig,
+    /// Hand accepted deliveries to an events sink, as CloudEvents (answered
+    /// 202 once in the outbox). Exactly one of `publish` and `forward`.
+    #[serde(default)]
+    pub publish: Option<PublishConfig>,
+    /// Call a gRPC method with each accepted delivery instead (answered 200
+    /// once the method succeeded). Exactly one of `publish` and `forward`.
+    #[serde(default)]
+    pub forward: Option<ForwardConfig>,
     /// Plugins for this endpoint (a rate limit per client IP, a request
     /// id…). They run with the top-level `plugins`, except the top-level
     /// `auth` and `idempotency`: a delivery is authenticated by its
@@ -139,6 +145,36 @@ pub struct PublishConfig {
     pub destination: String,
 }
 
+/// How an accepted delivery is forwarded to a gRPC method: through a route
+/// of `routes:` (its upstream, `timeout`, header forwarding, `json` options
+/// and events apply; its plugins do not: the signature authenticates the
+/// delivery). A failed call is answered with the call's error (a 5xx for an
+/// unavailable upstream) and the delivery is not marked as done, so the
+/// provider's retry is accepted; the method gets the webhook id as the
+/// `webhook-id` metadata, to deduplicate on its side too.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// The route: its `name`, or its service when it has none.
+    pub route: String,
+    /// A method of the route's service (its simple name, e.g.
+    /// `HandleStripeEvent`); unary. When the route lists `methods`, one of
+    /// them.
+    pub method: String,
+    /// Where the JSON body goes in the method's request: `*` (the default)
+    /// maps the whole body onto the request message (proto3 JSON, fields
+    /// the message does not define are ignored: providers add fields), or
+    /// the name of one top-level field: a message field (e.g. a
+    /// `google.protobuf.Struct`) gets the body as JSON, a `string` or
+    /// `bytes` field the body as received.
+    #[serde(default = "default_forward_body")]
+    pub body: String,
+    /// A top-level `string` field of the request set to the webhook id
+    /// (besides the `webhook-id` metadata); none when omitted.
+    #[serde(default)]
+    pub id_field: Option<String>,
+}
+
 impl fmt::Debug for WebhookEndpointConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookEndpointConfig")
@@ -155,6 +191,7 @@ impl fmt::Debug for WebhookEndpointConfig {
             .field("max_body", &self.max_body)
             .field("dedupe", &self.dedupe)
             .field("publish", &self.publish)
+            .field("forward", &self.forward)
             .field("plugins", &self.plugins.len())
             .finish()
     }
@@ -169,6 +206,10 @@ impl Default for DedupeConfig {
             max_entries: None,
         }
     }
+}
+
+fn default_forward_body() -> String {
+    "*".to_owned()
 }
 
 fn default_tolerance() -> HumanDuration {

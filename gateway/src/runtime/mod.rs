@@ -86,6 +86,7 @@ impl Runtime {
         let events = start_events(&loaded, &metrics, purpose).await?;
         let mut table = RouteTableBuilder::default();
         let mut stacks = Vec::with_capacity(config.routes.len());
+        let mut targets = Vec::with_capacity(config.routes.len());
         let handler = handler::service();
         for (index, route) in config.routes.iter().enumerate() {
             let key = KeyPath::root().key("routes").index(index);
@@ -99,6 +100,11 @@ impl Runtime {
             )?;
             let ctx = Arc::new(ctx);
             let service = find_service(&loaded, &pool, route, &key)?;
+            targets.push(crate::webhooks::forward::Target {
+                route: ctx.clone(),
+                service: service.clone(),
+                methods: route.methods.clone(),
+            });
             let mut exposed = 0;
             for (rpc, spec) in route_rules(&loaded, &pool, &service, route, &key)? {
                 let binding = Binding::compile(ctx.clone(), &rpc, &spec)
@@ -132,8 +138,14 @@ impl Runtime {
         let graphql =
             graphql_endpoint(&loaded, &pool, &upstreams, &metrics, events.as_deref()).await?;
         let table = table.build();
-        let webhooks =
-            crate::webhooks::Endpoints::build(&loaded, events.as_deref(), &table, &metrics).await?;
+        let webhooks = crate::webhooks::Endpoints::build(
+            &loaded,
+            events.as_deref(),
+            &table,
+            &targets,
+            &metrics,
+        )
+        .await?;
         Ok(Runtime {
             graphql,
             pool,

@@ -10,10 +10,11 @@ use switchyard_plugins::registry::{BuildContext, build_stack, with_defaults};
 use switchyard_plugins::stage::{HttpService, Request};
 
 use super::dedupe::{LocalStore, RedisStore, Store};
+use super::forward::{Forwarder, Target};
 use super::publish::{Publisher, Template};
 use super::verify::{STRIPE_SIGNATURE, Scheme, Verifier};
-use super::{Endpoint, Endpoints, Outcome, Outcomes, Served};
-use crate::config::webhooks::{DedupeStore, WebhookEndpointConfig, WebhookScheme};
+use super::{Endpoint, Endpoints, Handoff, Outcome, Outcomes, Served};
+use crate::config::webhooks::{DedupeStore, PublishConfig, WebhookEndpointConfig, WebhookScheme};
 use crate::config::{ConfigError, KeyPath, LoadedConfig};
 use crate::events::Events;
 use crate::observability::Metrics;
@@ -24,12 +25,14 @@ const DEFAULT_MAX_ENTRIES: usize = 100_000;
 
 impl Endpoints {
     /// Compiles `webhooks:`. `events` is the running events side (the sinks);
-    /// `table` the routes, to warn about paths a webhook shadows; `metrics`
-    /// count deliveries by endpoint and outcome, and plugin outcomes.
+    /// `table` the routes, to warn about paths a webhook shadows; `targets`
+    /// the routes deliveries may be forwarded through; `metrics` count
+    /// deliveries by endpoint and outcome, and plugin outcomes.
     pub async fn build(
         loaded: &LoadedConfig,
         events: Option<&Events>,
         table: &RouteTable,
+        targets: &[Target],
         metrics: &Metrics,
     ) -> Result<Endpoints, ConfigError> {
         let received = &metrics.webhooks_received;
@@ -52,7 +55,7 @@ impl Endpoints {
                 verifier: verifier(loaded, config, &key)?,
                 max_body: config.max_body.as_usize().max(1),
                 store: store(loaded, config, &name, &key)?,
-                publisher: publisher(loaded, events, config, &key)?,
+                handoff: handoff(loaded, events, targets, config, &key)?,
                 outcomes: Outcomes(
                     Outcome::ALL
                         .iter()
@@ -276,14 +279,39 @@ fn store(
     }
 }
 
+/// `publish:` or `forward:`, exactly one.
+fn handoff(
+    loaded: &LoadedConfig,
+    events: Option<&Events>,
+    targets: &[Target],
+    config: &WebhookEndpointConfig,
+    key: &KeyPath,
+) -> Result<Handoff, ConfigError> {
+    match (&config.publish, &config.forward) {
+        (Some(publish), None) => {
+            publisher(loaded, events, config, publish, &key.key("publish")).map(Handoff::Publish)
+        }
+        (None, Some(forward)) => Forwarder::compile(forward, targets)
+            .map(Handoff::Forward)
+            .map_err(|(field, e)| loaded.source.error_at(&key.key("forward").key(field), e)),
+        (Some(_), Some(_)) => Err(loaded.source.error_at(
+            &key.key("forward"),
+            "set one of `publish` (to an events sink) and `forward` (to a gRPC method), not both",
+        )),
+        (None, None) => Err(loaded.source.error_at(
+            key,
+            "missing `publish` (to an events sink) or `forward` (to a gRPC method): where do deliveries go?",
+        )),
+    }
+}
+
 fn publisher(
     loaded: &LoadedConfig,
     events: Option<&Events>,
     config: &WebhookEndpointConfig,
+    publish: &PublishConfig,
     key: &KeyPath,
 ) -> Result<Publisher, ConfigError> {
-    let publish = &config.publish;
-    let key = key.key("publish");
     let at = |field: &str, message: String| loaded.source.error_at(&key.key(field), message);
     let Some(events) = events else {
         return Err(at(

@@ -1,6 +1,6 @@
 //! Inbound webhooks: endpoints that accept signed deliveries from a
 //! provider (Stripe, or any Standard Webhooks sender) and hand each one,
-//! once, to an events sink as a CloudEvent.
+//! once, to an events sink as a CloudEvent, or to a gRPC method.
 //!
 //! One delivery, in order (docs/webhooks.md, "Inbound webhooks"):
 //! 1. `POST` only (405), body read up to `max_body` (413);
@@ -17,9 +17,14 @@
 //!    accepted; then the id is confirmed and the answer is 202
 //!    `{"status":"accepted","id":…}`: the event is durable within the
 //!    outbox's flush window, delivered to the broker by the relay.
+//!    With `forward:` instead, the method is called ([`forward`]): its
+//!    success confirms the id and answers 200 `{"status":"delivered",…}`;
+//!    its failure releases the reservation and answers the call's error
+//!    (502, 503, 504…), so the provider's retry is accepted.
 
 mod build;
 pub mod dedupe;
+pub mod forward;
 pub mod mac;
 pub mod publish;
 pub mod verify;
@@ -35,6 +40,7 @@ use switchyard_plugins::stage::{HttpService, Request, Response, full_body, read_
 
 use crate::events::outbox::AppendError;
 use dedupe::{Reservation, Store};
+use forward::{ForwardError, Forwarder};
 use publish::{PublishError, Publisher};
 use verify::{Rejection, Verified, Verifier};
 
@@ -72,8 +78,16 @@ pub struct Endpoint {
     verifier: Verifier,
     max_body: usize,
     store: Store,
-    publisher: Publisher,
+    handoff: Handoff,
     outcomes: Outcomes,
+}
+
+/// Where an accepted delivery goes.
+enum Handoff {
+    /// An events sink, through the outbox (`publish:`).
+    Publish(Publisher),
+    /// A gRPC method, called before answering (`forward:`).
+    Forward(Forwarder),
 }
 
 /// What became of a delivery: the `outcome` label of
@@ -89,6 +103,8 @@ pub enum Outcome {
     Invalid,
     Full,
     Unavailable,
+    Forwarded,
+    UpstreamFailed,
 }
 
 /// A refused delivery: its outcome and the error answered.
@@ -96,6 +112,8 @@ type Refusal = (Outcome, ErrorResponse);
 
 /// A verified delivery.
 struct Delivery {
+    /// The request (its body taken).
+    parts: http::request::Parts,
     /// The body as received (what was signed; the event's `data`).
     raw: bytes::Bytes,
     body: serde_json::Value,
@@ -112,7 +130,7 @@ pub fn received_counter() -> IntCounterVec {
     IntCounterVec::new(
         Opts::new(
             "webhooks_received_total",
-            "Inbound webhook deliveries by endpoint and outcome: accepted, duplicate, in_progress, bad_signature, stale, too_large, invalid, full (outbox), unavailable (dedupe store).",
+            "Inbound webhook deliveries by endpoint and outcome: accepted (in the outbox), forwarded (the gRPC method succeeded), duplicate, in_progress, bad_signature, stale, too_large, invalid, full (outbox), unavailable (dedupe store), upstream_error (the forward call failed).",
         ),
         &["endpoint", "outcome"],
     )
@@ -192,37 +210,67 @@ impl Endpoint {
             )
         })?;
         let id = delivery_id(verified, &body);
-        Ok(Delivery { raw, body, id })
+        Ok(Delivery {
+            parts,
+            raw,
+            body,
+            id,
+        })
     }
 
-    /// Steps 4 and 5: deduplicated, published, answered.
+    /// Steps 4 and 5: deduplicated, handed off, answered.
     async fn handle(&self, req: Request) -> Result<(Outcome, Response), Refusal> {
-        let Delivery { raw, body, id } = self.receive(req).await?;
-        let token = match self.store.reserve(&id).await {
+        let delivery = self.receive(req).await?;
+        let id = delivery.id.as_str();
+        let token = match self.store.reserve(id).await {
             Ok(Reservation::Reserved(token)) => token,
             Ok(Reservation::Duplicate) => {
-                return Ok((Outcome::Duplicate, reply(StatusCode::OK, "duplicate", &id)));
+                return Ok((Outcome::Duplicate, reply(StatusCode::OK, "duplicate", id)));
             }
-            Ok(Reservation::InProgress) => return Err((Outcome::InProgress, in_progress(&id))),
+            Ok(Reservation::InProgress) => return Err((Outcome::InProgress, in_progress(id))),
             Err(e) => {
                 tracing::warn!(endpoint = %self.name, error = %e, "webhooks: dedupe store unavailable");
                 let error = unavailable("the dedupe store is unavailable");
                 return Err((Outcome::Unavailable, error));
             }
         };
-        if let Err(failure) = self.publisher.publish(&id, &body, &raw) {
-            if let Err(e) = self.store.release(&id, token).await {
-                tracing::warn!(endpoint = %self.name, %id, error = %e, "webhooks: reservation not released (it expires on its own)");
+        let handed = match &self.handoff {
+            Handoff::Publish(publisher) => publisher
+                .publish(id, &delivery.body, &delivery.raw)
+                .map(|()| (Outcome::Accepted, StatusCode::ACCEPTED, "accepted"))
+                .map_err(|failure| self.publish_failed(id, failure)),
+            Handoff::Forward(forwarder) => forwarder
+                .forward(id, &delivery.raw, &delivery.parts)
+                .await
+                .map(|()| (Outcome::Forwarded, StatusCode::OK, "delivered"))
+                .map_err(|failure| self.forward_failed(forwarder, id, failure)),
+        };
+        let (outcome, status, word) = match handed {
+            Ok(handed) => handed,
+            Err(refusal) => {
+                if let Err(e) = self.store.release(id, token).await {
+                    tracing::warn!(endpoint = %self.name, %id, error = %e, "webhooks: reservation not released (it expires on its own)");
+                }
+                return Err(refusal);
             }
-            return Err(self.publish_failed(&id, failure));
-        }
-        if let Err(e) = self.store.confirm(&id, token).await {
-            // Published: the answer stays 202; a redelivery after the
-            // reservation expires is dropped by the broker (same event id).
+        };
+        if let Err(e) = self.store.confirm(id, token).await {
+            // Handed off: the answer stays a success; a redelivery after the
+            // reservation expires is dropped by the broker (same event id),
+            // or by the method (same `webhook-id`).
             tracing::warn!(endpoint = %self.name, %id, error = %e, "webhooks: delivery not marked as done");
         }
-        let response = reply(StatusCode::ACCEPTED, "accepted", &id);
-        Ok((Outcome::Accepted, response))
+        Ok((outcome, reply(status, word, id)))
+    }
+
+    fn forward_failed(&self, forwarder: &Forwarder, id: &str, failure: ForwardError) -> Refusal {
+        match failure {
+            ForwardError::Invalid(message) => (Outcome::Invalid, forward::invalid(message)),
+            ForwardError::Call(error) => {
+                tracing::warn!(endpoint = %self.name, %id, method = %forwarder.describe(), status = %error.http_status, error = %error.message, "webhooks: forwarded delivery failed; the provider's retry will be accepted");
+                (Outcome::UpstreamFailed, error)
+            }
+        }
     }
 
     fn publish_failed(&self, id: &str, failure: PublishError) -> Refusal {
@@ -250,7 +298,7 @@ impl Endpoint {
 // === impl Outcome ===
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Accepted,
         Outcome::Duplicate,
         Outcome::InProgress,
@@ -260,6 +308,8 @@ impl Outcome {
         Outcome::Invalid,
         Outcome::Full,
         Outcome::Unavailable,
+        Outcome::Forwarded,
+        Outcome::UpstreamFailed,
     ];
 
     /// The metric label.
@@ -274,6 +324,8 @@ impl Outcome {
             Outcome::Invalid => "invalid",
             Outcome::Full => "full",
             Outcome::Unavailable => "unavailable",
+            Outcome::Forwarded => "forwarded",
+            Outcome::UpstreamFailed => "upstream_error",
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A scripted gRPC upstream: a raw HTTP/2 server that answers unary calls
 //! of any service in a descriptor pool with a handler per method, decoding
 //! and encoding with prost-reflect (no generated code), and records every
-//! call. For tests whose upstream behaviour the demo services do not have.
+//! call with its metadata. For tests whose upstream behaviour the demo
+//! services do not have.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,29 +15,69 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 /// A method's behaviour: the request in, the reply out.
 pub type Handler = Arc<dyn Fn(&DynamicMessage) -> DynamicMessage + Send + Sync>;
 
+/// A method's behaviour that may fail: the reply, or a gRPC status (code,
+/// message) sent as trailers only.
+pub type Fallible =
+    Arc<dyn Fn(&DynamicMessage) -> Result<DynamicMessage, (u8, String)> + Send + Sync>;
+
+/// One call received.
+#[derive(Clone)]
+pub struct Recorded {
+    /// `/pkg.Service/Method`.
+    pub path: String,
+    pub request: DynamicMessage,
+    /// The request's headers (the gRPC metadata).
+    pub metadata: http::HeaderMap,
+}
+
+type Calls = Arc<Mutex<Vec<Recorded>>>;
+
 /// A running scripted upstream.
 pub struct Scripted {
     pub addr: SocketAddr,
-    /// Every call, in order: (`/pkg.Service/Method`, request).
-    pub calls: Arc<Mutex<Vec<(String, DynamicMessage)>>>,
+    /// Every call, in order.
+    pub calls: Calls,
 }
 
 impl Scripted {
     /// The requests received for `method` (its name, e.g. `GetThing`).
     pub fn calls_to(&self, method: &str) -> Vec<DynamicMessage> {
+        self.recorded(method)
+            .into_iter()
+            .map(|r| r.request)
+            .collect()
+    }
+
+    /// The calls received for `method`, with their metadata.
+    pub fn recorded(&self, method: &str) -> Vec<Recorded> {
         let suffix = format!("/{method}");
         self.calls
             .lock()
             .unwrap()
             .iter()
-            .filter(|(path, _)| path.ends_with(&suffix))
-            .map(|(_, m)| m.clone())
+            .filter(|r| r.path.ends_with(&suffix))
+            .cloned()
             .collect()
     }
 }
 
 /// Starts the upstream; `handlers` by method name (`GetThing`).
 pub async fn start(pool: DescriptorPool, handlers: HashMap<&'static str, Handler>) -> Scripted {
+    let handlers = handlers
+        .into_iter()
+        .map(|(name, handler)| {
+            let fallible: Fallible = Arc::new(move |req: &DynamicMessage| Ok(handler(req)));
+            (name, fallible)
+        })
+        .collect();
+    start_fallible(pool, handlers).await
+}
+
+/// Starts the upstream with handlers that may answer a gRPC error.
+pub async fn start_fallible(
+    pool: DescriptorPool,
+    handlers: HashMap<&'static str, Fallible>,
+) -> Scripted {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let calls = Arc::new(Mutex::new(Vec::new()));
@@ -63,13 +104,13 @@ pub async fn start(pool: DescriptorPool, handlers: HashMap<&'static str, Handler
 
 async fn answer(
     pool: &DescriptorPool,
-    handlers: &HashMap<&'static str, Handler>,
-    calls: &Mutex<Vec<(String, DynamicMessage)>>,
+    handlers: &HashMap<&'static str, Fallible>,
+    calls: &Mutex<Vec<Recorded>>,
     request: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
 ) {
     let path = request.uri().path().to_owned();
-    let mut body = request.into_body();
+    let (head, mut body) = request.into_parts();
     let mut data = BytesMut::new();
     while let Some(Ok(chunk)) = body.data().await {
         let _ = body.flow_control().release_capacity(chunk.len());
@@ -84,11 +125,27 @@ async fn answer(
         .and_then(|s| s.methods().find(|m| m.name() == method))
         .unwrap_or_else(|| panic!("unknown method {path}"));
     let input = DynamicMessage::decode(method.input(), &data[5..]).expect("a request message");
-    calls.lock().unwrap().push((path.clone(), input.clone()));
+    calls.lock().unwrap().push(Recorded {
+        path: path.clone(),
+        request: input.clone(),
+        metadata: head.headers,
+    });
     let handler = handlers
         .get(method.name())
         .unwrap_or_else(|| panic!("no handler for {path}"));
-    let reply = handler(&input);
+    let reply = match handler(&input) {
+        Ok(reply) => reply,
+        Err((code, message)) => {
+            let head = http::Response::builder()
+                .header("content-type", "application/grpc")
+                .header("grpc-status", code.to_string())
+                .header("grpc-message", message)
+                .body(())
+                .unwrap();
+            let _ = respond.send_response(head, true);
+            return;
+        }
+    };
     let mut frame = BytesMut::new();
     frame.put_u8(0);
     frame.put_u32(reply.encoded_len() as u32);
