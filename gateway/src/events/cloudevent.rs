@@ -3,7 +3,7 @@
 //! parts back with [`binary`].
 
 use prost::Message as _;
-use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions};
+use prost_reflect::{MessageDescriptor, ReflectMessage, SerializeOptions};
 
 use super::data::Data;
 use crate::config::events::DataFormat;
@@ -27,41 +27,72 @@ pub fn structured(
     options: &SerializeOptions,
 ) -> Result<Vec<u8>, String> {
     use base64::Engine as _;
-    let text = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
-    let mut out = Vec::with_capacity(256);
+    // Strings are escaped straight into the event (writing to a Vec cannot
+    // fail), and the event sized once, for the common case.
+    let text = |out: &mut Vec<u8>, s: &str| {
+        let _ = serde_json::to_writer(&mut *out, s);
+    };
+    let data_len = match data {
+        Data::Json(json) => json.len(),
+        Data::Rendered { json, .. } => json.len(),
+        _ => 256,
+    };
+    let extensions: usize = attributes
+        .extensions
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 6)
+        .sum();
+    let mut out = Vec::with_capacity(
+        200 + attributes.id.len()
+            + attributes.source.len()
+            + attributes.event_type.len()
+            + attributes.subject.map_or(0, str::len)
+            + extensions
+            + data_len,
+    );
     out.extend_from_slice(br#"{"specversion":"1.0","id":"#);
-    out.extend_from_slice(text(attributes.id).as_bytes());
+    text(&mut out, attributes.id);
     out.extend_from_slice(br#","source":"#);
-    out.extend_from_slice(text(attributes.source).as_bytes());
+    text(&mut out, attributes.source);
     out.extend_from_slice(br#","type":"#);
-    out.extend_from_slice(text(attributes.event_type).as_bytes());
+    text(&mut out, attributes.event_type);
     if let Some(subject) = attributes.subject {
         out.extend_from_slice(br#","subject":"#);
-        out.extend_from_slice(text(subject).as_bytes());
+        text(&mut out, subject);
     }
     out.extend_from_slice(br#","time":"#);
-    out.extend_from_slice(text(attributes.time).as_bytes());
+    text(&mut out, attributes.time);
     for (name, value) in attributes.extensions {
         out.push(b',');
-        out.extend_from_slice(text(name).as_bytes());
+        text(&mut out, name);
         out.push(b':');
-        out.extend_from_slice(text(value).as_bytes());
+        text(&mut out, value);
     }
-    let schema =
-        |message: &DynamicMessage| text(&format!("proto:{}", message.descriptor().full_name()));
+    let schema = |out: &mut Vec<u8>, message: &MessageDescriptor| {
+        out.extend_from_slice(b"\"proto:");
+        // A full name is letters, digits, `_` and `.`: nothing to escape.
+        out.extend_from_slice(message.full_name().as_bytes());
+        out.push(b'"');
+    };
     match data {
         Data::Message(message, DataFormat::Json) => {
             out.extend_from_slice(br#","datacontenttype":"application/json","dataschema":"#);
-            out.extend_from_slice(schema(message).as_bytes());
+            schema(&mut out, &message.descriptor());
             out.extend_from_slice(br#","data":"#);
             let mut serializer = serde_json::Serializer::new(&mut out);
             message
                 .serialize_with_options(&mut serializer, options)
                 .map_err(|e| format!("cannot render the event data: {e}"))?;
         }
+        Data::Rendered { json, message } => {
+            out.extend_from_slice(br#","datacontenttype":"application/json","dataschema":"#);
+            schema(&mut out, message);
+            out.extend_from_slice(br#","data":"#);
+            out.extend_from_slice(json);
+        }
         Data::Message(message, DataFormat::Protobuf) => {
             out.extend_from_slice(br#","datacontenttype":"application/protobuf","dataschema":"#);
-            out.extend_from_slice(schema(message).as_bytes());
+            schema(&mut out, &message.descriptor());
             out.extend_from_slice(br#","data_base64":""#);
             let encoded = message.encode_to_vec();
             out.extend_from_slice(
@@ -205,5 +236,69 @@ mod tests {
             header_value("caf\u{e9} \"x\" 100%"),
             "caf%C3%A9%20%22x%22%20100%25"
         );
+    }
+
+    #[test]
+    fn a_reused_rendering_gives_the_same_event_as_rendering_the_message() {
+        use std::borrow::Cow;
+
+        use prost_reflect::{DynamicMessage, Value};
+
+        let pool = protox::Compiler::new([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/protos")])
+            .expect("include path")
+            .include_imports(true)
+            .open_file("webhooks/billing_hooks.proto")
+            .expect("compile billing_hooks.proto")
+            .descriptor_pool();
+        let envelope = pool
+            .get_message_by_name("switchyard.test.webhooks.Envelope")
+            .unwrap();
+        let mut message = DynamicMessage::new(envelope.clone());
+        message.set_field_by_name("delivery_id", Value::String("d \"1\"".into()));
+        message.set_field_by_name(
+            "tags",
+            Value::List(vec![Value::String("a".into()), Value::String("é".into())]),
+        );
+        let options = SerializeOptions::new().skip_default_fields(false);
+        let mut json = serde_json::Serializer::new(Vec::new());
+        message.serialize_with_options(&mut json, &options).unwrap();
+        let json = json.into_inner();
+        let extensions = [("consumer".to_owned(), "acme \u{1}".to_owned())];
+        let attributes = Attributes {
+            id: "e1",
+            source: "/s",
+            event_type: "t",
+            subject: Some("orders/\"7\""),
+            time: "2026-11-27T00:00:00.000Z",
+            extensions: &extensions,
+        };
+        let rendered = structured(
+            &attributes,
+            &Data::Message(Cow::Borrowed(&message), DataFormat::Json),
+            &options,
+        )
+        .unwrap();
+        let reused = structured(
+            &attributes,
+            &Data::Rendered {
+                json: &json,
+                message: envelope,
+            },
+            &options,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(reused).unwrap(),
+            String::from_utf8(rendered.clone()).unwrap()
+        );
+        let event: serde_json::Value = serde_json::from_slice(&rendered).unwrap();
+        assert_eq!(event["subject"], "orders/\"7\"");
+        assert_eq!(event["consumer"], "acme \u{1}");
+        assert_eq!(
+            event["dataschema"],
+            "proto:switchyard.test.webhooks.Envelope"
+        );
+        assert_eq!(event["data"]["deliveryId"], "d \"1\"");
+        assert_eq!(event["data"]["raw"], "", "the options apply");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage};
 
 use super::Occurrence;
 use crate::config::events::DataFormat;
@@ -31,6 +31,12 @@ pub enum Data<'a> {
     /// Already-rendered JSON (a failed call's status, an inbound
     /// webhook's body).
     Json(Cow<'a, [u8]>),
+    /// A message already rendered as JSON with the route's options (the
+    /// REST answer, reused rather than rendered again), and its type.
+    Rendered {
+        json: &'a [u8],
+        message: MessageDescriptor,
+    },
     /// No data.
     None,
 }
@@ -72,7 +78,17 @@ impl DataSpec {
         let message = match (self.root, call.outcome) {
             (Root::None, _) => return Data::None,
             (Root::Request, _) => call.request,
-            (Root::Response, Ok(response)) => response,
+            (Root::Response, Ok(response)) => {
+                if let (true, DataFormat::Json, Some(json)) =
+                    (self.path.is_empty(), self.format, call.response_json)
+                {
+                    return Data::Rendered {
+                        json,
+                        message: response.descriptor(),
+                    };
+                }
+                response
+            }
             (Root::Response, Err(error)) => return Data::Json(Cow::Owned(error.body_json())),
         };
         let mut current = Cow::Borrowed(message);

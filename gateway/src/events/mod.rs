@@ -377,6 +377,10 @@ pub struct Occurrence<'a> {
     pub request: &'a DynamicMessage,
     /// The reply, or the error answered.
     pub outcome: Result<&'a DynamicMessage, &'a ErrorResponse>,
+    /// The reply as the client got it, when that is the whole message
+    /// rendered as JSON with `options` (REST without `response_body`):
+    /// `data: response` reuses it instead of rendering the reply again.
+    pub response_json: Option<&'a [u8]>,
     /// The request's headers (`{header.<name>}`).
     pub headers: &'a HeaderMap,
     /// The authenticated consumer (`{consumer}`).

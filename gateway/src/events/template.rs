@@ -9,6 +9,8 @@
 //!
 //! A missing value renders as empty text.
 
+use std::borrow::Cow;
+
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
 
 use super::Occurrence;
@@ -177,15 +179,19 @@ fn field_path(message: &MessageDescriptor, path: &str) -> Result<Vec<FieldDescri
     Ok(fields)
 }
 
+/// The text of the field at `path`, walking the message by reference (it
+/// is the call's whole request or response: never copied per event).
 fn field_text(message: &DynamicMessage, path: &[FieldDescriptor]) -> String {
     let Some((last, parents)) = path.split_last() else {
         return String::new();
     };
-    let mut current = message.clone();
-    for field in parents {
-        match current.get_field(field).as_message() {
-            Some(next) => current = next.clone(),
-            None => return String::new(),
+    let mut current = message;
+    for (i, field) in parents.iter().enumerate() {
+        match current.get_field(field) {
+            Cow::Borrowed(Value::Message(next)) => current = next,
+            // An unset message field: its default, which is small.
+            Cow::Owned(Value::Message(next)) => return field_text(&next, &path[i + 1..]),
+            _ => return String::new(),
         }
     }
     match current.get_field(last).as_ref() {
@@ -226,5 +232,42 @@ mod tests {
         assert!(segments("a{b").unwrap_err().contains("unclosed"));
         assert!(segments("a}b{c}").unwrap_err().contains("unopened"));
         assert!(segments("{c}}").unwrap_err().contains("unopened"));
+    }
+
+    #[test]
+    fn nested_fields_render_from_set_and_unset_parents() {
+        let pool = protox::Compiler::new([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/protos")])
+            .expect("include path")
+            .include_imports(true)
+            .open_file("webhooks/billing_hooks.proto")
+            .expect("compile billing_hooks.proto")
+            .descriptor_pool();
+        let event = pool
+            .get_message_by_name("switchyard.test.webhooks.InvoiceEvent")
+            .unwrap();
+        let path = |text: &str| field_path(&event, text).unwrap();
+        let mut message = DynamicMessage::new(event.clone());
+        assert_eq!(field_text(&message, &path("data.invoice_id")), "");
+        assert_eq!(
+            field_text(&message, &path("data.amount")),
+            "0",
+            "unset parent: defaults"
+        );
+        let mut invoice = DynamicMessage::new(
+            event
+                .get_field_by_name("data")
+                .unwrap()
+                .kind()
+                .as_message()
+                .unwrap()
+                .clone(),
+        );
+        invoice.set_field_by_name("invoice_id", Value::String("in_1".into()));
+        invoice.set_field_by_name("amount", Value::I64(1250));
+        message.set_field_by_name("data", Value::Message(invoice));
+        message.set_field_by_name("type", Value::String("paid".into()));
+        assert_eq!(field_text(&message, &path("data.invoice_id")), "in_1");
+        assert_eq!(field_text(&message, &path("data.amount")), "1250");
+        assert_eq!(field_text(&message, &path("type")), "paid");
     }
 }

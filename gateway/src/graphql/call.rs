@@ -145,6 +145,7 @@ impl Operation {
             let call = Occurrence {
                 request: message,
                 outcome: result.as_ref().map(|reply| &reply.message),
+                response_json: None,
                 headers: headers.map_or(&no_headers, |h| &h.headers),
                 consumer: headers.and_then(|h| h.caller.consumer()),
                 claims: headers.and_then(|h| h.caller.claims()),

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::{
@@ -88,12 +89,22 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         idempotent: binding.http_method == http::Method::GET
             || binding.http_method == http::Method::HEAD,
     };
-    let result = call_upstream(route, call, &message).await;
+    // The reply is rendered before the events, which reuse the JSON when
+    // their data is the whole response.
+    let outcome = call_upstream(route, call, &message).await.map(|reply| {
+        let json = response::render(&binding, &reply.message);
+        (reply, json)
+    });
     let method = binding.rpc.name();
     if route.events.any(method) {
+        let whole = binding.response_body.is_none();
         let call = Occurrence {
             request: &message,
-            outcome: result.as_ref().map(|reply| &reply.message),
+            outcome: outcome.as_ref().map(|(reply, _)| &reply.message),
+            response_json: match &outcome {
+                Ok((_, Ok(json))) if whole => Some(json),
+                _ => None,
+            },
             headers: &parts.headers,
             consumer: parts.extensions.get::<Consumer>().map(|c| c.0.as_str()),
             claims: parts.extensions.get::<Claims>().map(|c| &*c.0),
@@ -101,7 +112,8 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         };
         route.events.emit(method, &call);
     }
-    ok_response(&binding, result?)
+    let (reply, json) = outcome?;
+    Ok(ok_response(&binding, json?, reply.metadata))
 }
 
 /// One unary call through `route`'s upstream, recorded in the upstream
@@ -156,16 +168,15 @@ fn bad_gateway(message: String) -> ErrorResponse {
     ErrorResponse::with_status(StatusCode::BAD_GATEWAY, Code::Internal, message)
 }
 
-fn ok_response(binding: &Binding, reply: Reply) -> Result<Response, ErrorResponse> {
-    let json = response::render(binding, &reply.message)?;
+fn ok_response(binding: &Binding, json: Bytes, metadata: HeaderMap) -> Response {
     let mut res = http::Response::new(full_body(json));
     let headers = res.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    copy_response_metadata(reply.metadata, &binding.route.headers, headers);
-    Ok(res)
+    copy_response_metadata(metadata, &binding.route.headers, headers);
+    res
 }
 
 /// Only allowed headers become metadata: hop-by-hop and internal headers must

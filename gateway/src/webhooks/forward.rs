@@ -180,6 +180,7 @@ impl Forwarder {
             let occurrence = Occurrence {
                 request: &message,
                 outcome: result.as_ref().map(|reply| &reply.message),
+                response_json: None,
                 headers: &parts.headers,
                 consumer: parts.extensions.get::<Consumer>().map(|c| c.0.as_str()),
                 claims: parts.extensions.get::<Claims>().map(|c| &*c.0),

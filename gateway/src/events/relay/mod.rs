@@ -64,10 +64,38 @@ enum Outcome {
     Dead(String),
 }
 
+/// A timer kept armed in the runtime's timer wheel, never awaited (its
+/// waker does nothing). Tokio wakes its driver whenever a timer is armed
+/// while none was armed when the driver last parked; the sinks arm one per
+/// publish (the ack timeout), so a relay back from waiting on the outbox
+/// would cost the runtime a wake-up (a syscall) per event. With this one
+/// due within [`TICK`], the later ack deadlines need none.
+struct WheelAnchor(std::pin::Pin<Box<tokio::time::Sleep>>);
+
+impl WheelAnchor {
+    fn new() -> WheelAnchor {
+        let mut anchor = WheelAnchor(Box::pin(tokio::time::sleep(TICK)));
+        anchor.arm();
+        anchor
+    }
+
+    /// Re-arms it once it fired.
+    fn arm(&mut self) {
+        use std::future::Future as _;
+        if self.0.is_elapsed() {
+            self.0.as_mut().reset(tokio::time::Instant::now() + TICK);
+        }
+        let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+        let _ = self.0.as_mut().poll(&mut cx);
+    }
+}
+
 impl Relay {
     /// Runs until the task is aborted.
     pub async fn run(self) {
+        let mut anchor = WheelAnchor::new();
         loop {
+            anchor.arm();
             let outbox = self.outbox.clone();
             let sink = self.sink;
             let batch = tokio::task::spawn_blocking(move || outbox.oldest(sink, BATCH)).await;

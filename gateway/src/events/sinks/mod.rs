@@ -70,6 +70,25 @@ pub trait Sink: Send + Sync {
     }
 }
 
+/// The largest `max_in_flight` a sink accepts.
+pub const MAX_IN_FLIGHT: usize = 1024;
+
+/// The default `max_in_flight` of the sinks that take one.
+pub fn default_max_in_flight() -> usize {
+    64
+}
+
+/// Checks a sink's `max_in_flight` (1..=[`MAX_IN_FLIGHT`]).
+pub fn check_max_in_flight(n: usize) -> Result<usize, String> {
+    if (1..=MAX_IN_FLIGHT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "`max_in_flight` is {n}, expected 1..={MAX_IN_FLIGHT}"
+        ))
+    }
+}
+
 impl Outgoing {
     /// What the relay keeps in order: the CloudEvents `subject` (an
     /// entity, e.g. `orders/42`), or the destination when there is none.

@@ -55,7 +55,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::{Outgoing, Sink, SinkError};
+use super::{Outgoing, Sink, SinkError, check_max_in_flight, default_max_in_flight};
 use crate::config::units::HumanDuration;
 use crate::events::cloudevent::{self, ContentMode, STRUCTURED_CONTENT_TYPE};
 
@@ -65,9 +65,6 @@ const CONTENT_TYPE: &str = "Content-Type";
 /// The prefix of a CloudEvents attribute header in binary mode (`ce-id`,
 /// `ce-type`…).
 const ATTRIBUTE_PREFIX: &str = "ce-";
-
-/// The largest `max_in_flight`.
-const MAX_IN_FLIGHT: usize = 1024;
 
 /// How often a publish looks at the connection while it is not up.
 const CONNECTED_POLL: Duration = Duration::from_millis(20);
@@ -129,10 +126,6 @@ fn default_ack_timeout() -> HumanDuration {
     HumanDuration::from_secs(5)
 }
 
-fn default_max_in_flight() -> usize {
-    64
-}
-
 fn default_create() -> bool {
     true
 }
@@ -179,12 +172,8 @@ impl NatsSink {
         if ack_timeout.is_zero() {
             return Err("nats sink: `ack_timeout` must be more than 0".to_owned());
         }
-        let max_in_flight = config.max_in_flight;
-        if !(1..=MAX_IN_FLIGHT).contains(&max_in_flight) {
-            return Err(format!(
-                "nats sink: `max_in_flight` is {max_in_flight}, expected 1..={MAX_IN_FLIGHT}"
-            ));
-        }
+        let max_in_flight =
+            check_max_in_flight(config.max_in_flight).map_err(|e| format!("nats sink: {e}"))?;
         let create_stream = match &config.stream {
             Some(stream) => {
                 check_stream_name(&stream.name)?;
@@ -237,19 +226,36 @@ impl NatsSink {
         })
     }
 
-    async fn publish_within_timeout(&self, event: &Outgoing) -> Result<(), SinkError> {
-        check_publish_subject(&event.destination)
-            .map_err(|e| SinkError::Permanent(format!("event {}: destination {e}", event.id)))?;
-        let (headers, payload) = message(event, self.mode)
-            .map_err(|e| SinkError::Permanent(format!("event {}: {e}", event.id)))?;
-
+    /// Waits for the connection and the stream, then sends.
+    async fn publish_within_timeout(
+        &self,
+        event: &Outgoing,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<(), SinkError> {
         // Wait for the connection rather than queue in the client: a queued
         // publish would still go out after we reported it failed.
         while self.client.connection_state() != State::Connected {
             tokio::time::sleep(CONNECTED_POLL).await;
         }
         self.ensure_stream().await?;
+        self.send(event, headers, payload).await
+    }
 
+    /// Connected, and the stream (when the sink creates it) known to exist.
+    fn ready(&self) -> bool {
+        self.client.connection_state() == State::Connected
+            && (self.create_stream.is_none() || self.stream_ready.load(Ordering::Acquire))
+    }
+
+    /// Publishes `event` and waits for its ack, bounded by the context's
+    /// timeout (`ack_timeout`).
+    async fn send(
+        &self,
+        event: &Outgoing,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<(), SinkError> {
         let ack = self
             .jetstream
             .send_publish(
@@ -305,7 +311,24 @@ impl Sink for NatsSink {
 
     fn publish<'a>(&'a self, event: &'a Outgoing) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            match tokio::time::timeout(self.ack_timeout, self.publish_within_timeout(event)).await {
+            // An event that can never be a message fails for good, before
+            // any wait for the server.
+            check_publish_subject(&event.destination).map_err(|e| {
+                SinkError::Permanent(format!("event {}: destination {e}", event.id))
+            })?;
+            let (headers, payload) = message(event, self.mode)
+                .map_err(|e| SinkError::Permanent(format!("event {}: {e}", event.id)))?;
+            // The common case, connected with the stream in place, arms no
+            // timer of its own: the ack wait is bounded by the JetStream
+            // context's timeout, and the send by the client's command
+            // buffer (2048, over the largest `max_in_flight`). A second
+            // timer per event would cost a runtime wake-up per event (tokio
+            // unparks its driver when a timer is armed while none was).
+            if self.ready() {
+                return self.send(event, headers, payload).await;
+            }
+            let publish = self.publish_within_timeout(event, headers, payload);
+            match tokio::time::timeout(self.ack_timeout, publish).await {
                 Ok(result) => result,
                 Err(_) => Err(SinkError::Transient(match self.client.connection_state() {
                     State::Connected => format!(
