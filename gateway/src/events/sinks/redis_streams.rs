@@ -4,6 +4,10 @@
 //! without bound. Redis does not deduplicate: delivery is at least once and
 //! consumers deduplicate on the `id` field (a retried XADD whose reply was
 //! lost adds the event twice).
+//!
+//! Up to `max_in_flight` XADDs wait for their replies at once, pipelined on
+//! the one multiplexed connection (never two with the same ordering key:
+//! the relay sees to it).
 
 use std::time::Duration;
 
@@ -12,7 +16,7 @@ use redis::aio::ConnectionManager;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Outgoing, Sink, SinkError};
+use super::{Outgoing, Sink, SinkError, check_max_in_flight, default_max_in_flight};
 use crate::config::units::HumanDuration;
 
 /// A Redis Streams sink.
@@ -30,6 +34,12 @@ pub struct RedisStreamsSinkConfig {
     /// is retried.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
+    /// XADDs awaiting their replies at once (1..=1024), pipelined on one
+    /// connection. Order is kept per ordering key (the event's `subject`,
+    /// or its destination when it has none). Default 64; 1 adds one event
+    /// at a time.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
 }
 
 fn default_max_len() -> u64 {
@@ -45,6 +55,7 @@ pub struct RedisStreamsSink {
     conn: ConnectionManager,
     max_len: u64,
     timeout: Duration,
+    max_in_flight: usize,
 }
 
 impl RedisStreamsSink {
@@ -54,6 +65,7 @@ impl RedisStreamsSink {
         if timeout.is_zero() || config.max_len == 0 {
             return Err("`timeout` and `max_len` must be more than zero".to_owned());
         }
+        let max_in_flight = check_max_in_flight(config.max_in_flight)?;
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| format!("invalid redis `url`: {e}"))?;
         let conn = switchyard_plugins::redis_conn::lazy_manager(client, timeout)
@@ -62,11 +74,16 @@ impl RedisStreamsSink {
             conn,
             max_len: config.max_len,
             timeout,
+            max_in_flight,
         })
     }
 }
 
 impl Sink for RedisStreamsSink {
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
     fn publish<'a>(&'a self, event: &'a Outgoing) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
@@ -120,6 +137,7 @@ mod tests {
             url: REDIS.into(),
             max_len: 1,
             timeout: HumanDuration::from_secs(2),
+            max_in_flight: 1,
         })
         .unwrap();
         for n in 0..3 {
@@ -172,6 +190,7 @@ mod tests {
             url: format!("redis://127.0.0.1:{port}"),
             max_len: 10,
             timeout: HumanDuration::from_millis(300),
+            max_in_flight: 64,
         })
         .unwrap();
         let started = std::time::Instant::now();
@@ -184,5 +203,55 @@ mod tests {
             Err(SinkError::Transient(_))
         ));
         assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn concurrent_xadds_on_one_connection_each_add_one_entry() {
+        use futures_util::StreamExt;
+
+        let key = format!("switchyard:test:events:{:x}", fastrand::u64(..));
+        let config = |max_in_flight| RedisStreamsSinkConfig {
+            url: REDIS.into(),
+            max_len: 1_000,
+            timeout: HumanDuration::from_secs(2),
+            max_in_flight,
+        };
+        for bad in [0, 1025] {
+            let e = RedisStreamsSink::new(&config(bad)).err().unwrap();
+            assert!(e.contains("expected 1..=1024"), "{e}");
+        }
+        let sink = RedisStreamsSink::new(&config(32)).unwrap();
+        assert_eq!(sink.max_in_flight(), 32);
+        let events: Vec<Outgoing> = (0..200)
+            .map(|n| Outgoing {
+                destination: key.clone(),
+                ..event(n)
+            })
+            .collect();
+        let results: Vec<_> = futures_util::stream::iter(&events)
+            .map(|e| sink.publish(e))
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let client = redis::Client::open(REDIS).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = entries.into_iter().map(|(_, f)| f[1].clone()).collect();
+        ids.sort();
+        let mut expected: Vec<String> = (0..200).map(|n| format!("id-{n}")).collect();
+        expected.sort();
+        assert_eq!(ids, expected, "each event once");
+        let _: () = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 }

@@ -23,6 +23,11 @@
 //!   AMQP (RabbitMQ) binding writes `cloudEvents_` and reads both
 //!   (`io.cloudevents.spring.amqp.CloudEventsHeaders`).
 //!
+//! Up to `max_in_flight` publishes await their confirms at once on the one
+//! channel (RabbitMQ confirms by delivery tag; never two with the same
+//! ordering key: the relay sees to it). A failure closes the connection
+//! the failed publish used, not a newer one another publish opened since.
+//!
 //! Errors: an event that can never be a message (in binary mode a stored
 //! event that cannot be read back, an attribute name or media type longer
 //! than AMQP's 255-byte short strings; an id that long in either mode) is
@@ -45,7 +50,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::{Outgoing, Sink, SinkError};
+use super::{Outgoing, Sink, SinkError, check_max_in_flight, default_max_in_flight};
 use crate::config::units::HumanDuration;
 use crate::events::cloudevent::{self, ContentMode, STRUCTURED_CONTENT_TYPE};
 
@@ -81,6 +86,11 @@ pub struct RabbitMqSinkConfig {
     /// How long a publish may take, connecting and the confirm included.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
+    /// Publishes awaiting their confirms at once (1..=1024). Order is kept
+    /// per ordering key (the event's `subject`, or its destination when it
+    /// has none). Default 64; 1 publishes one event at a time.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
 }
 
 /// An exchange kind.
@@ -111,9 +121,19 @@ fn default_timeout() -> HumanDuration {
 pub struct RabbitMqSink {
     config: RabbitMqSinkConfig,
     timeout: Duration,
+    max_in_flight: usize,
     /// The connection and its confirm-mode channel, opened on first use and
     /// again after a failure.
-    open: Mutex<Option<(Connection, Channel)>>,
+    open: Mutex<Option<Open>>,
+    /// Numbers the connections opened, so a failure drops its own only.
+    opened: std::sync::atomic::AtomicU64,
+}
+
+/// An open connection, its channel and its number.
+struct Open {
+    conn: Connection,
+    channel: Channel,
+    number: u64,
 }
 
 impl RabbitMqSink {
@@ -127,18 +147,22 @@ impl RabbitMqSink {
         }
         Ok(RabbitMqSink {
             timeout: config.timeout.0,
+            max_in_flight: check_max_in_flight(config.max_in_flight)?,
             config: config.clone(),
             open: Mutex::new(None),
+            opened: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    async fn channel(&self) -> Result<Channel, String> {
+    /// The open channel and its connection's number, opening them when
+    /// there are none or they broke.
+    async fn channel(&self) -> Result<(Channel, u64), String> {
         let mut open = self.open.lock().await;
-        if let Some((conn, channel)) = open.as_ref()
-            && conn.status().connected()
-            && channel.status().connected()
+        if let Some(current) = open.as_ref()
+            && current.conn.status().connected()
+            && current.channel.status().connected()
         {
-            return Ok(channel.clone());
+            return Ok((current.channel.clone(), current.number));
         }
         *open = None;
         let conn = Connection::connect(&self.config.url, ConnectionProperties::default())
@@ -153,8 +177,25 @@ impl RabbitMqSink {
             .await
             .map_err(|e| format!("cannot enable publisher confirms: {e}"))?;
         self.declare(&channel).await?;
-        *open = Some((conn, channel.clone()));
-        Ok(channel)
+        let number = self
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        *open = Some(Open {
+            conn,
+            channel: channel.clone(),
+            number,
+        });
+        Ok((channel, number))
+    }
+
+    /// Drops connection `number` after a failure on it (the next publish
+    /// opens a fresh one); a newer connection is left alone.
+    async fn drop_connection(&self, number: u64) {
+        let mut open = self.open.lock().await;
+        if open.as_ref().is_some_and(|o| o.number == number) {
+            *open = None;
+        }
     }
 
     async fn declare(&self, channel: &Channel) -> Result<(), String> {
@@ -208,8 +249,10 @@ impl RabbitMqSink {
         event: &Outgoing,
         body: &[u8],
         properties: BasicProperties,
+        used: &mut Option<u64>,
     ) -> Result<(), String> {
-        let channel = self.channel().await?;
+        let (channel, number) = self.channel().await?;
+        *used = Some(number);
         let confirm = channel
             .basic_publish(
                 self.config.exchange.as_str().into(),
@@ -236,26 +279,26 @@ impl RabbitMqSink {
 }
 
 impl Sink for RabbitMqSink {
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
     fn publish<'a>(&'a self, event: &'a Outgoing) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let (body, properties) = message(event, self.config.mode)
                 .map_err(|e| SinkError::Permanent(format!("event {}: {e}", event.id)))?;
-            let send = self.send(event, &body, properties);
-            match tokio::time::timeout(self.timeout, send).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => {
-                    // The next publish opens a fresh connection and channel.
-                    *self.open.lock().await = None;
-                    Err(SinkError::Transient(e))
-                }
-                Err(_) => {
-                    *self.open.lock().await = None;
-                    Err(SinkError::Transient(format!(
-                        "no confirm within {:?}",
-                        self.timeout
-                    )))
-                }
+            let mut used = None;
+            let send = self.send(event, &body, properties, &mut used);
+            let error = match tokio::time::timeout(self.timeout, send).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => e,
+                Err(_) => format!("no confirm within {:?}", self.timeout),
+            };
+            // The next publish opens a fresh connection and channel.
+            if let Some(number) = used {
+                self.drop_connection(number).await;
             }
+            Err(SinkError::Transient(error))
         })
     }
 }

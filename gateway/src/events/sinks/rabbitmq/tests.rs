@@ -32,6 +32,7 @@ fn config(
         }),
         mode,
         timeout,
+        max_in_flight: 64,
     }
 }
 
@@ -274,4 +275,54 @@ fn the_mode_defaults_to_structured() {
         serde_json::from_value(serde_json::json!({ "url": AMQP, "mode": "binary" }))
             .expect("config");
     assert_eq!(config.mode, ContentMode::Binary);
+}
+
+#[tokio::test]
+async fn concurrent_publishes_are_each_confirmed_once_and_an_unroutable_one_fails_alone() {
+    use futures_util::StreamExt as _;
+
+    let queue = unique_queue();
+    let mut cfg = config(
+        AMQP,
+        Some(&queue),
+        ContentMode::Structured,
+        HumanDuration::from_secs(5),
+    );
+    cfg.max_in_flight = 32;
+    let sink = RabbitMqSink::new(&cfg).unwrap();
+    assert_eq!(sink.max_in_flight(), 32);
+    // One unroutable event among them: its failure must not break the
+    // others in flight on the same channel.
+    let nowhere = format!("switchyard-no-such-queue-{:x}", fastrand::u64(..));
+    let mut events: Vec<Outgoing> = (0..100).map(|n| event(&queue, n)).collect();
+    events.insert(50, event(&nowhere, 999));
+    let sink = &sink;
+    let results: Vec<(String, Result<(), SinkError>)> = futures_util::stream::iter(&events)
+        .map(|e| async move { (e.destination.clone(), sink.publish(e).await) })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for (destination, result) in &results {
+        if *destination == nowhere {
+            assert!(
+                matches!(result, Err(SinkError::Transient(e)) if e.contains("unroutable")),
+                "{result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "{result:?}");
+        }
+    }
+    let mut ids: Vec<String> = consume(&queue, 100)
+        .await
+        .iter()
+        .map(|d| d.properties.message_id().as_ref().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = (0..100).map(|n| format!("id-{n}")).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "each event once");
+    for bad in [0, 1025] {
+        cfg.max_in_flight = bad;
+        assert!(RabbitMqSink::new(&cfg).is_err());
+    }
 }
