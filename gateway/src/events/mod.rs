@@ -64,17 +64,23 @@ impl Events {
         metrics: EventMetrics,
     ) -> Result<Events, SetupError> {
         let path = base_dir.join(&config.outbox.path);
-        Events::open(config, &path, metrics, true).await
+        Events::open(config, base_dir, &path, metrics, true).await
     }
 
     /// Compiles `config` as [`Events::start`] does, to check it: the
     /// outbox is a scratch file in a fresh temporary directory (removed on
     /// drop) and no relay runs, so the configured outbox is never opened
     /// (a running gateway may hold it) and nothing is delivered.
-    pub async fn check(config: &EventsConfig, metrics: EventMetrics) -> Result<Events, SetupError> {
+    /// Files the sinks name (`ca_file`) are relative to `base_dir`.
+    pub async fn check(
+        config: &EventsConfig,
+        base_dir: &Path,
+        metrics: EventMetrics,
+    ) -> Result<Events, SetupError> {
         let scratch =
             std::env::temp_dir().join(format!("switchyard-check-{:016x}", fastrand::u64(..)));
-        let opened = Events::open(config, &scratch.join("outbox.redb"), metrics, false).await;
+        let outbox = scratch.join("outbox.redb");
+        let opened = Events::open(config, base_dir, &outbox, metrics, false).await;
         match opened {
             Ok(mut events) => {
                 events.scratch = Some(scratch);
@@ -89,6 +95,7 @@ impl Events {
 
     async fn open(
         config: &EventsConfig,
+        base_dir: &Path,
         path: &Path,
         metrics: EventMetrics,
         relay_events: bool,
@@ -120,7 +127,7 @@ impl Events {
         let outbox = Arc::new(outbox);
         let mut relays = Vec::with_capacity(names.len());
         for (index, (name, sink)) in config.sinks.iter().enumerate() {
-            let target = connect(name, sink, &metrics)
+            let target = connect(name, sink, base_dir, &metrics)
                 .await
                 .map_err(|message| SetupError {
                     key: vec!["sinks".into(), name.clone()],
@@ -296,6 +303,7 @@ fn meter(outbox: &Outbox, names: &[String], metrics: &EventMetrics, counters: &[
 async fn connect(
     name: &str,
     config: &SinkConfig,
+    base_dir: &Path,
     metrics: &EventMetrics,
 ) -> Result<Arc<dyn Sink>, String> {
     Ok(match config {
@@ -308,7 +316,8 @@ async fn connect(
         SinkConfig::Kafka(kafka) => Arc::new(sinks::kafka::KafkaSink::connect(kafka).await?),
         SinkConfig::Webhook(webhook) => {
             let deliveries = metrics.webhook.clone();
-            Arc::new(sinks::webhook::WebhookSink::connect(name, webhook, deliveries).await?)
+            let sink = sinks::webhook::WebhookSink::connect(name, webhook, base_dir, deliveries);
+            Arc::new(sink.await?)
         }
     })
 }

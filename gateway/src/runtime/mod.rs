@@ -172,7 +172,7 @@ async fn start_events(
     let metrics = metrics.events.clone();
     let started = match purpose {
         Purpose::Serve => crate::events::Events::start(config, &base_dir, metrics).await,
-        Purpose::Check => crate::events::Events::check(config, metrics).await,
+        Purpose::Check => crate::events::Events::check(config, &base_dir, metrics).await,
     };
     let events = started.map_err(|e| {
         let key = e.key.iter().fold(KeyPath::root().key("events"), |k, part| {

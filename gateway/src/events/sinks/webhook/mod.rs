@@ -33,6 +33,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -106,6 +107,11 @@ pub struct WebhookSinkConfig {
     /// `10.20.0.0/16` or single addresses such as `127.0.0.1`.
     #[serde(default)]
     pub allow_networks: Vec<String>,
+    /// A PEM file of CA certificates that `https://` endpoints are checked
+    /// against instead of the public web roots built into the gateway (an
+    /// internal endpoint with a private CA), relative to the config file.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 impl fmt::Debug for WebhookSinkConfig {
@@ -120,6 +126,7 @@ impl fmt::Debug for WebhookSinkConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("retry_schedule", &self.retry_schedule)
             .field("allow_networks", &self.allow_networks)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -181,10 +188,12 @@ struct Payload {
 impl WebhookSink {
     /// Checks `config` (URL, secrets, headers, timeouts, allowed networks)
     /// and builds the client; connects nothing yet. Errors are config
-    /// errors. `deliveries` counts attempts by `[sink name, HTTP status]`.
+    /// errors. `ca_file` is relative to `base_dir`. `deliveries` counts
+    /// attempts by `[sink name, HTTP status]`.
     pub async fn connect(
         name: &str,
         config: &WebhookSinkConfig,
+        base_dir: &Path,
         deliveries: IntCounterVec,
     ) -> Result<WebhookSink, String> {
         let fail = |e: String| format!("webhook sink: {e}");
@@ -209,8 +218,12 @@ impl WebhookSink {
                 "`timeout` and `connect_timeout` must be more than 0".to_owned(),
             ));
         }
-        let connector =
-            tls::connector(GuardedConnector::new(guard, connect_timeout)).map_err(fail)?;
+        let ca_file = config.ca_file.as_ref().map(|f| base_dir.join(f));
+        if ca_file.is_some() && !target.is_https() {
+            return Err(fail("`ca_file` is for an https:// `url`".to_owned()));
+        }
+        let inner = GuardedConnector::new(guard, connect_timeout);
+        let connector = tls::connector(inner, ca_file.as_deref()).map_err(fail)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(1)

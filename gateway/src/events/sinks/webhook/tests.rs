@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Mutex;
 
 use base64::Engine as _;
@@ -113,7 +114,7 @@ fn counter() -> IntCounterVec {
 
 async fn sink(config: &WebhookSinkConfig) -> (WebhookSink, IntCounterVec) {
     let deliveries = counter();
-    let sink = WebhookSink::connect("hooks", config, deliveries.clone())
+    let sink = WebhookSink::connect("hooks", config, Path::new("."), deliveries.clone())
         .await
         .expect("sink");
     (sink, deliveries)
@@ -339,7 +340,7 @@ async fn config_is_checked_at_connect() {
         let mut config = base();
         mutate(&mut config);
         async move {
-            let err = WebhookSink::connect("hooks", &config, counter())
+            let err = WebhookSink::connect("hooks", &config, Path::new("."), counter())
                 .await
                 .expect_err(expected);
             assert!(err.contains(expected), "expected {expected:?} in {err}");
@@ -353,6 +354,11 @@ async fn config_is_checked_at_connect() {
     refused(|c| c.secrets.clear(), "at least one").await;
     refused(|c| c.secrets = vec!["hunter2".into()], "secrets[0]").await;
     refused(|c| c.timeout = HumanDuration::from_secs(0), "timeout").await;
+    refused(
+        |c| c.ca_file = Some("ca.pem".into()),
+        "`ca_file` is for an https:// `url`",
+    )
+    .await;
     refused(
         |c| c.allow_networks = vec!["10.0.0.1/8".into()],
         "allow_networks",
@@ -369,7 +375,7 @@ async fn config_is_checked_at_connect() {
         refused(|c| c.url = "https://hooks.example.com/".into(), "https://").await;
     }
     assert!(
-        WebhookSink::connect("hooks", &base(), counter())
+        WebhookSink::connect("hooks", &base(), Path::new("."), counter())
             .await
             .is_ok()
     );

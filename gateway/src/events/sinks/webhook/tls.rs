@@ -1,10 +1,12 @@
 //! TLS for `https://` endpoints: rustls on ring (the gateway's one crypto
 //! provider), TLS 1.2 and 1.3, the server checked against the public web
-//! roots built into the gateway (webpki-roots), over the guarded connector
+//! roots built into the gateway (webpki-roots), or against the CAs of the
+//! sink's `ca_file` instead, over the guarded connector
 //! (the certificate is checked for the URL's host, the TCP connection goes
 //! to the address the SSRF guard checked). HTTP/1.1 only: one delivery at a
 //! time per sink needs no multiplexing.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use hyper_rustls::HttpsConnector;
@@ -17,12 +19,39 @@ pub type Connector = HttpsConnector<GuardedConnector>;
 /// Whether `https://` URLs can be served.
 pub const HTTPS: bool = true;
 
-/// The connector for the sink's client.
-pub fn connector(inner: GuardedConnector) -> Result<Connector, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+/// The connector for the sink's client: the CAs of `ca_file`, else the
+/// built-in public roots.
+pub fn connector(inner: GuardedConnector, ca_file: Option<&Path>) -> Result<Connector, String> {
+    let roots = match ca_file {
+        Some(path) => roots_from(path)?,
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            roots
+        }
+    };
     let config = client_config(roots)?;
     Ok(with_config(inner, config))
+}
+
+/// The CA certificates of a PEM file; at least one.
+fn roots_from(path: &Path) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("`ca_file` {shown}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("`ca_file` {shown}: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "`ca_file` {shown}: no CA certificate in it (PEM `CERTIFICATE` blocks expected)"
+        ));
+    }
+    Ok(roots)
 }
 
 /// The TLS client settings: ring, safe default versions, `roots`.
@@ -161,6 +190,56 @@ mod tests {
     #[test]
     fn the_public_roots_load() {
         let inner = GuardedConnector::new(Arc::new(Guard::default()), Duration::from_secs(1));
-        assert!(connector(inner).is_ok());
+        assert!(connector(inner, None).is_ok());
+    }
+
+    /// A client over `connector(…, ca_file)` allowed to reach loopback.
+    fn client_with_ca_file(ca_file: Option<&Path>) -> Client<Connector, Full<Bytes>> {
+        let allow = vec!["127.0.0.1".to_owned(), "::1".to_owned()];
+        let guard = Arc::new(Guard::new(&allow).expect("guard"));
+        let inner = GuardedConnector::new(guard, Duration::from_secs(5));
+        Client::builder(TokioExecutor::new()).build(connector(inner, ca_file).expect("connector"))
+    }
+
+    #[tokio::test]
+    async fn a_ca_file_replaces_the_public_roots() {
+        let (port, root) = server("localhost").await;
+        let dir = std::env::temp_dir().join(format!("switchyard-ca-{:x}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = dir.join("ca.pem");
+        let encoded = {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(root.as_ref());
+            let lines: Vec<&str> = b64
+                .as_bytes()
+                .chunks(64)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                lines.join("\n")
+            )
+        };
+        std::fs::write(&pem, encoded).unwrap();
+        let url = format!("https://localhost:{port}/in");
+        let status = post(&client_with_ca_file(Some(&pem)), &url)
+            .await
+            .expect("trusted through the ca_file");
+        assert_eq!(status, http::StatusCode::OK);
+        // The public roots do not know this CA.
+        let err = post(&client_with_ca_file(None), &url)
+            .await
+            .expect_err("untrusted without the ca_file");
+        assert!(format!("{err:?}").contains("InvalidCertificate"), "{err:?}");
+
+        let inner = || GuardedConnector::new(Arc::new(Guard::default()), Duration::from_secs(1));
+        let missing = dir.join("missing.pem");
+        let e = connector(inner(), Some(&missing)).err().unwrap();
+        assert!(e.contains("`ca_file`") && e.contains("missing.pem"), "{e}");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = connector(inner(), Some(&empty)).err().unwrap();
+        assert!(e.contains("no CA certificate"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
