@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
 use common::TestGateway;
 use common::scripted::{self, Fallible, Scripted};
-use common::webhooks::{STD_SECRET, STRIPE_SECRET, now, refs, std_headers, stripe_header, unique};
-use http::{Method, StatusCode};
+use common::webhooks::{
+    STD_SECRET, STRIPE_SECRET, now, post_delivery, refs, std_headers, stripe_header, unique,
+};
+use http::StatusCode;
 use prost_reflect::{DescriptorPool, DynamicMessage, Value as PValue};
 use serde_json::{Value, json};
 use switchyard::protos::ProtoSources;
@@ -93,13 +94,6 @@ async fn gateway(upstream: &Scripted, webhooks: &str) -> TestGateway {
     TestGateway::start_yaml(common::spawn_demo().await, &config(upstream, webhooks)).await
 }
 
-async fn post(gw: &TestGateway, path: &str, headers: &[(&str, &str)], body: &str) -> common::Reply {
-    let mut all = vec![("content-type", "application/json")];
-    all.extend_from_slice(headers);
-    gw.send(Method::POST, path, &all, Bytes::from(body.to_owned()))
-        .await
-}
-
 fn text(message: &DynamicMessage, field: &str) -> String {
     message
         .get_field_by_name(field)
@@ -117,7 +111,7 @@ async fn a_verified_delivery_is_forwarded_once_with_its_webhook_id_and_its_repla
     // `livemode` is not in the message: providers add fields, they are ignored.
     let body = r#"{"type": "invoice.paid", "data": {"invoiceId": "in_7", "amount": "1250"}, "livemode": false}"#;
     let signed = std_headers(STD_SECRET, &id, now(), body);
-    let reply = post(&gw, "/webhooks/invoices", &refs(&signed), body).await;
+    let reply = post_delivery(&gw, "/webhooks/invoices", &refs(&signed), body).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json(), json!({"status": "delivered", "id": id}));
     let calls = billing.recorded("HandleInvoiceEvent");
@@ -134,7 +128,7 @@ async fn a_verified_delivery_is_forwarded_once_with_its_webhook_id_and_its_repla
     );
     assert_eq!(call.metadata["webhook-id"], id.as_str());
     // The provider redelivers: acknowledged, not forwarded again.
-    let replay = post(&gw, "/webhooks/invoices", &refs(&signed), body).await;
+    let replay = post_delivery(&gw, "/webhooks/invoices", &refs(&signed), body).await;
     assert_eq!(replay.status, StatusCode::OK);
     assert_eq!(replay.json(), json!({"status": "duplicate", "id": id}));
     assert_eq!(billing.recorded("HandleInvoiceEvent").len(), 1);
@@ -151,7 +145,7 @@ async fn a_failed_call_answers_its_error_and_the_providers_retry_is_forwarded() 
     let id = format!("msg_{}", unique());
     let body = r#"{"type": "invoice.paid", "data": {"invoiceId": "in_8"}}"#;
     let signed = std_headers(STD_SECRET, &id, now(), body);
-    let failed = post(&gw, "/webhooks/invoices", &refs(&signed), body).await;
+    let failed = post_delivery(&gw, "/webhooks/invoices", &refs(&signed), body).await;
     assert_eq!(
         failed.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -160,11 +154,11 @@ async fn a_failed_call_answers_its_error_and_the_providers_retry_is_forwarded() 
     );
     assert_eq!(failed.error(), (14, "billing is restarting".to_owned()));
     // Not marked as done: the retry is forwarded, and then it is done.
-    let retry = post(&gw, "/webhooks/invoices", &refs(&signed), body).await;
+    let retry = post_delivery(&gw, "/webhooks/invoices", &refs(&signed), body).await;
     assert_eq!(retry.status, StatusCode::OK, "{}", retry.text());
     assert_eq!(retry.json()["status"], "delivered");
     assert_eq!(billing.recorded("HandleInvoiceEvent").len(), 2);
-    let replay = post(&gw, "/webhooks/invoices", &refs(&signed), body).await;
+    let replay = post_delivery(&gw, "/webhooks/invoices", &refs(&signed), body).await;
     assert_eq!(replay.json()["status"], "duplicate");
     assert_eq!(billing.recorded("HandleInvoiceEvent").len(), 2);
     for (outcome, n) in [
@@ -196,7 +190,7 @@ async fn a_stripe_delivery_goes_into_a_struct_field_as_json() {
         r#"{{"id": "{id}", "type": "charge.refunded", "data": {{"object": {{"amount": 300.5, "tags": ["a"]}}}}}}"#
     );
     let header = stripe_header(now(), &body);
-    let reply = post(
+    let reply = post_delivery(
         &gw,
         "/webhooks/stripe",
         &[("stripe-signature", &header)],
@@ -230,7 +224,7 @@ async fn a_body_that_does_not_fit_the_request_is_400_and_not_forwarded() {
     let id = format!("msg_{}", unique());
     let body = r#"{"type": "invoice.paid", "data": {"amount": "lots"}}"#;
     let signed = std_headers(STD_SECRET, &id, now(), body);
-    let reply = post(&gw, "/webhooks/invoices", &refs(&signed), body).await;
+    let reply = post_delivery(&gw, "/webhooks/invoices", &refs(&signed), body).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
     let (code, message) = reply.error();
     assert_eq!(code, 3);

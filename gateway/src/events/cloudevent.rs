@@ -244,12 +244,7 @@ mod tests {
 
         use prost_reflect::{DynamicMessage, Value};
 
-        let pool = protox::Compiler::new([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/protos")])
-            .expect("include path")
-            .include_imports(true)
-            .open_file("webhooks/billing_hooks.proto")
-            .expect("compile billing_hooks.proto")
-            .descriptor_pool();
+        let pool = crate::protos::test_pool("webhooks/billing_hooks.proto");
         let envelope = pool
             .get_message_by_name("switchyard.test.webhooks.Envelope")
             .unwrap();

@@ -236,12 +236,7 @@ mod tests {
 
     #[test]
     fn nested_fields_render_from_set_and_unset_parents() {
-        let pool = protox::Compiler::new([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/protos")])
-            .expect("include path")
-            .include_imports(true)
-            .open_file("webhooks/billing_hooks.proto")
-            .expect("compile billing_hooks.proto")
-            .descriptor_pool();
+        let pool = crate::protos::test_pool("webhooks/billing_hooks.proto");
         let event = pool
             .get_message_by_name("switchyard.test.webhooks.InvoiceEvent")
             .unwrap();

@@ -187,5 +187,30 @@ fn compile_error(err: protox::Error) -> ProtoError {
     ProtoError::Compile { location, message }
 }
 
+/// The pool of `gateway/tests/protos/<file>`, compiled once per test
+/// process (unit tests of the code that renders messages).
+#[cfg(test)]
+pub(crate) fn test_pool(file: &str) -> DescriptorPool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static POOLS: OnceLock<Mutex<HashMap<String, DescriptorPool>>> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    pools
+        .entry(file.to_owned())
+        .or_insert_with(|| {
+            let path =
+                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/protos")).join(file);
+            load(&ProtoSources {
+                sources: vec![path],
+                includes: Vec::new(),
+            })
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+        })
+        .clone()
+}
+
 #[cfg(test)]
 mod tests;

@@ -69,11 +69,7 @@ webhooks:
     }
 
     pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-        let mut all = vec![("content-type", "application/json")];
-        all.extend_from_slice(headers);
-        self.gw
-            .send(Method::POST, path, &all, Bytes::from(body.to_owned()))
-            .await
+        post_delivery(&self.gw, path, headers, body).await
     }
 
     /// Waits until the outbox has delivered everything.
@@ -105,6 +101,19 @@ webhooks:
         self.gw.stop().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// POSTs a JSON delivery with `headers` (the signature) to `gw`.
+pub async fn post_delivery(
+    gw: &TestGateway,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    gw.send(Method::POST, path, &all, Bytes::from(body.to_owned()))
+        .await
 }
 
 /// A Standard Webhooks endpoint at `path` publishing `com.example.<body.type>`.

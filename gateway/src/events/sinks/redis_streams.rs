@@ -121,6 +121,26 @@ mod tests {
 
     const REDIS: &str = "redis://127.0.0.1:6379";
 
+    /// The entries of stream `key` (id and fields), oldest first; the
+    /// stream is deleted.
+    async fn take_stream(key: &str) -> Vec<(String, Vec<String>)> {
+        let client = redis::Client::open(REDIS).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let entries = redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        entries
+    }
+
     fn event(n: u32) -> Outgoing {
         Outgoing {
             id: format!("id-{n}"),
@@ -149,15 +169,7 @@ mod tests {
                 .await
                 .expect("this test needs Redis on 127.0.0.1:6379 (scripts/test.sh starts one)");
         }
-        let client = redis::Client::open(REDIS).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-            .arg(&key)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let entries = take_stream(&key).await;
         // MAXLEN ~ trims whole nodes only: a short stream keeps what it has.
         assert!(!entries.is_empty() && entries.len() <= 3, "{entries:?}");
         let (_, fields) = entries.last().unwrap();
@@ -172,11 +184,6 @@ mod tests {
                 "{\"n\":2}".to_owned(),
             ]
         );
-        let _: () = redis::cmd("DEL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
     }
 
     #[tokio::test]
@@ -234,24 +241,11 @@ mod tests {
             .collect()
             .await;
         assert!(results.iter().all(Result::is_ok), "{results:?}");
-        let client = redis::Client::open(REDIS).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-            .arg(&key)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let entries = take_stream(&key).await;
         let mut ids: Vec<String> = entries.into_iter().map(|(_, f)| f[1].clone()).collect();
         ids.sort();
         let mut expected: Vec<String> = (0..200).map(|n| format!("id-{n}")).collect();
         expected.sort();
         assert_eq!(ids, expected, "each event once");
-        let _: () = redis::cmd("DEL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
     }
 }
