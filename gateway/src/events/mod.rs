@@ -400,6 +400,28 @@ pub struct Occurrence<'a> {
     pub options: &'a SerializeOptions,
 }
 
+impl<'a> Occurrence<'a> {
+    /// A call made for an HTTP request: its headers, and the consumer and
+    /// claims its plugins verified; no `response_json`.
+    pub fn for_request(
+        request: &'a DynamicMessage,
+        outcome: Result<&'a DynamicMessage, &'a ErrorResponse>,
+        parts: &'a http::request::Parts,
+        options: &'a SerializeOptions,
+    ) -> Occurrence<'a> {
+        use switchyard_plugins::stage::{Claims, Consumer};
+        Occurrence {
+            request,
+            outcome,
+            response_json: None,
+            headers: &parts.headers,
+            consumer: parts.extensions.get::<Consumer>().map(|c| c.0.as_str()),
+            claims: parts.extensions.get::<Claims>().map(|c| &*c.0),
+            options,
+        }
+    }
+}
+
 /// A CloudEvents extension attribute name: lower-case ASCII letters and
 /// digits, at most 20 (the spec's advice), not a context attribute.
 fn check_extension_name(name: &str) -> Result<(), String> {

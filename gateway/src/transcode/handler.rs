@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::{
-    BoxFuture, Claims, Consumer, HttpService, Request, Response, full_body, read_body_limited,
+    BoxFuture, HttpService, Request, Response, full_body, read_body_limited,
 };
 
 use prost_reflect::DynamicMessage;
@@ -97,19 +97,13 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
     });
     let method = binding.rpc.name();
     if route.events.any(method) {
-        let whole = binding.response_body.is_none();
-        let call = Occurrence {
-            request: &message,
-            outcome: outcome.as_ref().map(|(reply, _)| &reply.message),
-            response_json: match &outcome {
-                Ok((_, Ok(json))) if whole => Some(json),
-                _ => None,
-            },
-            headers: &parts.headers,
-            consumer: parts.extensions.get::<Consumer>().map(|c| c.0.as_str()),
-            claims: parts.extensions.get::<Claims>().map(|c| &*c.0),
-            options: &route.serialize,
-        };
+        let reply = outcome.as_ref().map(|(reply, _)| &reply.message);
+        let mut call = Occurrence::for_request(&message, reply, &parts, &route.serialize);
+        if let Ok((_, Ok(json))) = &outcome
+            && binding.response_body.is_none()
+        {
+            call.response_json = Some(json);
+        }
         route.events.emit(method, &call);
     }
     let (reply, json) = outcome?;

@@ -18,7 +18,6 @@ use prost_reflect::{
     Value,
 };
 use switchyard_plugins::error::{Code, ErrorResponse};
-use switchyard_plugins::stage::{Claims, Consumer};
 
 use crate::config::webhooks::ForwardConfig;
 use crate::events::Occurrence;
@@ -177,15 +176,8 @@ impl Forwarder {
         };
         let result = call_upstream(route, call, &message).await;
         if route.events.any(name) {
-            let occurrence = Occurrence {
-                request: &message,
-                outcome: result.as_ref().map(|reply| &reply.message),
-                response_json: None,
-                headers: &parts.headers,
-                consumer: parts.extensions.get::<Consumer>().map(|c| c.0.as_str()),
-                claims: parts.extensions.get::<Claims>().map(|c| &*c.0),
-                options: &route.serialize,
-            };
+            let outcome = result.as_ref().map(|reply| &reply.message);
+            let occurrence = Occurrence::for_request(&message, outcome, parts, &route.serialize);
             route.events.emit(name, &occurrence);
         }
         result.map(|_| ()).map_err(ForwardError::Call)
