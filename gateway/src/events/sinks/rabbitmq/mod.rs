@@ -246,13 +246,11 @@ impl RabbitMqSink {
 
     async fn send(
         &self,
+        channel: &Channel,
         event: &Outgoing,
         body: &[u8],
         properties: BasicProperties,
-        used: &mut Option<u64>,
     ) -> Result<(), String> {
-        let (channel, number) = self.channel().await?;
-        *used = Some(number);
         let confirm = channel
             .basic_publish(
                 self.config.exchange.as_str().into(),
@@ -287,17 +285,23 @@ impl Sink for RabbitMqSink {
         Box::pin(async move {
             let (body, properties) = message(event, self.config.mode)
                 .map_err(|e| SinkError::Permanent(format!("event {}: {e}", event.id)))?;
-            let mut used = None;
-            let send = self.send(event, &body, properties, &mut used);
-            let error = match tokio::time::timeout(self.timeout, send).await {
+            // One deadline for connecting and the confirm (no timer is
+            // armed when the channel is open already).
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let late = || format!("no confirm within {:?}", self.timeout);
+            let (channel, number) = match tokio::time::timeout_at(deadline, self.channel()).await {
+                Ok(Ok(open)) => open,
+                Ok(Err(e)) => return Err(SinkError::Transient(e)),
+                Err(_) => return Err(SinkError::Transient(late())),
+            };
+            let send = self.send(&channel, event, &body, properties);
+            let error = match tokio::time::timeout_at(deadline, send).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => e,
-                Err(_) => format!("no confirm within {:?}", self.timeout),
+                Err(_) => late(),
             };
             // The next publish opens a fresh connection and channel.
-            if let Some(number) = used {
-                self.drop_connection(number).await;
-            }
+            self.drop_connection(number).await;
             Err(SinkError::Transient(error))
         })
     }
