@@ -11,9 +11,16 @@
 //! commits everything that arrived within `flush_interval` in one
 //! transaction (one fsync). That interval is the durability window: a crash
 //! loses at most the events of the batch being gathered or committed.
-//! Removal after delivery is committed without its own fsync (the next
-//! append's commit persists it): a crash can only make an event be
-//! delivered again, never lost, and sinks deduplicate on the event id.
+//!
+//! The writer thread does every routine write: the relays hand it the
+//! sequence numbers they delivered ([`Outbox::delivered`]) and it removes
+//! them in its next commit, with that batch's appends (a batch of removals
+//! alone is committed without its own fsync; the next append's commit
+//! persists it). A crash can only make an event be delivered again, never
+//! lost, and sinks deduplicate on the event id. After each commit the
+//! writer puts the new events in their sink's [`tail`] (in memory, bounded),
+//! where a relay that keeps up takes them ([`Outbox::take`]) without
+//! reading the store back.
 //!
 //! Events of `when_full: drop` definitions ([`Outbox::append_evicting`])
 //! are also listed, by sequence number, in their sink's `droppable/` table.
@@ -31,19 +38,21 @@ use std::time::Duration;
 
 use prometheus::IntGauge;
 use redb::{
-    Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
+    Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::counters::EventCounters;
 use super::sinks::Outgoing;
 pub use record::{DeadLetter, Stored, now_ms};
 use record::{encode, encode_dead};
+use tail::Tail;
+pub use tail::Taken;
 use writer::Writer;
 
 mod read;
 mod record;
+mod tail;
 mod writer;
 
 /// Events handed to the writer but not yet committed, beyond which appends
@@ -55,7 +64,7 @@ pub struct Outbox {
     db: Arc<Database>,
     tables: Tables,
     /// `None` once dropping (the writer thread then finishes and exits).
-    writer: Option<mpsc::Sender<Pending>>,
+    writer: Option<mpsc::Sender<Op>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Events stored, or handed to the writer with a place reserved, and
     /// not removed, all sinks: never above `max_events`.
@@ -67,6 +76,8 @@ pub struct Outbox {
     max_dead_letters: usize,
     /// Woken when a sink's table gets events (by sink index).
     pub(super) wake: Arc<[Notify]>,
+    /// The events each sink's last commits added (by sink index).
+    tails: Arc<[Tail]>,
 }
 
 /// The outbox's bounds (`events.outbox`).
@@ -143,6 +154,18 @@ pub enum AppendError {
     TooLarge { size: usize, max: usize },
 }
 
+/// What the writer is asked to do.
+enum Op {
+    Append(Pending),
+    /// Remove events a relay delivered.
+    Delivered {
+        sink: usize,
+        seqs: Vec<u64>,
+    },
+    /// Answer once everything asked before is committed.
+    Flush(oneshot::Sender<()>),
+}
+
 /// An event handed to the writer.
 struct Pending {
     sink: usize,
@@ -172,6 +195,7 @@ impl Outbox {
         let db = Arc::new(db);
         let (writer, rx) = mpsc::channel(WRITER_QUEUE);
         let wake: Arc<[Notify]> = sinks.iter().map(|_| Notify::new()).collect();
+        let tails: Arc<[Tail]> = next.iter().map(|&next| Tail::new(next)).collect();
         let depth = Arc::new(AtomicUsize::new(depth));
         let meters = Meters::default();
         let thread = Writer {
@@ -179,6 +203,7 @@ impl Outbox {
             tables: tables.clone(),
             next,
             wake: wake.clone(),
+            tails: tails.clone(),
             depth: depth.clone(),
             meters: meters.clone(),
             max_events: limits.max_events,
@@ -199,6 +224,7 @@ impl Outbox {
             max_event_size: limits.max_event_size,
             max_dead_letters: limits.max_dead_letters,
             wake,
+            tails,
         })
     }
 
@@ -216,6 +242,7 @@ impl Outbox {
         Ok(Outbox {
             db: Arc::new(db),
             wake: sinks.iter().map(|_| Notify::new()).collect(),
+            tails: sinks.iter().map(|_| Tail::new(u64::MAX)).collect(),
             tables: Tables::new(sinks),
             writer: None,
             thread: None,
@@ -286,7 +313,7 @@ impl Outbox {
         let sent = self
             .writer
             .as_ref()
-            .is_some_and(|w| w.try_send(pending).is_ok());
+            .is_some_and(|w| w.try_send(Op::Append(pending)).is_ok());
         if !sent {
             if reserved {
                 self.depth.fetch_sub(1, Ordering::AcqRel);
@@ -304,34 +331,32 @@ impl Outbox {
         self.max_events
     }
 
-    /// Removes delivered events (blocking), and takes them off the depth and
-    /// the sink's gauge. Those no longer there (evicted while they were
-    /// being delivered: the writer took them off then) are not counted twice.
-    pub(super) fn remove(&self, sink: usize, seqs: &[u64]) -> Result<(), String> {
-        let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
-        // Persisted by the next append's commit: a crash before it only
-        // redelivers (deduplicated by id), never loses.
-        let _ = txn.set_durability(Durability::None);
-        let mut removed = 0;
-        {
-            let (mut live, mut droppable) = self.tables.queue(&txn, sink)?;
-            // Most sinks have no droppable event: no lookup per event then.
-            let any_droppable = !droppable.is_empty().map_err(|e| e.to_string())?;
-            for seq in seqs {
-                if live.remove(seq).map_err(|e| e.to_string())?.is_some() {
-                    removed += 1;
-                }
-                if any_droppable {
-                    droppable.remove(seq).map_err(|e| e.to_string())?;
-                }
-            }
+    /// Hands the writer the sequence numbers of events sink `sink`
+    /// delivered: it removes them in its next commit and takes them off the
+    /// depth and the sink's gauge then (those no longer there, evicted while
+    /// they were being delivered, are not counted twice). Waits only for
+    /// room in the writer's queue.
+    pub(super) async fn delivered(&self, sink: usize, seqs: Vec<u64>) {
+        if let Some(writer) = &self.writer {
+            let _ = writer.send(Op::Delivered { sink, seqs }).await;
         }
-        txn.commit().map_err(|e| e.to_string())?;
-        self.depth.fetch_sub(removed, Ordering::AcqRel);
-        if let Some(meters) = self.meters(sink) {
-            meters.depth.sub(removed as i64);
+    }
+
+    /// Returns once everything appended or delivered before is committed
+    /// (or its commit failed).
+    pub async fn flush(&self) {
+        let Some(writer) = &self.writer else { return };
+        let (done, committed) = oneshot::channel();
+        if writer.send(Op::Flush(done)).await.is_ok() {
+            let _ = committed.await;
         }
-        Ok(())
+    }
+
+    /// Up to `max` of sink `sink`'s events numbered above `cursor`, from the
+    /// events its last commits added; [`Taken::Behind`] when some of those
+    /// are only in the store (read them with [`Outbox::read_after`]).
+    pub(super) fn take(&self, sink: usize, cursor: u64, max: usize) -> Taken {
+        self.tails[sink].take(cursor, max)
     }
 
     /// Moves an event its sink refused for good (or that waited too long)

@@ -37,16 +37,35 @@ impl Outbox {
 
     /// Up to `max` of sink `sink`'s oldest events, oldest first (blocking:
     /// call from a blocking context).
+    #[cfg(test)]
     pub(in crate::events) fn oldest(&self, sink: usize, max: usize) -> Result<Vec<Stored>, String> {
+        self.read_after(sink, 0, max).map(|(events, _)| events)
+    }
+
+    /// Up to `max` of sink `sink`'s records numbered above `cursor`, read
+    /// from the store (blocking): the events, oldest first, and the number
+    /// of the last record read (`cursor` when none), past any unreadable
+    /// one (logged and skipped).
+    pub(in crate::events) fn read_after(
+        &self,
+        sink: usize,
+        cursor: u64,
+        max: usize,
+    ) -> Result<(Vec<Stored>, u64), String> {
         let txn = self.db.begin_read().map_err(|e| e.to_string())?;
         let table = match txn.open_table(table_def(&self.tables.live[sink])) {
             Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), cursor)),
             Err(e) => return Err(e.to_string()),
         };
         let mut out = Vec::new();
-        for item in table.iter().map_err(|e| e.to_string())?.take(max) {
+        let mut last = cursor;
+        let range = table
+            .range(cursor.saturating_add(1)..)
+            .map_err(|e| e.to_string())?;
+        for item in range.take(max) {
             let (key, value) = item.map_err(|e| e.to_string())?;
+            last = key.value();
             match decode(value.value()) {
                 Some((appended_ms, event)) => out.push(Stored {
                     seq: key.value(),
@@ -58,7 +77,7 @@ impl Outbox {
                 }
             }
         }
-        Ok(out)
+        Ok((out, last))
     }
 
     /// Events waiting for sink `sink` (blocking, but quick: a count).

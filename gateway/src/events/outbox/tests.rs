@@ -73,7 +73,7 @@ async fn appends_survive_a_reopen_in_order_and_removals_stick() {
         let a = tokio::task::block_in_place(|| outbox.oldest(0, 10)).unwrap();
         let ids: Vec<_> = a.iter().map(|s| s.event.id.as_str()).collect();
         assert_eq!(ids, ["id-0", "id-2", "id-4"]);
-        tokio::task::block_in_place(|| outbox.remove(0, &[a[0].seq])).unwrap();
+        delivered(&outbox, 0, &[&a[0]]).await;
         // Another commit persists the removal.
         outbox.append(1, &event(9)).unwrap();
         until("the second commit", || {
@@ -222,17 +222,19 @@ async fn must_deliver_events_are_never_evicted() {
     assert_eq!(meters[1].counters.total("evicted"), 0);
     // Delivering id-0 frees a place for a must-deliver event again.
     let waiting = tokio::task::block_in_place(|| outbox.oldest(0, 1)).unwrap();
-    tokio::task::block_in_place(|| outbox.remove(0, &[waiting[0].seq])).unwrap();
+    delivered(&outbox, 0, &[&waiting[0]]).await;
     outbox.append(1, &event(7)).unwrap();
     drop(outbox);
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// What the relay does with what it delivered: removes it (the outbox takes
-/// it off the sink's depth gauge).
-fn delivered(outbox: &Outbox, stored: &[&Stored]) {
+/// What the relay does with what it delivered: hands it to the writer,
+/// which removes it in its next commit (and takes it off the sink's depth
+/// gauge then); waits for that commit.
+async fn delivered(outbox: &Outbox, sink: usize, stored: &[&Stored]) {
     let seqs: Vec<u64> = stored.iter().map(|s| s.seq).collect();
-    tokio::task::block_in_place(|| outbox.remove(0, &seqs)).unwrap();
+    outbox.delivered(sink, seqs).await;
+    outbox.flush().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +251,7 @@ async fn depth_stays_exact_when_the_relay_removes_or_dead_letters_an_evicted_eve
     let read = tokio::task::block_in_place(|| outbox.oldest(0, 10)).unwrap();
     outbox.append_evicting(0, &event(2)).unwrap();
     until("the eviction", || meters[0].counters.total("evicted") == 1).await;
-    delivered(&outbox, &[&read[0], &read[1]]);
+    delivered(&outbox, 0, &[&read[0], &read[1]]).await;
     assert_eq!(ids(&outbox, 0), ["id-2"]);
     assert_eq!((outbox.depth(), gauge.get()), (1, 1));
     // Same for a dead letter: the evicted event stays evicted.
@@ -266,7 +268,7 @@ async fn depth_stays_exact_when_the_relay_removes_or_dead_letters_an_evicted_eve
     assert_eq!((outbox.depth(), gauge.get()), (2, 2));
     // Each event is delivered: the outbox is empty, the gauge at zero.
     let read = tokio::task::block_in_place(|| outbox.oldest(0, 10)).unwrap();
-    delivered(&outbox, &[&read[0], &read[1]]);
+    delivered(&outbox, 0, &[&read[0], &read[1]]).await;
     assert_eq!((outbox.depth(), gauge.get()), (0, 0));
     drop(outbox);
     let _ = std::fs::remove_dir_all(dir);
@@ -288,7 +290,7 @@ async fn room_freed_before_the_commit_is_taken_instead_of_evicting() {
     outbox.append_evicting(0, &event(2)).unwrap();
     // Delivered while the writer gathers its batch.
     let read = tokio::task::block_in_place(|| outbox.oldest(0, 1)).unwrap();
-    delivered(&outbox, &[&read[0]]);
+    delivered(&outbox, 0, &[&read[0]]).await;
     until("the commit", || outbox.len(0).unwrap() == 2).await;
     assert_eq!(ids(&outbox, 0), ["id-1", "id-2"]);
     assert_eq!(meters[0].counters.total("evicted"), 0, "nothing evicted");
@@ -317,6 +319,28 @@ async fn sequence_numbers_are_not_reused_after_the_queue_emptied() {
         ["id-1", "id-0"],
         "the first dead letter is not overwritten"
     );
+    drop(outbox);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_committed_alone_persist_through_a_clean_shutdown() {
+    let dir = std::env::temp_dir().join(format!("outbox-test-{}", fastrand::u64(..)));
+    let path = dir.join("o.redb");
+    let sinks = ["a".to_owned()];
+    {
+        let outbox = Outbox::open(&path, &sinks, &limits(10, 1024)).unwrap();
+        outbox.append(0, &event(0)).unwrap();
+        outbox.append(0, &event(1)).unwrap();
+        outbox.flush().await;
+        let read = tokio::task::block_in_place(|| outbox.oldest(0, 10)).unwrap();
+        // A commit of removals alone has no fsync of its own.
+        delivered(&outbox, 0, &[&read[0]]).await;
+        assert_eq!(outbox.depth(), 1);
+    }
+    let outbox = Outbox::open(&path, &sinks, &limits(10, 1024)).unwrap();
+    assert_eq!(ids(&outbox, 0), ["id-1"]);
+    assert_eq!(outbox.depth(), 1);
     drop(outbox);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,7 +1,11 @@
-//! One relay task per sink: reads the sink's oldest events from the outbox,
-//! publishes them in order per ordering key (the event's subject, else its
+//! One relay task per sink: takes the sink's events from the outbox in
+//! order (from the sink's tail, the events just committed, while it keeps
+//! up; from the store after a restart or when it fell behind), publishes
+//! them in order per ordering key (the event's subject, else its
 //! destination), retrying a failure (an event is never skipped while its
-//! sink is merely unavailable), and removes them once acknowledged.
+//! sink is merely unavailable), and hands the writer those acknowledged, to
+//! be removed in its next commit. A cursor, the last sequence number taken,
+//! says where it is: removals are not waited for.
 //!
 //! Up to the sink's [`Sink::max_in_flight`] publishes await their acks at
 //! once, never two with the same ordering key; events start in outbox
@@ -26,7 +30,7 @@ use futures_util::stream::FuturesUnordered;
 use prometheus::Histogram;
 
 use super::counters::EventCounters;
-use super::outbox::{Outbox, Stored, now_ms};
+use super::outbox::{Outbox, Stored, Taken, now_ms};
 use super::sinks::{Sink, SinkError};
 
 /// Events read from the outbox at a time.
@@ -94,34 +98,46 @@ impl Relay {
     /// Runs until the task is aborted.
     pub async fn run(self) {
         let mut anchor = WheelAnchor::new();
+        // The last sequence number taken (0: none yet).
+        let mut cursor = 0;
         loop {
             anchor.arm();
-            let outbox = self.outbox.clone();
-            let sink = self.sink;
-            let batch = tokio::task::spawn_blocking(move || outbox.oldest(sink, BATCH)).await;
-            let batch = match batch {
-                Ok(Ok(batch)) => batch,
-                Ok(Err(e)) => {
-                    tracing::error!(sink = %self.name, error = %e, "cannot read the outbox");
-                    tokio::time::sleep(self.retry_max).await;
-                    continue;
-                }
-                Err(_) => return,
+            let batch = match self.outbox.take(self.sink, cursor, BATCH) {
+                Taken::Events(batch) => batch,
+                Taken::Behind => match self.read_after(cursor).await {
+                    Some((batch, last)) => {
+                        cursor = last;
+                        batch
+                    }
+                    None => return,
+                },
             };
-            if batch.is_empty() {
+            let Some(last) = batch.last() else {
                 self.metrics.oldest_age.set(0.0);
                 // Woken by the writer's commit; the timeout is a safety net.
                 let _ = tokio::time::timeout(TICK, self.outbox.wake[self.sink].notified()).await;
                 continue;
-            }
+            };
+            cursor = cursor.max(last.seq);
             let delivered = self.deliver_batch(&batch).await;
+            self.outbox.delivered(self.sink, delivered).await;
+        }
+    }
+
+    /// The store's events after `cursor` and the last number read (an error
+    /// is logged and waited out); `None` when the runtime is shutting down.
+    async fn read_after(&self, cursor: u64) -> Option<(Vec<Stored>, u64)> {
+        loop {
             let outbox = self.outbox.clone();
-            match tokio::task::spawn_blocking(move || outbox.remove(sink, &delivered)).await {
-                Ok(Ok(())) => {}
+            let sink = self.sink;
+            match tokio::task::spawn_blocking(move || outbox.read_after(sink, cursor, BATCH)).await
+            {
+                Ok(Ok(read)) => return Some(read),
                 Ok(Err(e)) => {
-                    tracing::error!(sink = %self.name, error = %e, "cannot remove delivered events (they will be delivered again)");
+                    tracing::error!(sink = %self.name, error = %e, "cannot read the outbox");
+                    tokio::time::sleep(self.retry_max).await;
                 }
-                Err(_) => return,
+                Err(_) => return None,
             }
         }
     }
@@ -132,6 +148,8 @@ impl Relay {
     async fn deliver_batch(&self, batch: &[Stored]) -> Vec<u64> {
         let window = self.target.max_in_flight().max(1);
         let mut delivered = Vec::with_capacity(batch.len());
+        // `published` by type, counted once per batch rather than per event.
+        let mut published: Vec<(&str, u64)> = Vec::new();
         let mut next = 0;
         while next < batch.len() {
             self.set_age(batch[next].appended_ms);
@@ -156,7 +174,14 @@ impl Relay {
                 busy.remove(stored.event.ordering_key());
                 match result {
                     Ok(()) => {
-                        self.published(stored);
+                        self.waited(stored);
+                        match published
+                            .iter_mut()
+                            .find(|(t, _)| *t == stored.event.event_type)
+                        {
+                            Some((_, n)) => *n += 1,
+                            None => published.push((&stored.event.event_type, 1)),
+                        }
                         delivered.push(stored.seq);
                     }
                     Err(error) => failed.push((index, error)),
@@ -171,6 +196,10 @@ impl Relay {
                 }
             }
         }
+        for (event_type, n) in published {
+            let counter = self.metrics.counters.counter(event_type, "published");
+            counter.inc_by(n);
+        }
         delivered
     }
 
@@ -179,6 +208,11 @@ impl Relay {
         self.metrics
             .counters
             .inc(&stored.event.event_type, "published");
+        self.waited(stored);
+    }
+
+    /// Observes how long a delivered event waited.
+    fn waited(&self, stored: &Stored) {
         if stored.appended_ms > 0 {
             let waited = now_ms().saturating_sub(stored.appended_ms);
             self.metrics.latency.observe(waited as f64 / 1000.0);

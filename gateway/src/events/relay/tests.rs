@@ -82,20 +82,17 @@ fn event(id: &str, subject: Option<&str>) -> Outgoing {
     }
 }
 
-/// Appends `events` to a fresh outbox, relays them to `sink` until it has
-/// acknowledged `expect` of them, and returns the outbox afterwards.
-async fn relay(sink: Arc<Recorder>, events: &[Outgoing], expect: usize) -> Arc<Outbox> {
-    let dir = std::env::temp_dir().join(format!("switchyard-relay-{:x}", fastrand::u64(..)));
+fn open(dir: &std::path::Path) -> Arc<Outbox> {
     let limits = Limits {
         max_events: 1000,
         max_event_size: 1 << 20,
         max_dead_letters: 10,
         flush_interval: Duration::from_millis(1),
     };
-    let outbox = Arc::new(Outbox::open(&dir.join("outbox.redb"), &["s".into()], &limits).unwrap());
-    for event in events {
-        outbox.append(0, event).unwrap();
-    }
+    Arc::new(Outbox::open(&dir.join("outbox.redb"), &["s".into()], &limits).unwrap())
+}
+
+fn spawn_relay(sink: &Arc<Recorder>, outbox: &Arc<Outbox>) -> tokio::task::JoinHandle<()> {
     let latency = Histogram::with_opts(HistogramOpts::new("l", "l")).unwrap();
     let relay = Relay {
         sink: 0,
@@ -115,16 +112,59 @@ async fn relay(sink: Arc<Recorder>, events: &[Outgoing], expect: usize) -> Arc<O
             latency,
         },
     };
-    let task = tokio::spawn(relay.run());
+    tokio::spawn(relay.run())
+}
+
+/// Waits until `sink` acknowledged `expect` events and the outbox is empty.
+async fn until_delivered(sink: &Recorder, outbox: &Outbox, expect: usize) {
     for _ in 0..500 {
         if sink.acked().len() >= expect && outbox.depth() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Appends `events` to a fresh outbox, relays them to `sink` until it has
+/// acknowledged `expect` of them, and returns the outbox afterwards.
+async fn relay(sink: Arc<Recorder>, events: &[Outgoing], expect: usize) -> Arc<Outbox> {
+    let dir = std::env::temp_dir().join(format!("switchyard-relay-{:x}", fastrand::u64(..)));
+    let outbox = open(&dir);
+    for event in events {
+        outbox.append(0, event).unwrap();
+    }
+    let task = spawn_relay(&sink, &outbox);
+    until_delivered(&sink, &outbox, expect).await;
     task.abort();
     let _ = std::fs::remove_dir_all(dir);
     outbox
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_left_by_a_previous_run_go_first_then_new_ones_each_once_in_order() {
+    let dir = std::env::temp_dir().join(format!("switchyard-relay-{:x}", fastrand::u64(..)));
+    let ids = |range: std::ops::Range<usize>| range.map(|n| format!("e{n}")).collect::<Vec<_>>();
+    {
+        let outbox = open(&dir);
+        for id in ids(0..300) {
+            outbox.append(0, &event(&id, Some("k"))).unwrap();
+        }
+        outbox.flush().await;
+    }
+    // The store holds 300 (more than one read), the tail none of them.
+    let outbox = open(&dir);
+    let sink = Recorder::new(8, Duration::ZERO, &[]);
+    let task = spawn_relay(&sink, &outbox);
+    for id in ids(300..400) {
+        outbox.append(0, &event(&id, Some("k"))).unwrap();
+    }
+    until_delivered(&sink, &outbox, 400).await;
+    assert_eq!(sink.acked(), ids(0..400), "each once, in order");
+    // What was delivered is removed from the store, not only skipped.
+    outbox.flush().await;
+    assert_eq!(outbox.len(0).unwrap(), 0);
+    task.abort();
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
