@@ -8,24 +8,20 @@
 //! Needs the venv `scripts/test.sh` creates (.venv with
 //! gateway/tests/peers/python/requirements.txt), or `$SWITCHYARD_PYTHON`.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod receiver;
+mod verifier;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use common::TestGateway;
-use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
+use receiver::{Answer, Receiver};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use verifier::verify;
 
 /// Signs every delivery (first of the rotation pair).
 const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -33,194 +29,6 @@ const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NEW_SECRET: &str = "whsec_Q2hhbmdlZCBzZWNyZXQgZm9yIHJvdGF0aW9uIHRlc3Q=";
 /// Signs nothing: the verifier must refuse it.
 const WRONG_SECRET: &str = "whsec_V3Jvbmcgc2VjcmV0IGZvciB0aGUgbmVnYXRpdmUgY2FzZQ==";
-
-// === the receiver ===
-
-/// One delivery attempt the receiver got.
-#[derive(Clone, Debug)]
-struct Hit {
-    at: Instant,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Hit {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
-            .to_str()
-            .expect("text header")
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-}
-
-/// What the receiver answers: status and headers.
-type Answer = (u16, &'static [(&'static str, &'static str)]);
-
-/// A webhook endpoint answering the n-th request with `answers[n]` (the
-/// last one once they run out).
-struct Receiver {
-    addr: SocketAddr,
-    hits: Arc<Mutex<Vec<Hit>>>,
-    arrived: Arc<Notify>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Receiver {
-    async fn start(answers: &'static [Answer]) -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the receiver");
-        let addr = listener.local_addr().expect("its address");
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let arrived = Arc::new(Notify::new());
-        let (log, notify) = (hits.clone(), arrived.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (log, notify) = (log.clone(), notify.clone());
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let (log, notify) = (log.clone(), notify.clone());
-                    async move { Ok::<_, Infallible>(answer(request, answers, &log, &notify).await) }
-                });
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Receiver {
-            addr,
-            hits,
-            arrived,
-            task,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().expect("hits").clone()
-    }
-
-    /// Waits until `n` requests arrived; panics after `within`.
-    async fn wait_for(&self, n: usize, within: Duration) -> Vec<Hit> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let notified = self.arrived.notified();
-            let hits = self.hits();
-            if hits.len() >= n {
-                return hits;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!(
-                    "{n} deliveries expected within {within:?}, got {}",
-                    hits.len()
-                );
-            }
-        }
-    }
-}
-
-async fn answer(
-    request: Request<Incoming>,
-    answers: &[Answer],
-    log: &Mutex<Vec<Hit>>,
-    arrived: &Notify,
-) -> Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let n = {
-        let mut log = log.lock().expect("hits");
-        log.push(Hit {
-            at: Instant::now(),
-            path: parts.uri.to_string(),
-            headers: parts.headers,
-            body,
-        });
-        log.len()
-    };
-    arrived.notify_waiters();
-    let (status, headers) = answers[(n - 1).min(answers.len() - 1)];
-    let mut response = Response::new(Full::new(Bytes::from_static(b"receiver says hi")));
-    *response.status_mut() = StatusCode::from_u16(status).expect("status");
-    for (name, value) in headers {
-        response
-            .headers_mut()
-            .insert(*name, value.parse().expect("header value"));
-    }
-    response
-}
-
-// === the Python verifier ===
-
-fn python() -> PathBuf {
-    std::env::var_os("SWITCHYARD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| common::repo_root().join(".venv/bin/python"))
-}
-
-/// Per delivery, "ok" or "error: …" from the official library. Fails
-/// (never skips) when the venv is missing.
-fn verify(secret: &str, hits: &[Hit]) -> Vec<String> {
-    let python = python();
-    let help = format!(
-        "this test verifies signatures with the Python `standardwebhooks` package.\n\
-         Run `scripts/test.sh` (it creates the venv), or by hand:\n  \
-         python3 -m venv .venv && .venv/bin/pip install -r gateway/tests/peers/python/requirements.txt\n\
-         (interpreter tried: {python:?}, from $SWITCHYARD_PYTHON or else .venv/bin/python)"
-    );
-    let script = common::repo_root().join("gateway/tests/peers/python/verify_webhook.py");
-    let deliveries: Vec<Value> = hits
-        .iter()
-        .map(|hit| {
-            let headers: serde_json::Map<String, Value> = hit
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default())))
-                .collect();
-            json!({
-                "headers": headers,
-                "body_base64": base64::engine::general_purpose::STANDARD.encode(&hit.body),
-            })
-        })
-        .collect();
-    let mut child = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(secret)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python:?}: {e}\n{help}"));
-    let input = serde_json::to_vec(&deliveries).expect("JSON");
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &input).expect("write");
-    let out = child.wait_with_output().expect("verifier runs");
-    assert!(
-        out.status.success(),
-        "verify_webhook.py failed:\n{}\n{help}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("a JSON list of verdicts")
-}
 
 // === the gateway ===
 
