@@ -13,12 +13,17 @@
 //! `ce_id`; `mode: binary` sends the attributes as `ce_<name>` headers and
 //! the data alone as the value ([`record::build`]).
 //!
-//! **Order per key.** The relay hands this sink one event at a time and
-//! waits for its outcome, and one sink has one relay: there is never more
-//! than one produce request in flight, so a retry cannot overtake or be
-//! overtaken by a later event (Kafka's `max.in.flight.requests = 1`). A
-//! retry after a lost acknowledgement can store an event twice (at least
-//! once, no idempotent producer in rskafka): consumers deduplicate on
+//! **Order per key.** Up to `max_in_flight` produce requests are in flight
+//! at once (default 64), never two for events with the same ordering key
+//! (the event's subject, the record key; else its destination, the topic):
+//! the relay starts an event only once the previous one with its key is
+//! acknowledged, and after a failure retries it before anything later with
+//! that key. So a retry cannot overtake or be overtaken by a later event of
+//! its key (what Kafka's `max.in.flight.requests = 1` guarantees per
+//! partition), while events of other keys, in the same partition or not,
+//! overlap. `max_in_flight: 1` keeps one request in flight for the whole
+//! sink. A retry after a lost acknowledgement can store an event twice (at
+//! least once, no idempotent producer in rskafka): consumers deduplicate on
 //! `ce_id` / the CloudEvent `id`.
 //!
 //! **Connection.** [`KafkaSink::connect`] checks the config and returns at
@@ -51,7 +56,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::{Mutex, watch};
 
-use super::{Outgoing, Sink, SinkError};
+use super::{Outgoing, Sink, SinkError, check_max_in_flight, default_max_in_flight};
 use crate::config::units::HumanDuration;
 use crate::events::cloudevent::ContentMode;
 
@@ -100,6 +105,13 @@ pub struct KafkaSinkConfig {
     /// creates them on first use, `auto.create.topics.enable`).
     #[serde(default)]
     pub create_topic: Option<CreateTopicConfig>,
+    /// Produce requests awaiting their acknowledgement at once (1..=1024).
+    /// Order is kept per ordering key (the event's `subject`, which is also
+    /// the record key, or its topic when it has none): two events with the
+    /// same key are never in flight together. Default 64; 1 produces one
+    /// event at a time.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
 }
 
 /// How to create a missing topic.
@@ -129,8 +141,10 @@ pub struct KafkaSink {
     mode: ContentMode,
     ack_timeout: Duration,
     create_topic: Option<CreateTopicConfig>,
-    /// Metadata and partition clients. The relay publishes one event at a
-    /// time, so one publish holds it throughout.
+    max_in_flight: usize,
+    /// Metadata and partition clients. Held while a publish finds its
+    /// partition's client (fetching metadata or creating the topic when
+    /// needed), not while it produces.
     state: Mutex<State>,
 }
 
@@ -177,6 +191,8 @@ impl KafkaSink {
         if ack_timeout.is_zero() {
             return Err("kafka sink: `ack_timeout` must be more than 0".to_owned());
         }
+        let max_in_flight =
+            check_max_in_flight(config.max_in_flight).map_err(|e| format!("kafka sink: {e}"))?;
         if config.brokers.is_empty() {
             return Err("kafka sink: `brokers` is empty: give at least one `host:port`".to_owned());
         }
@@ -224,6 +240,7 @@ impl KafkaSink {
             mode: config.mode,
             ack_timeout,
             create_topic: config.create_topic,
+            max_in_flight,
             state: Mutex::new(State::default()),
         })
     }
@@ -241,14 +258,21 @@ impl KafkaSink {
 
         let client = self.client().await?;
         *connected = true;
-        let mut state = self.state.lock().await;
-        let result = self
-            .produce(&client, &mut state, topic, record::key(event), record)
-            .await;
-        if let Err(SinkError::Transient(_)) = &result {
-            state.forget(topic);
+        let key = record::key(event);
+        let produced = match self.partition_client(&client, topic, key).await {
+            Ok((partition, target)) => target
+                .produce(vec![record], Compression::NoCompression)
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    error::classify(&format!("produce to {topic:?} partition {partition}"), &e)
+                }),
+            Err(e) => Err(e),
+        };
+        if let Err(SinkError::Transient(_)) = &produced {
+            self.state.lock().await.forget(topic);
         }
-        result
+        produced
     }
 
     /// The connected client, once the background task has one.
@@ -264,47 +288,39 @@ impl KafkaSink {
             .ok_or_else(|| SinkError::Transient("not connected to Kafka".to_owned()))
     }
 
-    async fn produce(
+    /// The partition `key` goes to in `topic`, and a client bound to its
+    /// leader (cached; found under the state's lock).
+    async fn partition_client(
         &self,
         client: &Client,
-        state: &mut State,
         topic: &str,
         key: &[u8],
-        record: rskafka::record::Record,
-    ) -> Result<(), SinkError> {
-        let partitions = self.partition_count(client, state, topic).await?;
+    ) -> Result<(i32, Arc<PartitionClient>), SinkError> {
+        let mut state = self.state.lock().await;
+        let partitions = self.partition_count(client, &mut state, topic).await?;
         let partition = partition_for(key, partitions);
         let target = (topic.to_owned(), partition);
-        let partition_client = match state.clients.get(&target) {
-            Some(existing) => existing.clone(),
-            None => {
-                // The topic is in the metadata: an unknown-partition answer
-                // now is the cluster catching up (a topic just created), so
-                // rskafka retries it (within the backoff deadline).
-                let made = client
-                    .partition_client(topic, partition, UnknownTopicHandling::Retry)
-                    .await
-                    .map_err(|e| {
-                        error::classify(
-                            &format!("finding the leader of {topic:?} partition {partition}"),
-                            &e,
-                        )
-                    })?;
-                if state.clients.len() >= MAX_PARTITION_CLIENTS {
-                    state.clients.clear();
-                }
-                let made = Arc::new(made);
-                state.clients.insert(target, made.clone());
-                made
-            }
-        };
-        partition_client
-            .produce(vec![record], Compression::NoCompression)
+        if let Some(existing) = state.clients.get(&target) {
+            return Ok((partition, existing.clone()));
+        }
+        // The topic is in the metadata: an unknown-partition answer now is
+        // the cluster catching up (a topic just created), so rskafka retries
+        // it (within the backoff deadline).
+        let made = client
+            .partition_client(topic, partition, UnknownTopicHandling::Retry)
             .await
             .map_err(|e| {
-                error::classify(&format!("produce to {topic:?} partition {partition}"), &e)
+                error::classify(
+                    &format!("finding the leader of {topic:?} partition {partition}"),
+                    &e,
+                )
             })?;
-        Ok(())
+        if state.clients.len() >= MAX_PARTITION_CLIENTS {
+            state.clients.clear();
+        }
+        let made = Arc::new(made);
+        state.clients.insert(target, made.clone());
+        Ok((partition, made))
     }
 
     /// `topic`'s partition count: cached, or from the cluster's metadata,
@@ -415,6 +431,10 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
     fn publish<'a>(&'a self, event: &'a Outgoing) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let mut connected = false;

@@ -12,6 +12,7 @@ fn config(brokers: &[&str], ack_timeout: HumanDuration) -> KafkaSinkConfig {
         mode: ContentMode::Structured,
         ack_timeout,
         create_topic: None,
+        max_in_flight: 64,
     }
 }
 
@@ -127,6 +128,14 @@ async fn config_is_checked_at_connect() {
     assert!(err(connect(with_topic(3, 0)).await).contains("replication_factor"));
     assert!(err(connect(with_topic(3, 40_000)).await).contains("replication_factor"));
     assert!(connect(with_topic(3, 1)).await.is_ok());
+    for bad in [0, 1025] {
+        let mut config = config(&["h:9092"], timeout);
+        config.max_in_flight = bad;
+        assert!(
+            err(connect(config).await).contains("max_in_flight"),
+            "{bad}"
+        );
+    }
     assert!(
         connect(config(&["kafka-1:9092", "[::1]:9093"], timeout))
             .await
@@ -143,6 +152,7 @@ fn config_defaults_and_unknown_fields() {
     assert_eq!(config.ack_timeout, HumanDuration::from_secs(5));
     assert_eq!(config.mode, ContentMode::Structured);
     assert_eq!(config.create_topic, None);
+    assert_eq!(config.max_in_flight, 64);
 
     let config: KafkaSinkConfig = serde_json::from_value(serde_json::json!({
         "brokers": ["127.0.0.1:9092"],
