@@ -394,6 +394,12 @@ async fn an_invalid_event_is_permanent_without_a_server() {
         "orders.*",
         "orders.>",
         ".orders",
+        "orders.",
+        "*",
+        ">",
+        "orders.*.created",
+        "a\u{a0}b",
+        "a\x0bb",
     ] {
         let err = sink
             .publish(&event("evt-1", destination, b"{}"))
