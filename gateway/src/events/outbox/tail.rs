@@ -35,7 +35,10 @@ pub enum Taken {
     /// The events after its cursor, oldest first (none: it is up to date).
     Events(Vec<Stored>),
     /// Events after its cursor are only in the store: read them there.
-    Behind,
+    /// Every event numbered below `start` was committed before this was
+    /// answered, so a read of the store that finds nothing after the cursor
+    /// means the relay may move its cursor to `start - 1`.
+    Behind { start: u64 },
 }
 
 impl Tail {
@@ -78,7 +81,7 @@ impl Tail {
             inner.start = read.seq + 1;
         }
         if cursor + 1 < inner.start {
-            return Taken::Behind;
+            return Taken::Behind { start: inner.start };
         }
         let n = inner.events.len().min(max);
         let taken: Vec<Stored> = inner.events.drain(..n).collect();
@@ -126,7 +129,7 @@ mod tests {
     fn seqs(taken: Taken) -> Vec<u64> {
         match taken {
             Taken::Events(events) => events.iter().map(|e| e.seq).collect(),
-            Taken::Behind => panic!("behind"),
+            Taken::Behind { .. } => panic!("behind"),
         }
     }
 
@@ -144,7 +147,7 @@ mod tests {
     fn events_left_in_the_store_at_open_are_read_from_the_store_first() {
         let tail = Tail::new(5);
         tail.push([stored(5, 1)]);
-        assert_eq!(tail.take(0, 10), Taken::Behind);
+        assert_eq!(tail.take(0, 10), Taken::Behind { start: 5 });
         // The store gave 1..=4, and 5 as well: the tail does not repeat it.
         assert_eq!(tail.take(5, 10), Taken::Events(vec![]));
         tail.push([stored(6, 1)]);
@@ -156,7 +159,11 @@ mod tests {
         let tail = Tail::new(1);
         let big = TAIL_BYTES / 2;
         tail.push([stored(1, big), stored(2, big), stored(3, 10)]);
-        assert_eq!(tail.take(0, 10), Taken::Behind, "1 left the tail");
+        assert_eq!(
+            tail.take(0, 10),
+            Taken::Behind { start: 2 },
+            "1 left the tail"
+        );
         assert_eq!(seqs(tail.take(1, 10)), [2, 3]);
     }
 

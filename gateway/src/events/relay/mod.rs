@@ -104,7 +104,14 @@ impl Relay {
             anchor.arm();
             let batch = match self.outbox.take(self.sink, cursor, BATCH) {
                 Taken::Events(batch) => batch,
-                Taken::Behind => match self.read_after(cursor).await {
+                Taken::Behind { start } => match self.read_after(cursor).await {
+                    // Nothing left in the store after the cursor (those
+                    // events were evicted or dead-lettered meanwhile, or a
+                    // previous run delivered them all): the tail has the rest.
+                    Some((batch, last)) if last == cursor => {
+                        cursor = cursor.max(start.saturating_sub(1));
+                        batch
+                    }
                     Some((batch, last)) => {
                         cursor = last;
                         batch

@@ -243,3 +243,35 @@ async fn a_failed_event_is_delivered_before_any_later_event_with_its_subject() {
     assert!(at("b1") < at("b2"), "b1 before b2: {acked:?}");
     assert_eq!(outbox.depth(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_with_nothing_left_new_events_are_delivered_once_each() {
+    let dir = std::env::temp_dir().join(format!("switchyard-relay-{:x}", fastrand::u64(..)));
+    {
+        let outbox = open(&dir);
+        let sink = Recorder::new(8, Duration::ZERO, &[]);
+        let task = spawn_relay(&sink, &outbox);
+        for n in 0..3 {
+            outbox.append(0, &event(&format!("old{n}"), None)).unwrap();
+        }
+        until_delivered(&sink, &outbox, 3).await;
+        task.abort();
+        // The relay's handle on the outbox is gone before it is reopened.
+        let _ = task.await;
+        outbox.flush().await;
+    }
+    // Numbers 1..=3 are used and gone: the relay finds nothing in the
+    // store, and takes what comes from the tail.
+    let outbox = open(&dir);
+    let sink = Recorder::new(8, Duration::ZERO, &[]);
+    let task = spawn_relay(&sink, &outbox);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for n in 0..5 {
+        outbox.append(0, &event(&format!("new{n}"), None)).unwrap();
+    }
+    until_delivered(&sink, &outbox, 5).await;
+    let want: Vec<String> = (0..5).map(|n| format!("new{n}")).collect();
+    assert_eq!(sink.acked(), want);
+    task.abort();
+    let _ = std::fs::remove_dir_all(dir);
+}
