@@ -91,7 +91,7 @@ mod tests {
 
     /// An https server on 127.0.0.1 with a self-signed certificate for
     /// `name`; its port and the certificate, to trust as the root.
-    async fn server(name: &str) -> (u16, rustls::pki_types::CertificateDer<'static>) {
+    async fn server(name: &str) -> (u16, rcgen::Certificate) {
         let ca = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("cert");
         let key = PrivateKeyDer::Pkcs8(ca.signing_key.serialize_der().into());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -122,15 +122,12 @@ mod tests {
                 });
             }
         });
-        (port, ca.cert.der().clone())
+        (port, ca.cert)
     }
 
-    fn client(
-        root: rustls::pki_types::CertificateDer<'static>,
-        allow: &[&str],
-    ) -> Client<Connector, Full<Bytes>> {
+    fn client(root: &rcgen::Certificate, allow: &[&str]) -> Client<Connector, Full<Bytes>> {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(root).expect("root");
+        roots.add(root.der().clone()).expect("root");
         let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
         let guard = Arc::new(Guard::new(&allow).expect("guard"));
         let inner = GuardedConnector::new(guard, Duration::from_secs(5));
@@ -151,14 +148,14 @@ mod tests {
     #[tokio::test]
     async fn https_goes_through_the_guard_and_checks_the_certificate() {
         let (port, root) = server("localhost").await;
-        let trusted = client(root.clone(), &["127.0.0.1", "::1"]);
+        let trusted = client(&root, &["127.0.0.1", "::1"]);
         let status = post(&trusted, &format!("https://localhost:{port}/in"))
             .await
             .expect("delivered over TLS");
         assert_eq!(status, http::StatusCode::OK);
 
         // The guard still decides, below TLS.
-        let guarded = client(root.clone(), &[]);
+        let guarded = client(&root, &[]);
         let err = post(&guarded, &format!("https://localhost:{port}/in"))
             .await
             .expect_err("loopback not allowed");
@@ -178,7 +175,7 @@ mod tests {
     async fn an_unknown_certificate_authority_is_refused() {
         let (port, _) = server("localhost").await;
         let (_, other_root) = server("localhost").await;
-        let client = client(other_root, &["127.0.0.1", "::1"]);
+        let client = client(&other_root, &["127.0.0.1", "::1"]);
         let err = post(&client, &format!("https://localhost:{port}/"))
             .await
             .expect_err("untrusted");
@@ -207,20 +204,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("switchyard-ca-{:x}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).unwrap();
         let pem = dir.join("ca.pem");
-        let encoded = {
-            use base64::Engine as _;
-            let b64 = base64::engine::general_purpose::STANDARD.encode(root.as_ref());
-            let lines: Vec<&str> = b64
-                .as_bytes()
-                .chunks(64)
-                .map(|c| std::str::from_utf8(c).unwrap())
-                .collect();
-            format!(
-                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-                lines.join("\n")
-            )
-        };
-        std::fs::write(&pem, encoded).unwrap();
+        std::fs::write(&pem, root.pem()).unwrap();
         let url = format!("https://localhost:{port}/in");
         let status = post(&client_with_ca_file(Some(&pem)), &url)
             .await
