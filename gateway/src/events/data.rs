@@ -79,8 +79,10 @@ impl DataSpec {
             (Root::None, _) => return Data::None,
             (Root::Request, _) => call.request,
             (Root::Response, Ok(response)) => {
-                if let (true, DataFormat::Json, Some(json)) =
-                    (self.path.is_empty(), self.format, call.response_json)
+                // The whole reply as JSON: the client's rendering serves.
+                if self.path.is_empty()
+                    && matches!(self.format, DataFormat::Json)
+                    && let Some(json) = call.response_json
                 {
                     return Data::Rendered {
                         json,
