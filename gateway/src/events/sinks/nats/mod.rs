@@ -38,15 +38,13 @@
 //! publish; after a failure, or a publish that found no stream (it was
 //! deleted), the next publish tries again.
 
-use std::error::Error as _;
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::header::{HeaderMap, HeaderName, HeaderValue, NATS_MESSAGE_ID};
-use async_nats::jetstream::context::{PublishError, PublishErrorKind};
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config as JsStreamConfig, StorageType};
 use async_nats::jetstream::{self, ErrorCode};
 use bytes::Bytes;
@@ -55,6 +53,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use self::acks::{Ack, AckTasks, Acks};
 use super::{Outgoing, Sink, SinkError, check_max_in_flight, default_max_in_flight};
 use crate::config::units::HumanDuration;
 use crate::events::cloudevent::{self, ContentMode, STRUCTURED_CONTENT_TYPE};
@@ -83,7 +82,8 @@ pub struct NatsSinkConfig {
     pub stream: Option<StreamConfig>,
     /// How long a publish waits for the stream's ack (including for the
     /// connection, while it is down); past it the publish fails and is
-    /// retried. Default 5s.
+    /// retried. Waits are checked every quarter of it, so an ack wait ends
+    /// between 1 and 1.25 times it. Default 5s.
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout: HumanDuration,
     /// `structured` (default): the payload is the whole CloudEvent
@@ -137,7 +137,11 @@ fn default_duplicate_window() -> HumanDuration {
 /// Publishes events to NATS JetStream (see the module docs).
 pub struct NatsSink {
     client: async_nats::Client,
+    /// For creating the stream.
     jetstream: jetstream::Context,
+    /// The publishes awaiting their acks.
+    acks: Arc<Acks>,
+    _ack_tasks: AckTasks,
     /// The stream to create before the first publish (`create: true`).
     create_stream: Option<JsStreamConfig>,
     /// Set once the stream exists; left unset after a failure so the next
@@ -216,10 +220,13 @@ impl NatsSink {
         let jetstream = jetstream::ContextBuilder::new()
             .timeout(ack_timeout)
             .build(client.clone());
+        let (acks, ack_tasks) = Acks::start(&client, ack_timeout).await?;
 
         Ok(NatsSink {
             client,
             jetstream,
+            acks,
+            _ack_tasks: ack_tasks,
             create_stream,
             stream_ready: AtomicBool::new(false),
             creating: Mutex::new(()),
@@ -251,32 +258,48 @@ impl NatsSink {
             && (self.create_stream.is_none() || self.stream_ready.load(Ordering::Acquire))
     }
 
-    /// Publishes `event` and waits for its ack, bounded by the context's
-    /// timeout (`ack_timeout`).
+    /// Publishes `event` and waits for its ack, bounded by the ack sweep
+    /// (`ack_timeout`, at most 1.25 times it).
     async fn send(
         &self,
         event: &Outgoing,
         headers: HeaderMap,
         payload: Bytes,
     ) -> Result<(), SinkError> {
-        let ack = self
-            .jetstream
-            .send_publish(
+        let (reply_subject, pending) = self.acks.expect();
+        let sent = self
+            .client
+            .publish_with_reply_and_headers(
                 event.destination.clone(),
-                PublishMessage::build().payload(payload).headers(headers),
+                reply_subject,
+                headers,
+                payload,
             )
-            .await
-            .map_err(|e| self.classify(&event.destination, e))?;
-        ack.await
-            .map_err(|e| self.classify(&event.destination, e))?;
-        Ok(())
-    }
-
-    fn classify(&self, subject: &str, err: PublishError) -> SinkError {
-        if err.kind() == PublishErrorKind::StreamNotFound {
-            self.stream_ready.store(false, Ordering::Release);
+            .await;
+        if let Err(e) = sent {
+            return Err(not_sent(&event.destination, &e));
         }
-        classify(subject, err)
+        let subject = &event.destination;
+        match pending.ack().await {
+            Some(Ack::Stored) => Ok(()),
+            Some(Ack::NoStream) => {
+                self.stream_ready.store(false, Ordering::Release);
+                Err(SinkError::Transient(format!(
+                    "no JetStream stream stores subject {subject:?} (no responders)"
+                )))
+            }
+            Some(Ack::Refused(e)) => Err(refused(subject, &e)),
+            Some(Ack::Unreadable(reply)) => Err(SinkError::Transient(format!(
+                "JetStream publish to {subject:?}: {reply}"
+            ))),
+            Some(Ack::TimedOut) => Err(SinkError::Transient(format!(
+                "event {}: no JetStream ack within {:?}",
+                event.id, self.ack_timeout
+            ))),
+            None => Err(SinkError::Transient(
+                "the nats sink is shutting down".to_owned(),
+            )),
+        }
     }
 
     /// Creates the configured stream unless it exists: before the first
@@ -322,11 +345,11 @@ impl Sink for NatsSink {
             let (headers, payload) = message(event, self.mode)
                 .map_err(|e| SinkError::Permanent(format!("event {}: {e}", event.id)))?;
             // The common case, connected with the stream in place, arms no
-            // timer of its own: the ack wait is bounded by the JetStream
-            // context's timeout, and the send by the client's command
-            // buffer (2048, over the largest `max_in_flight`). A second
-            // timer per event would cost a runtime wake-up per event (tokio
-            // unparks its driver when a timer is armed while none was).
+            // timer: the ack wait is bounded by the ack sweep (`acks`), and
+            // the send by the client's command buffer (2048, over the
+            // largest `max_in_flight`). A timer per event would cost a
+            // runtime wake-up per event (tokio unparks its driver when a
+            // timer is armed while none was).
             if self.ready() {
                 return self.send(event, headers, payload).await;
             }
@@ -396,33 +419,30 @@ fn insert_attribute(headers: &mut HeaderMap, name: &str, value: &str) -> Result<
     Ok(())
 }
 
-/// Sorts a failed publish into retry-worthy or not (module docs).
-fn classify(subject: &str, err: PublishError) -> SinkError {
-    let permanent = match err.kind() {
-        PublishErrorKind::MaxPayloadExceeded => true,
-        // We set no expectations (expected last id/sequence), so these mean
-        // the stream's rules reject the message: retrying cannot change it.
-        PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence => true,
-        PublishErrorKind::Other => err
-            .source()
-            .and_then(|source| source.downcast_ref::<jetstream::Error>())
-            .is_some_and(|js| {
-                matches!(
-                    js.error_code(),
-                    ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM
-                        | ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM
-                )
-            }),
-        PublishErrorKind::StreamNotFound => {
-            return SinkError::Transient(format!(
-                "no JetStream stream stores subject {subject:?} (no responders)"
-            ));
-        }
-        PublishErrorKind::TimedOut
-        | PublishErrorKind::BrokenPipe
-        | PublishErrorKind::MaxAckPending => false,
-    };
+/// A publish the client could not send: too large for the server
+/// (permanent), or not handed to the connection (transient).
+fn not_sent(subject: &str, err: &async_nats::client::PublishError) -> SinkError {
     let message = format!("JetStream publish to {subject:?}: {err}");
+    match err.kind() {
+        async_nats::client::PublishErrorKind::MaxPayloadExceeded
+        | async_nats::client::PublishErrorKind::InvalidSubject => SinkError::Permanent(message),
+        async_nats::client::PublishErrorKind::Send => SinkError::Transient(message),
+    }
+}
+
+/// A publish the stream refused: permanent when the message itself breaks
+/// the stream's rules (too large; we set no expected last id or sequence, so
+/// those mean the stream's own rules too), else transient (storage limits,
+/// no quorum: an operator can fix those without losing the event).
+fn refused(subject: &str, err: &jetstream::Error) -> SinkError {
+    let message = format!("JetStream publish to {subject:?}: {err}");
+    let permanent = matches!(
+        err.error_code(),
+        ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM
+            | ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM
+            | ErrorCode::STREAM_WRONG_LAST_MESSAGE_ID
+            | ErrorCode::STREAM_WRONG_LAST_SEQUENCE
+    );
     if permanent {
         SinkError::Permanent(message)
     } else {
@@ -488,6 +508,8 @@ fn check_stream_name(name: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+mod acks;
 
 #[cfg(test)]
 mod tests;

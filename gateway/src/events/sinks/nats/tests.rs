@@ -126,6 +126,11 @@ async fn stored_messages(js: &jetstream::Context, stream: &str) -> Vec<jetstream
     stored
 }
 
+/// The value of header `name` of a core NATS message.
+fn header_of<'m>(message: &'m async_nats::Message, name: &str) -> Option<&'m str> {
+    message.headers.as_ref()?.get(name).map(|v| v.as_str())
+}
+
 fn header<'m>(message: &'m jetstream::Message, name: &str) -> Option<&'m str> {
     message
         .headers
@@ -329,6 +334,75 @@ async fn a_subject_no_stream_stores_is_transient() {
         matches!(&err, SinkError::Transient(m) if m.contains("no responders")),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_publish_nobody_acks_fails_transient_after_the_ack_timeout() {
+    require_nats().await;
+    let (_, prefix) = unique();
+    let subject = format!("{prefix}.silent");
+    // A plain subscriber is a responder that never answers: no "no
+    // responders" status, no ack.
+    let listener = async_nats::connect(NATS).await.expect("connect");
+    let mut silent = listener
+        .subscribe(subject.clone())
+        .await
+        .expect("subscribe");
+    listener.flush().await.expect("flush");
+    let ack_timeout = HumanDuration::from_millis(200);
+    let sink = NatsSink::connect(config(format!("nats://{NATS}"), None, ack_timeout))
+        .await
+        .expect("sink");
+    // Connected first, so the publish takes the common path, bounded by
+    // the sweep alone.
+    while !sink.ready() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let started = Instant::now();
+    let err = sink
+        .publish(&event("evt-1", &subject, b"{}"))
+        .await
+        .expect_err("no ack");
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(&err, SinkError::Transient(m) if m.contains("no JetStream ack within")),
+        "{err:?}"
+    );
+    // The sweep runs every quarter of the timeout: at most 1.25 times it.
+    assert!(elapsed >= ack_timeout.0, "{elapsed:?}");
+    assert!(elapsed < ack_timeout.0 * 2, "{elapsed:?}");
+    let received = silent.next().await.expect("the subscriber got the message");
+    assert_eq!(
+        header_of(&received, "Nats-Msg-Id"),
+        Some("evt-1"),
+        "it was sent once, with its id"
+    );
+    assert_eq!(sink.acks.waiting(), 0, "the timed-out publish is forgotten");
+}
+
+#[tokio::test]
+async fn concurrent_publishes_each_get_their_own_ack() {
+    with_stream(|sink, js, stream, prefix| async move {
+        let events: Vec<Outgoing> = (0..200)
+            .map(|i| {
+                event(
+                    &format!("evt-{i}"),
+                    &format!("{prefix}.n{}", i % 7),
+                    format!("{{\"i\":{i}}}").as_bytes(),
+                )
+            })
+            .collect();
+        let results = futures_util::future::join_all(events.iter().map(|e| sink.publish(e))).await;
+        for (i, result) in results.iter().enumerate() {
+            assert!(result.is_ok(), "event {i}: {result:?}");
+        }
+        assert_eq!(sink.acks.waiting(), 0);
+        let mut stored = js.get_stream(&stream).await.expect("stream");
+        let info = stored.info().await.expect("stream info");
+        assert_eq!(info.state.messages, 200, "each stored once");
+    })
+    .await;
 }
 
 #[tokio::test]
