@@ -334,16 +334,17 @@ pub struct SinkHandle {
 impl SinkHandle {
     /// Appends `event` and counts it `appended` under its type: committed
     /// within the durability window; refused when the outbox is full.
-    pub fn append(&self, event: &Outgoing) -> Result<(), AppendError> {
+    pub fn append(&self, event: Outgoing) -> Result<(), AppendError> {
+        let event_type = event.event_type.clone();
         self.push(event, WhenFull::Reject)?;
-        self.counters.inc(&event.event_type, "appended");
+        self.counters.inc(&event_type, "appended");
         Ok(())
     }
 
     /// Appends `event` without counting it. `WhenFull::Drop`: it may be
     /// lost; when the outbox is full the sink's oldest such event is
     /// evicted to make room (see [`Outbox::append_evicting`]).
-    fn push(&self, event: &Outgoing, when_full: WhenFull) -> Result<(), AppendError> {
+    fn push(&self, event: Outgoing, when_full: WhenFull) -> Result<(), AppendError> {
         match when_full {
             WhenFull::Reject => self.outbox.append(self.index, event),
             WhenFull::Drop => self.outbox.append_evicting(self.index, event),
@@ -521,12 +522,12 @@ impl EventSpec {
             destination: self.destination.render(call),
             body,
         };
-        match self.sink.push(&event, self.when_full) {
+        match self.sink.push(event, self.when_full) {
             Ok(()) => self.appended.inc(),
             Err(e) => {
                 // Admitted while there was room, and a burst filled it
                 // since; or over the size limit; or the writer fell behind.
-                tracing::error!(event_type = %self.event_type, id = %event.id, error = %e, "event dropped");
+                tracing::error!(event_type = %self.event_type, id = %id, error = %e, "event dropped");
                 self.dropped.inc();
             }
         }

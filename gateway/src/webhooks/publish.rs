@@ -137,7 +137,7 @@ impl Publisher {
     /// `body`: the same parsed).
     pub fn publish(&self, id: &str, body: &Value, raw: &[u8]) -> Result<(), PublishError> {
         let event = self.event(id, body, raw).map_err(PublishError::Render)?;
-        self.sink.append(&event).map_err(PublishError::Append)
+        self.sink.append(event).map_err(PublishError::Append)
     }
 
     fn event(&self, id: &str, body: &Value, raw: &[u8]) -> Result<Outgoing, String> {

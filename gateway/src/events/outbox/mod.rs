@@ -45,7 +45,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use super::counters::EventCounters;
 use super::sinks::Outgoing;
 pub use record::{DeadLetter, Stored, now_ms};
-use record::{encode, encode_dead};
+use record::{encode, encode_dead, encoded_len};
 use tail::Tail;
 pub use tail::Taken;
 use writer::Writer;
@@ -166,10 +166,14 @@ enum Op {
     Flush(oneshot::Sender<()>),
 }
 
-/// An event handed to the writer.
+/// An event handed to the writer: moved, not encoded, so the request path
+/// neither copies it into a record nor frees it, and the writer hands the
+/// same event to the sink's tail after encoding it for the file.
 struct Pending {
     sink: usize,
-    record: Vec<u8>,
+    event: Outgoing,
+    /// When it was appended, ms since the Unix epoch.
+    appended_ms: u64,
     /// Appended with [`Outbox::append_evicting`]: it may be evicted later.
     droppable: bool,
     /// It holds a place in `depth`. When not (a droppable event appended to
@@ -273,7 +277,7 @@ impl Outbox {
 
     /// Appends `event` for sink `sink`; committed within the flush interval.
     /// Refused when the outbox is full.
-    pub fn append(&self, sink: usize, event: &Outgoing) -> Result<(), AppendError> {
+    pub fn append(&self, sink: usize, event: Outgoing) -> Result<(), AppendError> {
         self.push(sink, event, false)
     }
 
@@ -282,15 +286,15 @@ impl Outbox {
     /// evicts sink `sink`'s oldest such event to make room (or, when it has
     /// none, drops this one). Refused only when over the size limit or the
     /// writer has fallen behind.
-    pub fn append_evicting(&self, sink: usize, event: &Outgoing) -> Result<(), AppendError> {
+    pub fn append_evicting(&self, sink: usize, event: Outgoing) -> Result<(), AppendError> {
         self.push(sink, event, true)
     }
 
-    fn push(&self, sink: usize, event: &Outgoing, droppable: bool) -> Result<(), AppendError> {
-        let record = encode(event, now_ms());
-        if record.len() > self.max_event_size {
+    fn push(&self, sink: usize, event: Outgoing, droppable: bool) -> Result<(), AppendError> {
+        let size = encoded_len(&event);
+        if size > self.max_event_size {
             return Err(AppendError::TooLarge {
-                size: record.len(),
+                size,
                 max: self.max_event_size,
             });
         }
@@ -306,7 +310,8 @@ impl Outbox {
         }
         let pending = Pending {
             sink,
-            record,
+            event,
+            appended_ms: now_ms(),
             droppable,
             reserved,
         };

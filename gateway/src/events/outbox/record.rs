@@ -48,16 +48,30 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub fn encode(event: &Outgoing, appended_ms: u64) -> Vec<u8> {
-    let subject = event.subject.as_deref().unwrap_or_default();
-    let texts = [
+/// The parts of a record stored as lengths and text.
+fn texts(event: &Outgoing) -> [&str; 4] {
+    [
         event.id.as_str(),
         event.destination.as_str(),
         event.event_type.as_str(),
-        subject,
-    ];
-    let len = 9 + texts.iter().map(|t| 4 + t.len()).sum::<usize>() + event.body.len();
-    let mut out = Vec::with_capacity(len);
+        event.subject.as_deref().unwrap_or_default(),
+    ]
+}
+
+/// The size of `event`'s record, without making it.
+pub fn encoded_len(event: &Outgoing) -> usize {
+    9 + texts(event).iter().map(|t| 4 + t.len()).sum::<usize>() + event.body.len()
+}
+
+pub fn encode(event: &Outgoing, appended_ms: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded_len(event));
+    encode_into(&mut out, event, appended_ms);
+    out
+}
+
+/// Appends `event`'s record to `out`.
+pub fn encode_into(out: &mut Vec<u8>, event: &Outgoing, appended_ms: u64) {
+    let texts = texts(event);
     out.push(FORMAT);
     out.extend_from_slice(&appended_ms.to_be_bytes());
     for part in texts.map(str::as_bytes) {
@@ -65,7 +79,6 @@ pub fn encode(event: &Outgoing, appended_ms: u64) -> Vec<u8> {
         out.extend_from_slice(part);
     }
     out.extend_from_slice(&event.body);
-    out
 }
 
 /// The event and its append time.

@@ -64,7 +64,7 @@ async fn appends_survive_a_reopen_in_order_and_removals_stick() {
     {
         let outbox = Outbox::open(&path, &sinks, &limits(100, 1024)).unwrap();
         for n in 0..5 {
-            outbox.append(n % 2, &event(n)).unwrap();
+            outbox.append(n % 2, event(n)).unwrap();
         }
         until("the commit", || {
             tokio::task::block_in_place(|| outbox.oldest(0, 10).unwrap().len() == 3)
@@ -75,7 +75,7 @@ async fn appends_survive_a_reopen_in_order_and_removals_stick() {
         assert_eq!(ids, ["id-0", "id-2", "id-4"]);
         delivered(&outbox, 0, &[&a[0]]).await;
         // Another commit persists the removal.
-        outbox.append(1, &event(9)).unwrap();
+        outbox.append(1, event(9)).unwrap();
         until("the second commit", || {
             tokio::task::block_in_place(|| outbox.oldest(1, 10).unwrap().len() == 3)
         })
@@ -88,7 +88,7 @@ async fn appends_survive_a_reopen_in_order_and_removals_stick() {
     let ids: Vec<_> = a.iter().map(|s| s.event.id.as_str()).collect();
     assert_eq!(ids, ["id-2", "id-4"]);
     // New appends go after the old ones.
-    outbox.append(0, &event(11)).unwrap();
+    outbox.append(0, event(11)).unwrap();
     until("the commit", || {
         tokio::task::block_in_place(|| outbox.oldest(0, 10).unwrap().len() == 3)
     })
@@ -104,16 +104,16 @@ async fn appends_survive_a_reopen_in_order_and_removals_stick() {
 async fn a_full_outbox_refuses_and_an_oversized_event_is_refused() {
     let dir = std::env::temp_dir().join(format!("outbox-test-{}", fastrand::u64(..)));
     let outbox = Outbox::open(&dir.join("o.redb"), &["a".to_owned()], &limits(2, 64)).unwrap();
-    outbox.append(0, &event(1)).unwrap();
-    outbox.append(0, &event(2)).unwrap();
+    outbox.append(0, event(1)).unwrap();
+    outbox.append(0, event(2)).unwrap();
     assert!(!outbox.has_room());
-    assert_eq!(outbox.append(0, &event(3)), Err(AppendError::Full(2)));
+    assert_eq!(outbox.append(0, event(3)), Err(AppendError::Full(2)));
     let big = Outgoing {
         body: vec![b'x'; 100],
         ..event(4)
     };
     assert!(matches!(
-        outbox.append(0, &big),
+        outbox.append(0, big),
         Err(AppendError::TooLarge { .. })
     ));
     drop(outbox);
@@ -125,7 +125,7 @@ async fn dead_letters_leave_the_queue_with_their_reason_and_are_bounded() {
     let dir = std::env::temp_dir().join(format!("outbox-test-{}", fastrand::u64(..)));
     let outbox = Outbox::open(&dir.join("o.redb"), &["a".to_owned()], &limits(100, 1024)).unwrap();
     for n in 0..5 {
-        outbox.append(0, &event(n)).unwrap();
+        outbox.append(0, event(n)).unwrap();
     }
     until("the commit", || {
         tokio::task::block_in_place(|| outbox.oldest(0, 10).unwrap().len() == 5)
@@ -181,7 +181,7 @@ async fn evicting_appends_to_a_full_outbox_keep_the_newest_in_order() {
     let meters = meters(1);
     outbox.meter(meters.clone());
     for n in 0..8 {
-        outbox.append_evicting(0, &event(n)).unwrap();
+        outbox.append_evicting(0, event(n)).unwrap();
     }
     until("the evictions", || meters[0].counters.total("evicted") == 5).await;
     assert_eq!(ids(&outbox, 0), ["id-5", "id-6", "id-7"]);
@@ -190,7 +190,7 @@ async fn evicting_appends_to_a_full_outbox_keep_the_newest_in_order() {
     assert_eq!(meters[0].depth.get(), 3, "the gauge follows");
     assert_eq!(meters[0].counters.total("dropped"), 0);
     // A must-deliver append is still refused.
-    assert_eq!(outbox.append(0, &event(9)), Err(AppendError::Full(3)));
+    assert_eq!(outbox.append(0, event(9)), Err(AppendError::Full(3)));
     drop(outbox);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -202,18 +202,18 @@ async fn must_deliver_events_are_never_evicted() {
     let outbox = Outbox::open(&dir.join("o.redb"), &sinks, &limits(4, 1024)).unwrap();
     let meters = meters(2);
     outbox.meter(meters.clone());
-    outbox.append(0, &event(0)).unwrap();
-    outbox.append_evicting(0, &event(1)).unwrap();
-    outbox.append(0, &event(2)).unwrap();
-    outbox.append_evicting(0, &event(3)).unwrap();
+    outbox.append(0, event(0)).unwrap();
+    outbox.append_evicting(0, event(1)).unwrap();
+    outbox.append(0, event(2)).unwrap();
+    outbox.append_evicting(0, event(3)).unwrap();
     // Full: each evicts sink a's oldest droppable event, not id-0 or id-2.
-    outbox.append_evicting(0, &event(4)).unwrap();
-    outbox.append_evicting(0, &event(5)).unwrap();
+    outbox.append_evicting(0, event(4)).unwrap();
+    outbox.append_evicting(0, event(5)).unwrap();
     until("the evictions", || meters[0].counters.total("evicted") == 2).await;
     assert_eq!(ids(&outbox, 0), ["id-0", "id-2", "id-4", "id-5"]);
     // Sink b has nothing to evict: its event is dropped, not another
     // sink's.
-    outbox.append_evicting(1, &event(6)).unwrap();
+    outbox.append_evicting(1, event(6)).unwrap();
     until("the drop", || meters[1].counters.total("dropped") == 1).await;
     assert_eq!(ids(&outbox, 1), Vec::<String>::new());
     assert_eq!(ids(&outbox, 0).len(), 4);
@@ -223,7 +223,7 @@ async fn must_deliver_events_are_never_evicted() {
     // Delivering id-0 frees a place for a must-deliver event again.
     let waiting = tokio::task::block_in_place(|| outbox.oldest(0, 1)).unwrap();
     delivered(&outbox, 0, &[&waiting[0]]).await;
-    outbox.append(1, &event(7)).unwrap();
+    outbox.append(1, event(7)).unwrap();
     drop(outbox);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -244,21 +244,21 @@ async fn depth_stays_exact_when_the_relay_removes_or_dead_letters_an_evicted_eve
     let meters = meters(1);
     outbox.meter(meters.clone());
     let gauge = &meters[0].depth;
-    outbox.append_evicting(0, &event(0)).unwrap();
-    outbox.append_evicting(0, &event(1)).unwrap();
+    outbox.append_evicting(0, event(0)).unwrap();
+    outbox.append_evicting(0, event(1)).unwrap();
     until("the commit", || outbox.len(0).unwrap() == 2).await;
     // The relay reads both, and while it delivers them id-0 is evicted.
     let read = tokio::task::block_in_place(|| outbox.oldest(0, 10)).unwrap();
-    outbox.append_evicting(0, &event(2)).unwrap();
+    outbox.append_evicting(0, event(2)).unwrap();
     until("the eviction", || meters[0].counters.total("evicted") == 1).await;
     delivered(&outbox, 0, &[&read[0], &read[1]]).await;
     assert_eq!(ids(&outbox, 0), ["id-2"]);
     assert_eq!((outbox.depth(), gauge.get()), (1, 1));
     // Same for a dead letter: the evicted event stays evicted.
-    outbox.append_evicting(0, &event(3)).unwrap();
+    outbox.append_evicting(0, event(3)).unwrap();
     until("the commit", || outbox.len(0).unwrap() == 2).await;
     let read = tokio::task::block_in_place(|| outbox.oldest(0, 10)).unwrap();
-    outbox.append_evicting(0, &event(4)).unwrap();
+    outbox.append_evicting(0, event(4)).unwrap();
     until("the eviction", || meters[0].counters.total("evicted") == 2).await;
     let discarded =
         tokio::task::block_in_place(|| outbox.dead_letter(0, &read[0], "refused")).unwrap();
@@ -284,10 +284,10 @@ async fn room_freed_before_the_commit_is_taken_instead_of_evicting() {
     let outbox = Outbox::open(&dir.join("o.redb"), &["a".to_owned()], &slow).unwrap();
     let meters = meters(1);
     outbox.meter(meters.clone());
-    outbox.append_evicting(0, &event(0)).unwrap();
-    outbox.append_evicting(0, &event(1)).unwrap();
+    outbox.append_evicting(0, event(0)).unwrap();
+    outbox.append_evicting(0, event(1)).unwrap();
     until("the commit", || outbox.len(0).unwrap() == 2).await;
-    outbox.append_evicting(0, &event(2)).unwrap();
+    outbox.append_evicting(0, event(2)).unwrap();
     // Delivered while the writer gathers its batch.
     let read = tokio::task::block_in_place(|| outbox.oldest(0, 1)).unwrap();
     delivered(&outbox, 0, &[&read[0]]).await;
@@ -306,7 +306,7 @@ async fn sequence_numbers_are_not_reused_after_the_queue_emptied() {
     let sinks = ["a".to_owned()];
     for n in 0..2 {
         let outbox = Outbox::open(&path, &sinks, &limits(10, 1024)).unwrap();
-        outbox.append(0, &event(n)).unwrap();
+        outbox.append(0, event(n)).unwrap();
         until("the commit", || outbox.len(0).unwrap() == 1).await;
         let read = tokio::task::block_in_place(|| outbox.oldest(0, 1)).unwrap();
         tokio::task::block_in_place(|| outbox.dead_letter(0, &read[0], "refused")).unwrap();
@@ -330,8 +330,8 @@ async fn removals_committed_alone_persist_through_a_clean_shutdown() {
     let sinks = ["a".to_owned()];
     {
         let outbox = Outbox::open(&path, &sinks, &limits(10, 1024)).unwrap();
-        outbox.append(0, &event(0)).unwrap();
-        outbox.append(0, &event(1)).unwrap();
+        outbox.append(0, event(0)).unwrap();
+        outbox.append(0, event(1)).unwrap();
         outbox.flush().await;
         let read = tokio::task::block_in_place(|| outbox.oldest(0, 10)).unwrap();
         // A commit of removals alone has no fsync of its own.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use redb::{Database, Durability, ReadableTableMetadata};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::record::decode;
+use super::record::{decode, encode_into};
 use super::{Meters, Op, Pending, Records, Stored, Tables, Tail, WRITER_QUEUE, reserve};
 use crate::events::sinks::Outgoing;
 
@@ -145,6 +145,8 @@ impl Writer {
                 .map_err(|e| e.to_string())?;
         }
         {
+            // One buffer for every record of the batch.
+            let mut record = Vec::new();
             let mut tables = Vec::with_capacity(self.next.len());
             let mut droppable = Vec::with_capacity(self.next.len());
             for sink in 0..self.next.len() {
@@ -170,13 +172,15 @@ impl Writer {
                         counts.first.get_or_insert_with(|| event.id.clone());
                         counts.last = Some(event.id);
                     } else {
-                        counts.dropped.push(event_type(&pending.record));
+                        counts.dropped.push(pending.event.event_type.clone());
                         continue;
                     }
                 }
                 let seq = self.next[sink];
+                record.clear();
+                encode_into(&mut record, &pending.event, pending.appended_ms);
                 tables[sink]
-                    .insert(seq, pending.record.as_slice())
+                    .insert(seq, record.as_slice())
                     .map_err(|e| e.to_string())?;
                 if pending.droppable {
                     droppable[sink]
@@ -229,11 +233,10 @@ impl Writer {
             if !counts.committed.is_empty() {
                 let events = counts.committed.iter().filter_map(|&(index, seq)| {
                     let pending = appends[index].take()?;
-                    let (appended_ms, event) = decode(&pending.record)?;
                     Some(Stored {
                         seq,
-                        appended_ms,
-                        event,
+                        appended_ms: pending.appended_ms,
+                        event: pending.event,
                     })
                 });
                 self.tails[sink].push(events);
@@ -252,18 +255,11 @@ impl Writer {
             for pending in batch {
                 if let Some(meters) = meters.get(pending.sink) {
                     meters.depth.dec();
-                    meters.counters.inc(&event_type(&pending.record), "dropped");
+                    meters.counters.inc(&pending.event.event_type, "dropped");
                 }
             }
         }
     }
-}
-
-/// A record's event type (`""` when unreadable), for the metrics.
-fn event_type(record: &[u8]) -> String {
-    decode(record)
-        .map(|(_, e)| e.event_type)
-        .unwrap_or_default()
 }
 
 /// Removes delivered events from a sink's queue (and its droppable index);

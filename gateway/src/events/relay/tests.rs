@@ -131,7 +131,7 @@ async fn relay(sink: Arc<Recorder>, events: &[Outgoing], expect: usize) -> Arc<O
     let dir = std::env::temp_dir().join(format!("switchyard-relay-{:x}", fastrand::u64(..)));
     let outbox = open(&dir);
     for event in events {
-        outbox.append(0, event).unwrap();
+        outbox.append(0, event.clone()).unwrap();
     }
     let task = spawn_relay(&sink, &outbox);
     until_delivered(&sink, &outbox, expect).await;
@@ -147,7 +147,7 @@ async fn events_left_by_a_previous_run_go_first_then_new_ones_each_once_in_order
     {
         let outbox = open(&dir);
         for id in ids(0..300) {
-            outbox.append(0, &event(&id, Some("k"))).unwrap();
+            outbox.append(0, event(&id, Some("k"))).unwrap();
         }
         outbox.flush().await;
     }
@@ -156,7 +156,7 @@ async fn events_left_by_a_previous_run_go_first_then_new_ones_each_once_in_order
     let sink = Recorder::new(8, Duration::ZERO, &[]);
     let task = spawn_relay(&sink, &outbox);
     for id in ids(300..400) {
-        outbox.append(0, &event(&id, Some("k"))).unwrap();
+        outbox.append(0, event(&id, Some("k"))).unwrap();
     }
     until_delivered(&sink, &outbox, 400).await;
     assert_eq!(sink.acked(), ids(0..400), "each once, in order");
@@ -252,7 +252,7 @@ async fn after_a_restart_with_nothing_left_new_events_are_delivered_once_each() 
         let sink = Recorder::new(8, Duration::ZERO, &[]);
         let task = spawn_relay(&sink, &outbox);
         for n in 0..3 {
-            outbox.append(0, &event(&format!("old{n}"), None)).unwrap();
+            outbox.append(0, event(&format!("old{n}"), None)).unwrap();
         }
         until_delivered(&sink, &outbox, 3).await;
         task.abort();
@@ -267,7 +267,7 @@ async fn after_a_restart_with_nothing_left_new_events_are_delivered_once_each() 
     let task = spawn_relay(&sink, &outbox);
     tokio::time::sleep(Duration::from_millis(50)).await;
     for n in 0..5 {
-        outbox.append(0, &event(&format!("new{n}"), None)).unwrap();
+        outbox.append(0, event(&format!("new{n}"), None)).unwrap();
     }
     until_delivered(&sink, &outbox, 5).await;
     let want: Vec<String> = (0..5).map(|n| format!("new{n}")).collect();
