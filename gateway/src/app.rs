@@ -38,6 +38,7 @@ pub async fn start(loaded: LoadedConfig) -> Result<Running, StartError> {
     let listeners_cfg = loaded.config.listeners.clone();
     let worker_count = loaded.config.worker_count();
     let admin_cfg = loaded.config.admin.clone();
+    let tls = edge::tls::acceptors(&loaded)?;
     let runtime = Runtime::build(loaded, Arc::new(Metrics::new())).await?;
     let gateway = Gateway::new(runtime);
     let shutdown = Shutdown::new();
@@ -61,8 +62,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Running, StartError> {
                 .local_addr()
                 .map_err(|e| source.error_at(&key, e.to_string()))?,
         );
-        tracing::info!(listener = %listener.name, address = %bound[i], "listening");
-        tasks.spawn(edge::serve(socket, workers.clone(), shutdown.clone()));
+        let tls = tls[i].clone();
+        tracing::info!(listener = %listener.name, address = %bound[i], tls = tls.is_some(), "listening");
+        tasks.spawn(edge::serve(socket, tls, workers.clone(), shutdown.clone()));
     }
     let mut admin_addr = None;
     if admin_cfg.enabled {

@@ -7,6 +7,7 @@ pub mod graphql;
 pub mod load;
 pub mod model;
 pub mod span;
+pub mod tls;
 pub mod units;
 pub mod webhooks;
 
@@ -14,6 +15,7 @@ pub use balancing::{Balance, HealthCheck, Outlier};
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, parse};
 pub use model::*;
 pub use span::KeyPath;
+pub use tls::{ListenerTls, TlsCertificate, UnknownServerName};
 
 /// The JSON Schema of the config file, generated from the types.
 pub fn json_schema() -> serde_json::Value {

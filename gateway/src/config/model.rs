@@ -77,6 +77,10 @@ pub struct Listener {
     pub name: String,
     /// `host:port` to bind, e.g. `0.0.0.0:8080`.
     pub address: String,
+    /// Serve TLS (HTTPS, and HTTP/2 by ALPN) with these certificates.
+    /// Absent: plain HTTP/1.1 and h2c.
+    #[serde(default)]
+    pub tls: Option<super::ListenerTls>,
 }
 
 /// The admin listener.
@@ -104,7 +108,9 @@ pub struct Limits {
     /// Largest HTTP/2 header block (decoded), and HTTP/1.1 read buffer.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: ByteSize,
-    /// Time a client has to send the complete request head (slowloris defence).
+    /// Time a client has to send the complete request head (slowloris
+    /// defence); on a TLS listener, also the time it has to finish the TLS
+    /// handshake.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: HumanDuration,
     /// HTTP/2 concurrent streams per connection.
@@ -323,6 +329,7 @@ fn default_listeners() -> Vec<Listener> {
     vec![Listener {
         name: default_listener_name(),
         address: "127.0.0.1:8080".into(),
+        tls: None,
     }]
 }
 

@@ -3,6 +3,7 @@
 
 pub mod dispatch;
 pub mod server;
+pub mod tls;
 pub mod workers;
 
 pub use dispatch::Gateway;

@@ -1,6 +1,7 @@
 //! Listeners and connections. One hyper-util auto builder (HTTP/1.1 and h2c
-//! by preface) per listener, with the edge limits from the config; every
-//! connection is watched so shutdown can drain it.
+//! by preface) per worker, with the edge limits from the config, over TCP or
+//! TLS (`edge::tls`; the worker does the handshake); every connection is
+//! watched so shutdown can drain it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,11 +13,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use switchyard_plugins::stage::{ClientAddr, box_body};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use super::Gateway;
-use super::workers::WorkerPool;
+use super::workers::{Handed, WorkerPool};
 use crate::config::Limits;
 
 /// Connection-level settings, taken from `limits:`.
@@ -102,9 +105,15 @@ fn builder(settings: &EdgeSettings) -> auto::Builder<TokioExecutor> {
 }
 
 /// Accepts on `listener` until `shutdown`, handing each connection to a
-/// worker. Accepting is cheap and rare (connections are kept alive), so one
-/// task per listener does it; the workers do everything else.
-pub async fn serve(listener: TcpListener, workers: Arc<WorkerPool>, shutdown: Shutdown) {
+/// worker (with `tls`, the listener's TLS acceptor). Accepting is cheap and
+/// rare (connections are kept alive), so one task per listener does it; the
+/// workers do everything else, the TLS handshake included.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    workers: Arc<WorkerPool>,
+    shutdown: Shutdown,
+) {
     let stop = shutdown.wait();
     tokio::pin!(stop);
     loop {
@@ -120,7 +129,7 @@ pub async fn serve(listener: TcpListener, workers: Arc<WorkerPool>, shutdown: Sh
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                workers.dispatch(stream, peer);
+                workers.dispatch(stream, peer, tls.clone());
             }
             () = &mut stop => break,
         }
@@ -130,7 +139,7 @@ pub async fn serve(listener: TcpListener, workers: Arc<WorkerPool>, shutdown: Sh
 /// Serves connections handed to this worker until shutdown, then drains them
 /// for at most the grace period. Runs on the worker's own event loop.
 pub(super) async fn serve_worker(
-    mut incoming: tokio::sync::mpsc::Receiver<(std::net::TcpStream, SocketAddr)>,
+    mut incoming: tokio::sync::mpsc::Receiver<Handed>,
     gateway: Arc<Gateway>,
     settings: EdgeSettings,
     shutdown: Shutdown,
@@ -142,10 +151,21 @@ pub(super) async fn serve_worker(
     loop {
         tokio::select! {
             next = incoming.recv() => {
-                let Some((stream, peer)) = next else { break };
-                match tokio::net::TcpStream::from_std(stream) {
-                    Ok(stream) => serve_connection(&builder, &graceful, stream, peer, gateway.clone()),
-                    Err(e) => tracing::warn!(error = %e, %peer, "cannot register connection"),
+                let Some((stream, peer, tls)) = next else { break };
+                match (tokio::net::TcpStream::from_std(stream), tls) {
+                    (Ok(stream), None) => serve_connection(&builder, &graceful, stream, peer, gateway.clone()),
+                    (Ok(stream), Some(tls)) => {
+                        let (builder, watcher, gateway) = (builder.clone(), graceful.watcher(), gateway.clone());
+                        let timeout = settings.header_read_timeout;
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                                Ok(Ok(stream)) => serve_connection_watched(&builder, watcher, stream, peer, gateway),
+                                Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                    (Err(e), _) => tracing::warn!(error = %e, %peer, "cannot register connection"),
                 }
             }
             () = &mut stop => break,
@@ -157,20 +177,36 @@ pub(super) async fn serve_worker(
     }
 }
 
-fn serve_connection(
+fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
-    stream: tokio::net::TcpStream,
+    stream: I,
     peer: SocketAddr,
     gateway: Arc<Gateway>,
-) {
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    serve_connection_watched(builder, graceful.watcher(), stream, peer, gateway);
+}
+
+/// Serves one connection (TCP or TLS), drained by the graceful shutdown
+/// behind `watcher`.
+fn serve_connection_watched<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    stream: I,
+    peer: SocketAddr,
+    gateway: Arc<Gateway>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(box_body);
         req.extensions_mut().insert(ClientAddr(peer));
         gateway.clone().dispatch(req)
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    let conn = graceful.watch(conn.into_owned());
+    let conn = watcher.watch(conn.into_owned());
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, %peer, "connection ended with an error");

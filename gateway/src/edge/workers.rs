@@ -14,14 +14,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsAcceptor;
 
 use super::server::serve_worker;
 use super::{EdgeSettings, Gateway, Shutdown};
 use crate::upstream::endpoint::set_worker;
 
+/// A connection handed to a worker: the socket, the peer, and the
+/// listener's TLS acceptor when it serves TLS (the worker does the
+/// handshake).
+pub(super) type Handed = (std::net::TcpStream, SocketAddr, Option<TlsAcceptor>);
+
 /// The worker threads and the channels that feed them connections.
 pub struct WorkerPool {
-    feeds: Vec<mpsc::Sender<(std::net::TcpStream, SocketAddr)>>,
+    feeds: Vec<mpsc::Sender<Handed>>,
     next: AtomicUsize,
     done: std::sync::Mutex<Vec<oneshot::Receiver<()>>>,
 }
@@ -68,7 +74,12 @@ impl WorkerPool {
     }
 
     /// Hands a connection to the next worker (round robin).
-    pub fn dispatch(&self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    pub fn dispatch(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        tls: Option<TlsAcceptor>,
+    ) {
         let stream = match stream.into_std() {
             Ok(s) => s,
             Err(e) => {
@@ -77,7 +88,7 @@ impl WorkerPool {
             }
         };
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.feeds.len();
-        if let Err(e) = self.feeds[index].try_send((stream, peer)) {
+        if let Err(e) = self.feeds[index].try_send((stream, peer, tls)) {
             // Full: the worker is far behind; closing is kinder than queueing.
             tracing::warn!(%peer, worker = index, error = %e, "worker backlog full; connection closed");
         }

@@ -81,6 +81,9 @@ impl Runtime {
         let source = loaded.source.clone();
         let config = &loaded.config;
         check_route_names(&loaded)?;
+        // The listeners' certificates and keys, so `validate` and a reload
+        // refuse files that would not serve (the edge builds its own).
+        crate::edge::tls::acceptors(&loaded)?;
         let pool = load_protos(&loaded)?;
         let upstreams = build_upstreams(&loaded, &metrics)?;
         let events = start_events(&loaded, &metrics, purpose).await?;

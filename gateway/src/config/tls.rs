@@ -1,0 +1,43 @@
+//! TLS settings of a public listener.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// TLS on a listener: it then accepts only TLS (1.2 and 1.3), offering
+/// HTTP/2 and HTTP/1.1 by ALPN.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// The certificates served, at least one. For the server name a client
+    /// asks for (SNI), the first certificate valid for that name is served
+    /// (its DNS names, wildcards included, checked as clients check them).
+    pub certificates: Vec<TlsCertificate>,
+    /// A client whose server name no certificate covers, or who sends none:
+    /// `first` (default) gets the first certificate; `reject` gets none (the
+    /// handshake fails with an `access_denied` alert).
+    #[serde(default)]
+    pub unknown_server_name: UnknownServerName,
+}
+
+/// One certificate and its private key.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertificate {
+    /// PEM file with the certificate chain, leaf first (relative paths are
+    /// relative to the config file).
+    pub cert: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or
+    /// Ed25519).
+    pub key: String,
+}
+
+/// What a client gets whose server name no certificate covers.
+#[derive(Clone, Copy, Debug, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownServerName {
+    /// The first certificate.
+    #[default]
+    First,
+    /// No certificate: the handshake fails.
+    Reject,
+}
