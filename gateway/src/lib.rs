@@ -14,6 +14,7 @@ pub mod edge;
 pub mod events;
 pub mod graphql;
 pub mod observability;
+pub mod pem;
 pub mod protos;
 pub mod routing;
 pub mod runtime;

@@ -17,6 +17,31 @@ pub struct ListenerTls {
     /// handshake fails with an `access_denied` alert).
     #[serde(default)]
     pub unknown_server_name: UnknownServerName,
+    /// Mutual TLS: ask clients for a certificate and verify it against
+    /// these CAs (chain, validity dates, client-auth usage). The verified
+    /// certificate's subject CN and SANs are the identity `auth`'s `mtls`
+    /// method reads. Absent: no client certificate is asked for.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// How a listener verifies client certificates.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuth {
+    /// PEM file with the CA certificates client certificates must chain to
+    /// (relative paths are relative to the config file).
+    pub ca: String,
+    /// `true` (default): a client without a valid certificate is refused
+    /// during the handshake. `false`: a client without one is served,
+    /// without an identity (routes that need one answer 401 through `auth`);
+    /// a client that presents an invalid one is still refused.
+    #[serde(default = "required_default")]
+    pub required: bool,
+}
+
+fn required_default() -> bool {
+    true
 }
 
 /// One certificate and its private key.

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use switchyard_plugins::stage::{ClientAddr, box_body};
+use switchyard_plugins::stage::{ClientAddr, ClientCertificate, box_body};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -159,7 +159,10 @@ pub(super) async fn serve_worker(
                         let timeout = settings.header_read_timeout;
                         tokio::spawn(async move {
                             match tokio::time::timeout(timeout, tls.accept(stream)).await {
-                                Ok(Ok(stream)) => serve_connection_watched(&builder, watcher, stream, peer, gateway),
+                                Ok(Ok(stream)) => {
+                                    let client = super::tls::client_certificate(stream.get_ref().1);
+                                    serve_connection_watched(&builder, watcher, stream, peer, client, gateway);
+                                }
                                 Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                             }
@@ -186,16 +189,18 @@ fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    serve_connection_watched(builder, graceful.watcher(), stream, peer, gateway);
+    serve_connection_watched(builder, graceful.watcher(), stream, peer, None, gateway);
 }
 
 /// Serves one connection (TCP or TLS), drained by the graceful shutdown
-/// behind `watcher`.
+/// behind `watcher`; each request carries the peer's address and, over
+/// mutual TLS, the client certificate's identity.
 fn serve_connection_watched<I>(
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     stream: I,
     peer: SocketAddr,
+    client: Option<ClientCertificate>,
     gateway: Arc<Gateway>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -203,6 +208,9 @@ fn serve_connection_watched<I>(
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(box_body);
         req.extensions_mut().insert(ClientAddr(peer));
+        if let Some(client) = &client {
+            req.extensions_mut().insert(client.clone());
+        }
         gateway.clone().dispatch(req)
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

@@ -1,18 +1,20 @@
 //! TLS on a listener: rustls on ring (the gateway's one crypto provider),
 //! TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`, the certificate chosen by the
-//! client's server name (SNI).
+//! client's server name (SNI), and with `client_auth` client certificates
+//! verified against the listener's CAs, their identity read for `auth`.
 
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::pki_types::ServerName;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use switchyard_plugins::stage::ClientCertificate;
 use tokio_rustls::TlsAcceptor;
+use x509_parser::extensions::GeneralName;
 
 use crate::config::{ConfigError, KeyPath, ListenerTls, LoadedConfig, UnknownServerName};
+use crate::pem;
 
 /// The ALPN protocols offered, in the server's order of preference.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -47,9 +49,9 @@ pub fn acceptor(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut certificates = Vec::with_capacity(tls.certificates.len());
     for (i, certificate) in tls.certificates.iter().enumerate() {
-        let chain = load_chain(&resolve(&certificate.cert))
+        let chain = pem::certificates(&resolve(&certificate.cert))
             .map_err(|e| format!("certificates[{i}].cert: {e}"))?;
-        let key = load_key(&resolve(&certificate.key))
+        let key = pem::private_key(&resolve(&certificate.key))
             .map_err(|e| format!("certificates[{i}].key: {e}"))?;
         let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
             format!("certificates[{i}]: the key does not go with the certificate ({e})")
@@ -60,39 +62,28 @@ pub fn acceptor(
         certificates,
         unknown: tls.unknown_server_name,
     };
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot set up TLS: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .map_err(|e| format!("cannot set up TLS: {e}"))?;
+    let builder = match &tls.client_auth {
+        None => builder.with_no_client_auth(),
+        Some(auth) => {
+            let roots =
+                pem::roots(&resolve(&auth.ca)).map_err(|e| format!("client_auth.ca: {e}"))?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if auth.required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            builder.with_client_cert_verifier(
+                verifier.build().map_err(|e| format!("client_auth: {e}"))?,
+            )
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// The certificate chain of a PEM file, leaf first.
-fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let shown = path.display();
-    let chain = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{shown}: {e}"))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{shown}: {e}"))?;
-    if chain.is_empty() {
-        return Err(format!(
-            "{shown}: no certificate in it (PEM `CERTIFICATE` blocks expected)"
-        ));
-    }
-    Ok(chain)
-}
-
-/// The private key of a PEM file.
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let shown = path.display();
-    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => format!(
-            "{shown}: no private key in it (a PEM `PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` block expected)"
-        ),
-        e => format!("{shown}: {e}"),
-    })
 }
 
 /// Serves, for a client's server name, the first certificate valid for it.
@@ -138,4 +129,35 @@ impl ResolvesServerCert for SniResolver {
             }
         }
     }
+}
+
+/// The identity of the client certificate `connection` verified, if the
+/// client presented one: the subject's common name and the DNS and URI
+/// subject alternative names, in certificate order.
+pub fn client_certificate(connection: &rustls::ServerConnection) -> Option<ClientCertificate> {
+    let leaf = connection.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let subject_cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned);
+    let sans = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+                    GeneralName::URI(uri) => Some((*uri).to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ClientCertificate { subject_cn, sans })
 }

@@ -18,6 +18,7 @@ use switchyard::config;
 use switchyard_demo::{DemoServer, Service};
 
 pub mod nats;
+pub mod pki;
 pub mod scripted;
 pub mod webhooks;
 

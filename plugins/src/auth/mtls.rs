@@ -1,10 +1,11 @@
 //! Auth method `mtls`: the consumer is the client certificate's identity.
 //!
-//! The TLS edge verifies the client certificate during the handshake and
-//! puts its identity on each request as [`ClientCertificate`]; this method
-//! only reads it. Until the edge terminates TLS with client certificates,
-//! no request carries one, and the method answers "absent" (401 unless
-//! another method admits the request).
+//! The TLS edge verifies the client certificate during the handshake (a
+//! listener's `tls.client_auth`) and puts its identity on each request as
+//! [`ClientCertificate`]; this method only reads it. A request without one
+//! (plain HTTP, a listener without `client_auth`, or an optional
+//! certificate not presented) is "absent": 401 unless another method admits
+//! the request.
 
 use http::HeaderValue;
 use http::request::Parts;

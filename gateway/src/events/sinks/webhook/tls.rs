@@ -23,7 +23,7 @@ pub const HTTPS: bool = true;
 /// built-in public roots.
 pub fn connector(inner: GuardedConnector, ca_file: Option<&Path>) -> Result<Connector, String> {
     let roots = match ca_file {
-        Some(path) => roots_from(path)?,
+        Some(path) => crate::pem::roots(path).map_err(|e| format!("`ca_file` {e}"))?,
         None => {
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -32,26 +32,6 @@ pub fn connector(inner: GuardedConnector, ca_file: Option<&Path>) -> Result<Conn
     };
     let config = client_config(roots)?;
     Ok(with_config(inner, config))
-}
-
-/// The CA certificates of a PEM file; at least one.
-fn roots_from(path: &Path) -> Result<rustls::RootCertStore, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-
-    let shown = path.display();
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("`ca_file` {shown}: {e}"))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("`ca_file` {shown}: {e}"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(format!(
-            "`ca_file` {shown}: no CA certificate in it (PEM `CERTIFICATE` blocks expected)"
-        ));
-    }
-    Ok(roots)
 }
 
 /// The TLS client settings: ring, safe default versions, `roots`.
