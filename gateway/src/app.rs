@@ -38,8 +38,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Running, StartError> {
     let listeners_cfg = loaded.config.listeners.clone();
     let worker_count = loaded.config.worker_count();
     let admin_cfg = loaded.config.admin.clone();
-    let tls = edge::tls::acceptors(&loaded)?;
-    let runtime = Runtime::build(loaded, Arc::new(Metrics::new())).await?;
+    let tls = edge::tls::listeners(&loaded)?;
+    let metrics = Arc::new(Metrics::new());
+    let runtime = Runtime::build(loaded, metrics.clone()).await?;
     let gateway = Gateway::new(runtime);
     let shutdown = Shutdown::new();
     let workers = WorkerPool::start(worker_count, gateway.clone(), settings, shutdown.clone())
@@ -64,6 +65,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Running, StartError> {
         );
         let tls = tls[i].clone();
         tracing::info!(listener = %listener.name, address = %bound[i], tls = tls.is_some(), "listening");
+        if let Some(tls) = &tls {
+            tasks.spawn(tls.clone().watch(metrics.tls_reloads(), shutdown.wait()));
+        }
         tasks.spawn(edge::serve(socket, tls, workers.clone(), shutdown.clone()));
     }
     let mut admin_addr = None;

@@ -121,6 +121,81 @@ async fn a_client_that_never_finishes_its_handshake_is_closed_after_the_header_r
 }
 
 #[tokio::test]
+async fn replaced_files_reach_new_connections_while_open_ones_keep_going() {
+    use http_body_util::Empty;
+    use hyper_util::rt::TokioIo;
+
+    let pki = Pki::new();
+    let gw = gateway(&pki, "reload_interval: 50ms", "", "").await;
+    let reloads = |outcome: &'static str| {
+        let gw = &gw;
+        async move {
+            gw.metric(&format!(
+                "switchyard_tls_reloads_total{{listener=\"public\",outcome=\"{outcome}\"}}"
+            ))
+            .await
+            .unwrap_or(0.0)
+        }
+    };
+    let open = pki
+        .connect(gw.addr, "api.example.test", &[b"http/1.1"])
+        .await
+        .expect("handshake");
+    assert_eq!(served(&open), pki.api);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(open))
+        .await
+        .expect("http1");
+    tokio::spawn(conn);
+    let request = || {
+        http::Request::get("/v1/users/1")
+            .header("host", "api.example.test")
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("request")
+    };
+    let first = sender.send_request(request()).await.expect("response");
+    assert_eq!(first.status(), 200);
+
+    // A file that does not load: counted, the running certificate kept.
+    std::fs::write(pki.dir.join("api.pem"), "not a certificate").expect("write");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while reloads("failed").await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed reload seen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let still = pki
+        .connect(gw.addr, "api.example.test", &[])
+        .await
+        .expect("handshake while the files are bad");
+    assert_eq!(served(&still), pki.api, "the previous certificate stays");
+
+    // A new certificate and key: new connections get them.
+    let renewed = pki.reissue_server("api", "api.example.test");
+    assert_ne!(renewed, pki.api);
+    loop {
+        let stream = pki
+            .connect(gw.addr, "api.example.test", &[])
+            .await
+            .expect("handshake");
+        if served(&stream) == renewed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(reloads("reloaded").await >= 1.0);
+    // The connection opened before goes on.
+    let again = sender.send_request(request()).await.expect("response");
+    assert_eq!(again.status(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn curl_gets_a_route_over_tls() {
     let Ok(version) = std::process::Command::new("curl").arg("--version").output() else {
         panic!("this test needs curl (scripts/test.sh installs it)");

@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::units::HumanDuration;
+
 /// TLS on a listener: it then accepts only TLS (1.2 and 1.3), offering
 /// HTTP/2 and HTTP/1.1 by ALPN.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -23,6 +25,12 @@ pub struct ListenerTls {
     /// method reads. Absent: no client certificate is asked for.
     #[serde(default)]
     pub client_auth: Option<ClientAuth>,
+    /// How often the certificate, key and CA files are read again: when
+    /// one changed, new connections get the new files (existing ones keep
+    /// theirs); files that do not load (a half-written pair, a bad PEM) are
+    /// logged and the running ones kept. Default 10s; `0s`: never.
+    #[serde(default = "reload_interval_default")]
+    pub reload_interval: HumanDuration,
 }
 
 /// How a listener verifies client certificates.
@@ -38,6 +46,10 @@ pub struct ClientAuth {
     /// a client that presents an invalid one is still refused.
     #[serde(default = "required_default")]
     pub required: bool,
+}
+
+fn reload_interval_default() -> HumanDuration {
+    HumanDuration::from_secs(10)
 }
 
 fn required_default() -> bool {

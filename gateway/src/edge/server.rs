@@ -16,9 +16,9 @@ use switchyard_plugins::stage::{ClientAddr, ClientCertificate, box_body};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use super::Gateway;
+use super::tls::TlsListener;
 use super::workers::{Handed, WorkerPool};
 use crate::config::Limits;
 
@@ -110,7 +110,7 @@ fn builder(settings: &EdgeSettings) -> auto::Builder<TokioExecutor> {
 /// workers do everything else, the TLS handshake included.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsListener>>,
     workers: Arc<WorkerPool>,
     shutdown: Shutdown,
 ) {
@@ -129,7 +129,9 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                workers.dispatch(stream, peer, tls.clone());
+                // The TLS settings of now: a certificate reload reaches
+                // new connections only.
+                workers.dispatch(stream, peer, tls.as_ref().map(|t| t.acceptor()));
             }
             () = &mut stop => break,
         }

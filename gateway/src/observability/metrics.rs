@@ -75,6 +75,7 @@ pub struct Metrics {
     mirror: std::sync::Mutex<()>,
     /// Auth outcomes and rate-limit decisions, counted by the plugins.
     pub plugins: PluginMetrics,
+    tls_reloads: IntCounterVec,
 }
 
 // === impl Metrics ===
@@ -231,6 +232,14 @@ impl Metrics {
             )
             .expect("static metric definition"),
         };
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "tls_reloads_total",
+                "TLS listener files that changed, by listener and outcome: reloaded (new connections get them) or failed (they do not load; the previous ones stay).",
+            ),
+            &["listener", "outcome"],
+        )
+        .expect("static metric definition");
         let rate_limit_redis_errors = IntCounter::new(
             "rate_limit_redis_errors_total",
             "Rate-limit decisions Redis could not make (unreachable, timed out, script error).",
@@ -263,6 +272,7 @@ impl Metrics {
             Box::new(events.delivery.clone()),
             Box::new(events.webhook.clone()),
             Box::new(webhooks_received.clone()),
+            Box::new(tls_reloads.clone()),
         ] {
             registry
                 .register(collector)
@@ -290,8 +300,14 @@ impl Metrics {
             webhooks_received,
             rate_limit_redis_errors,
             rate_limit_redis_fallbacks,
+            tls_reloads,
             mirror: std::sync::Mutex::new(()),
         }
+    }
+
+    /// `tls_reloads_total`, for the listeners' certificate watchers.
+    pub fn tls_reloads(&self) -> IntCounterVec {
+        self.tls_reloads.clone()
     }
 
     /// The retry, load-shedding and in-flight metrics of one upstream.

@@ -83,7 +83,7 @@ impl Runtime {
         check_route_names(&loaded)?;
         // The listeners' certificates and keys, so `validate` and a reload
         // refuse files that would not serve (the edge builds its own).
-        crate::edge::tls::acceptors(&loaded)?;
+        crate::edge::tls::listeners(&loaded)?;
         let pool = load_protos(&loaded)?;
         let upstreams = build_upstreams(&loaded, &metrics)?;
         let events = start_events(&loaded, &metrics, purpose).await?;

@@ -43,6 +43,7 @@ pub struct Pki {
     pub ca: CertificateDer<'static>,
     pub api: CertificateDer<'static>,
     pub partner: CertificateDer<'static>,
+    server_ca: CertifiedIssuer<'static, KeyPair>,
     clients_ca: CertifiedIssuer<'static, KeyPair>,
     other_ca: CertifiedIssuer<'static, KeyPair>,
 }
@@ -77,15 +78,23 @@ fn leaf(
     cert.der().clone()
 }
 
+/// A server certificate for `name` signed by `ca`.
+fn server_leaf(
+    dir: &std::path::Path,
+    file: &str,
+    name: &str,
+    ca: &CertifiedIssuer<'static, KeyPair>,
+) -> CertificateDer<'static> {
+    let params = CertificateParams::new(vec![name.to_owned()]).expect("params");
+    leaf(dir, file, params, name, ca)
+}
+
 impl Pki {
     pub fn new() -> Pki {
         let dir = std::env::temp_dir().join(format!("switchyard-tls-{:x}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let server_ca = ca(&dir, "ca.pem", "Switchyard test CA");
-        let server = |file: &str, name: &str| {
-            let params = CertificateParams::new(vec![name.to_owned()]).expect("params");
-            leaf(&dir, file, params, name, &server_ca)
-        };
+        let server = |file: &str, name: &str| server_leaf(&dir, file, name, &server_ca);
         let api = server("api", "api.example.test");
         let partner = server("partner", "*.partner.test");
         let clients_ca = ca(&dir, "clients-ca.pem", "Switchyard test clients CA");
@@ -95,9 +104,16 @@ impl Pki {
             dir,
             api,
             partner,
+            server_ca,
             clients_ca,
             other_ca,
         }
+    }
+
+    /// A new server certificate (and key) for `name`, from the same CA,
+    /// written over `<file>.pem` and `<file>-key.pem`.
+    pub fn reissue_server(&self, file: &str, name: &str) -> CertificateDer<'static> {
+        server_leaf(&self.dir, file, name, &self.server_ca)
     }
 
     pub fn path(&self, file: &str) -> String {

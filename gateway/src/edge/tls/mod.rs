@@ -4,54 +4,56 @@
 //! verified against the listener's CAs, their identity read for `auth`.
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use switchyard_plugins::stage::ClientCertificate;
-use tokio_rustls::TlsAcceptor;
 use x509_parser::extensions::GeneralName;
 
 use crate::config::{ConfigError, KeyPath, ListenerTls, LoadedConfig, UnknownServerName};
 use crate::pem;
 
+mod reload;
+
+pub use reload::TlsListener;
+
 /// The ALPN protocols offered, in the server's order of preference.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
-/// The TLS acceptor of each listener, in `listeners:` order (`None`: plain
+/// The TLS side of each listener, in `listeners:` order (`None`: plain
 /// HTTP). Errors name the listener's `tls` key, the file and what is wrong.
-pub fn acceptors(loaded: &LoadedConfig) -> Result<Vec<Option<TlsAcceptor>>, ConfigError> {
+pub fn listeners(loaded: &LoadedConfig) -> Result<Vec<Option<Arc<TlsListener>>>, ConfigError> {
     let source = &loaded.source;
-    let mut acceptors = Vec::with_capacity(loaded.config.listeners.len());
+    let mut listeners = Vec::with_capacity(loaded.config.listeners.len());
     for (i, listener) in loaded.config.listeners.iter().enumerate() {
         let Some(tls) = &listener.tls else {
-            acceptors.push(None);
+            listeners.push(None);
             continue;
         };
-        let acceptor = acceptor(tls, |path| source.resolve(path)).map_err(|e| {
-            source.error_at(&KeyPath::root().key("listeners").index(i).key("tls"), e)
-        })?;
-        acceptors.push(Some(acceptor));
+        let built =
+            TlsListener::new(&listener.name, tls, |path| source.resolve(path)).map_err(|e| {
+                source.error_at(&KeyPath::root().key("listeners").index(i).key("tls"), e)
+            })?;
+        listeners.push(Some(Arc::new(built)));
     }
-    Ok(acceptors)
+    Ok(listeners)
 }
 
-/// Builds the acceptor of a listener's `tls:`; `resolve` turns a path of
-/// the config into a file path. Errors name the file and what is wrong.
-pub fn acceptor(
-    tls: &ListenerTls,
-    resolve: impl Fn(&str) -> std::path::PathBuf,
-) -> Result<TlsAcceptor, String> {
+/// The rustls settings of a listener's `tls:`, its paths already resolved.
+/// Errors name the file and what is wrong.
+fn server_config(tls: &ListenerTls) -> Result<Arc<rustls::ServerConfig>, String> {
     if tls.certificates.is_empty() {
         return Err("`certificates` is empty: at least one certificate is needed".to_owned());
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut certificates = Vec::with_capacity(tls.certificates.len());
     for (i, certificate) in tls.certificates.iter().enumerate() {
-        let chain = pem::certificates(&resolve(&certificate.cert))
+        let chain = pem::certificates(Path::new(&certificate.cert))
             .map_err(|e| format!("certificates[{i}].cert: {e}"))?;
-        let key = pem::private_key(&resolve(&certificate.key))
+        let key = pem::private_key(Path::new(&certificate.key))
             .map_err(|e| format!("certificates[{i}].key: {e}"))?;
         let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
             format!("certificates[{i}]: the key does not go with the certificate ({e})")
@@ -69,7 +71,7 @@ pub fn acceptor(
         None => builder.with_no_client_auth(),
         Some(auth) => {
             let roots =
-                pem::roots(&resolve(&auth.ca)).map_err(|e| format!("client_auth.ca: {e}"))?;
+                pem::roots(Path::new(&auth.ca)).map_err(|e| format!("client_auth.ca: {e}"))?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if auth.required {
                 verifier
@@ -83,7 +85,7 @@ pub fn acceptor(
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// Serves, for a client's server name, the first certificate valid for it.
