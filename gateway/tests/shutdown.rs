@@ -77,7 +77,9 @@ fn wait_for_listen_address(
                         .rsplit("address=")
                         .next()
                         .unwrap_or("")
-                        .trim()
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
                         .to_owned();
                     let _ = tx.send(addr);
                 }
