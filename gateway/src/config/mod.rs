@@ -15,7 +15,7 @@ pub use balancing::{Balance, HealthCheck, Outlier};
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, parse};
 pub use model::*;
 pub use span::KeyPath;
-pub use tls::{ClientAuth, ListenerTls, TlsCertificate, UnknownServerName};
+pub use tls::{ClientAuth, ListenerTls, TlsCertificate, UnknownServerName, UpstreamTls};
 
 /// The JSON Schema of the config file, generated from the types.
 pub fn json_schema() -> serde_json::Value {

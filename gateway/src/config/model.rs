@@ -147,8 +147,14 @@ pub struct Protos {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
-    /// Endpoints as `http://host:port`; requests are balanced across them.
+    /// Endpoints as `http://host:port` (h2c) or `https://host:port` (TLS,
+    /// see `tls`); requests are balanced across them.
     pub endpoints: Vec<String>,
+    /// TLS settings of the `https://` endpoints: the CAs to verify them
+    /// against, a client certificate, the name to verify. Absent: the
+    /// public web roots and each endpoint's host.
+    #[serde(default)]
+    pub tls: Option<super::UpstreamTls>,
     /// Time allowed to open a connection.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,

@@ -78,3 +78,26 @@ pub enum UnknownServerName {
     /// No certificate: the handshake fails.
     Reject,
 }
+
+/// TLS to an upstream's `https://` endpoints: rustls, TLS 1.2 and 1.3,
+/// HTTP/2 by ALPN.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM file with the CA certificates the upstream's certificate must
+    /// chain to (relative paths are relative to the config file). Absent:
+    /// the public web roots built into the gateway.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// PEM file with a client certificate chain to present, for upstreams
+    /// that require mutual TLS; with `key`.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// PEM file with the client certificate's private key; with `cert`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The name the upstream's certificate must be valid for, also sent as
+    /// the server name (SNI). Absent: each endpoint's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}

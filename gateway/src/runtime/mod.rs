@@ -23,6 +23,7 @@ use crate::upstream::endpoint::ConnSettings;
 use crate::upstream::health::HealthPolicy;
 use crate::upstream::outlier::OutlierPolicy;
 use crate::upstream::retry::RetryPolicy;
+use crate::upstream::tls::TlsSettings;
 use crate::upstream::{Options, Upstream};
 
 mod graphql;
@@ -221,6 +222,29 @@ fn load_protos(loaded: &LoadedConfig) -> Result<DescriptorPool, ConfigError> {
         .map_err(|e| source.error_at(&KeyPath::root().key("protos").key("sources"), e.to_string()))
 }
 
+/// The TLS settings of an upstream with `https://` endpoints (its `tls:`,
+/// or the public web roots), built once for all its endpoints.
+fn upstream_tls(
+    loaded: &LoadedConfig,
+    up: &crate::config::Upstream,
+    key: &KeyPath,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    let https = up.endpoints.iter().any(|e| e.starts_with("https://"));
+    let error = |e: String| loaded.source.error_at(&key.key("tls"), e);
+    match &up.tls {
+        Some(_) if !https => Err(error(
+            "`tls` applies to https:// endpoints, and these are all http://".to_owned(),
+        )),
+        Some(tls) => TlsSettings::new(tls, |p| loaded.source.resolve(p))
+            .map(Some)
+            .map_err(error),
+        None if https => TlsSettings::new(&Default::default(), |p| loaded.source.resolve(p))
+            .map(Some)
+            .map_err(error),
+        None => Ok(None),
+    }
+}
+
 fn build_upstreams(
     loaded: &LoadedConfig,
     metrics: &Metrics,
@@ -247,6 +271,7 @@ fn build_upstreams(
             base_ejection: up.outlier.base_ejection.0,
             max_ejection: up.outlier.max_ejection.0,
         };
+        let tls = upstream_tls(loaded, up, &key)?;
         let endpoint_metrics = |endpoint: &str| metrics.for_endpoint(name, endpoint);
         let upstream = Upstream::new(
             name,
@@ -267,6 +292,7 @@ fn build_upstreams(
                 outlier,
                 health,
                 endpoint_metrics: &endpoint_metrics,
+                tls: tls.as_ref(),
             },
         )
         .map_err(|e| loaded.source.error_at(&key.key("endpoints"), e.to_string()))?;

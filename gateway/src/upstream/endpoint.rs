@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Uri;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::Status;
 
 /// A sender of calls on one HTTP/2 connection.
@@ -21,6 +22,7 @@ pub type Sender = h2::client::SendRequest<Bytes>;
 
 use super::UpstreamError;
 use super::outlier::{EndpointMetrics, OutlierPolicy, OutlierState};
+use super::tls::EndpointTls;
 
 /// The live connection: its sender, and whether it has ended.
 #[derive(Clone, Debug)]
@@ -32,9 +34,11 @@ pub struct Live {
 /// One endpoint of an upstream.
 #[derive(Debug)]
 pub struct Endpoint {
-    /// `http://host:port`: the origin for `:scheme` and `:authority`.
+    /// `http(s)://host:port`: the origin for `:scheme` and `:authority`.
     pub origin: Uri,
     address: String,
+    /// For `https://`: the connector and the name to verify.
+    tls: Option<EndpointTls>,
     settings: ConnSettings,
     /// One connection per worker thread: a call is sent, and its reply read,
     /// on the event loop that serves the client, with no cross-thread wake-ups.
@@ -93,12 +97,15 @@ impl Endpoint {
         settings: ConnSettings,
         policy: OutlierPolicy,
         metrics: EndpointMetrics,
+        tls: Option<EndpointTls>,
     ) -> Option<Endpoint> {
         let authority = origin.authority()?;
-        let port = authority.port_u16().unwrap_or(80);
+        let default_port = if tls.is_some() { 443 } else { 80 };
+        let port = authority.port_u16().unwrap_or(default_port);
         Some(Endpoint {
             address: format!("{}:{port}", authority.host()),
             origin,
+            tls,
             settings,
             slots: (0..settings.workers.max(1))
                 .map(|_| Slot::default())
@@ -229,11 +236,34 @@ impl Endpoint {
         .map_err(|_| format!("no connection within {:?}", self.settings.connect_timeout))?
         .map_err(|e| format!("cannot connect: {e}"))?;
         let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return self.handshake(stream).await;
+        };
+        let stream = tokio::time::timeout(
+            self.settings.connect_timeout,
+            tls.connector.connect(tls.name.clone(), stream),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "no TLS handshake within {:?}",
+                self.settings.connect_timeout
+            )
+        })?
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        self.handshake(stream).await
+    }
+
+    /// Opens HTTP/2 over `io` (TCP, or TLS over it) and keeps it alive.
+    async fn handshake<T>(&self, io: T) -> Result<Live, String>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, mut connection) = h2::client::Builder::new()
             // Replies are small and many; a 1 MiB connection window keeps a
             // burst of them from waiting on WINDOW_UPDATEs.
             .initial_connection_window_size(1 << 20)
-            .handshake(stream)
+            .handshake(io)
             .await
             .map_err(|e| format!("HTTP/2 handshake failed: {e}"))?;
         let closed = Arc::new(AtomicBool::new(false));

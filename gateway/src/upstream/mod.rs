@@ -12,6 +12,7 @@ pub mod health;
 pub mod outlier;
 pub mod retry;
 pub mod stream;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +60,8 @@ pub struct Options<'a> {
     pub health: Option<HealthPolicy>,
     /// The metrics of each endpoint, by endpoint address as configured.
     pub endpoint_metrics: &'a dyn Fn(&str) -> EndpointMetrics,
+    /// TLS for `https://` endpoints (the public web roots when `None`).
+    pub tls: Option<&'a tls::TlsSettings>,
 }
 
 /// An endpoint address that could not be used.
@@ -132,7 +135,13 @@ impl Upstream {
         let mut list = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
             let metrics = (options.endpoint_metrics)(endpoint);
-            list.push(endpoint_for(endpoint, settings, options.outlier, metrics)?);
+            list.push(endpoint_for(
+                endpoint,
+                settings,
+                options.outlier,
+                metrics,
+                options.tls,
+            )?);
         }
         let endpoints: Arc<[Endpoint]> = list.into();
         let checks = options
@@ -347,6 +356,7 @@ fn endpoint_for(
     settings: ConnSettings,
     outlier: OutlierPolicy,
     metrics: EndpointMetrics,
+    tls: Option<&tls::TlsSettings>,
 ) -> Result<Endpoint, EndpointError> {
     let err = |message: &str| EndpointError {
         endpoint: endpoint.to_owned(),
@@ -355,13 +365,31 @@ fn endpoint_for(
     let uri: Uri = endpoint
         .parse()
         .map_err(|e: http::uri::InvalidUri| err(&e.to_string()))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(err(
-            "expected http://host:port (TLS upstreams arrive with the TLS work)",
-        ));
-    }
     if uri.path() != "/" && !uri.path().is_empty() {
         return Err(err("an endpoint is scheme://host:port, without a path"));
     }
-    Endpoint::new(uri, settings, outlier, metrics).ok_or_else(|| err("missing host"))
+    let host = uri.host().ok_or_else(|| err("missing host"))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => None,
+        Some("https") => {
+            let default;
+            let settings = match tls {
+                Some(settings) => settings,
+                None => {
+                    default = tls::TlsSettings::new(&Default::default(), |p: &str| {
+                        std::path::PathBuf::from(p)
+                    })
+                    .map_err(|e| err(&e))?;
+                    &default
+                }
+            };
+            let name = settings.name_for(host).map_err(|e| err(&e))?;
+            Some(tls::EndpointTls {
+                connector: settings.connector.clone(),
+                name,
+            })
+        }
+        _ => return Err(err("expected http://host:port or https://host:port")),
+    };
+    Endpoint::new(uri, settings, outlier, metrics, tls).ok_or_else(|| err("missing host"))
 }
