@@ -146,8 +146,10 @@ routes:
             .as_slice(),
         "every committed event, first and in order"
     );
-    // The burst's answered requests: all but those of the last durability
-    // window before the kill are delivered.
+    // The burst's answered requests, sent one at a time so answer order is
+    // append order: only a tail is missing, the batch being gathered or
+    // committed when the kill came (its length is time, not a count: a slow
+    // fsync on a busy disk lengthens it); never an earlier one, never a hole.
     let missing = answered
         .iter()
         .filter(|id| !distinct.contains(id.as_str()))
@@ -157,9 +159,16 @@ routes:
         answered.len(),
         ids.len()
     );
+    let kept = answered.len() - missing;
     assert!(
-        missing <= 20,
-        "{missing} of {} answered events lost to the kill",
+        answered[..kept]
+            .iter()
+            .all(|id| distinct.contains(id.as_str())),
+        "only the last {missing} answered may be missing, not earlier ones"
+    );
+    assert!(
+        missing * 2 <= answered.len(),
+        "{missing} of {} answered events lost to the kill: more than a durability window",
         answered.len()
     );
 }
