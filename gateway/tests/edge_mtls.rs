@@ -5,8 +5,14 @@
 
 mod common;
 
-use common::pki::{ClientSpec, Issuer, Pki, gateway, get};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::pki::{ClientSpec, Issuer, Pki, gateway, gateway_with_users, get, get_with};
+use common::scripted::{self, Handler};
+use prost_reflect::{DynamicMessage, Value};
 use rcgen::SanType;
+use switchyard::protos::ProtoSources;
 
 /// Every route needs a certificate naming `partner-a` (by its CN).
 const ONLY_PARTNER_A: &str =
@@ -102,6 +108,97 @@ async fn the_consumer_can_be_the_certificates_first_san() {
     let allow_workload = ", plugins: [{ auth: { methods: [{ mtls: { consumer_from: san } }], allow: { consumers: [\"spiffe://acme/orders\"] } } }]";
     let gw = gateway(&pki, &tls, allow_workload, "").await;
     assert_eq!(call(&pki, gw.addr, Some("workload")).await, Ok(200));
+    gw.stop().await;
+}
+
+/// A users upstream that records the metadata of every call and answers
+/// `GetUser` with an empty user.
+async fn recording_users() -> scripted::Scripted {
+    let pool = switchyard::protos::load(&ProtoSources {
+        sources: vec![common::repo_root().join("proto")],
+        includes: Vec::new(),
+    })
+    .expect("the demo protos compile");
+    let user = pool
+        .get_message_by_name("demo.users.v1.User")
+        .expect("User");
+    let get: Handler = Arc::new(move |req: &DynamicMessage| {
+        let mut reply = DynamicMessage::new(user.clone());
+        reply.set_field_by_name("id", req.get_field_by_name("id").unwrap().into_owned());
+        reply.set_field_by_name("name", Value::String("from the recorder".into()));
+        reply
+    });
+    scripted::start(pool, HashMap::from([("GetUser", get)])).await
+}
+
+#[tokio::test]
+async fn the_certificates_identity_reaches_the_upstream_as_metadata_and_cannot_be_forged() {
+    let pki = Pki::new();
+    pki.client(
+        "a",
+        ClientSpec {
+            cn: "partner-a",
+            sans: vec![
+                SanType::DnsName("a.partners.test".try_into().expect("dns")),
+                SanType::URI("spiffe://acme/partner-a".try_into().expect("uri")),
+            ],
+            issuer: Issuer::Clients,
+            expired: false,
+        },
+    );
+    let users = recording_users().await;
+    let tls = format!(
+        "client_auth: {{ ca: \"{}\", required: false }}",
+        pki.path("clients-ca.pem")
+    );
+    let route = ", headers: { forward: [x-client-cn, x-client-sans] }, plugins: [{ auth: { methods: [{ mtls: { identity_to_metadata: { subject_cn: x-client-cn, sans: x-client-sans } } }] } }]";
+    let url = format!("http://{}", users.addr);
+    let gw = gateway_with_users(&pki, &tls, route, "", Some(&url)).await;
+
+    let forged = [("x-client-cn", "admin"), ("x-client-sans", "admin.example")];
+    let stream = pki
+        .connect_with(
+            gw.addr,
+            "api.example.test",
+            &[b"h2"],
+            rustls::DEFAULT_VERSIONS,
+            Some("a"),
+        )
+        .await
+        .expect("handshake");
+    let (status, body) = get_with(stream, "/v1/users/7", &forged)
+        .await
+        .expect("call");
+    assert_eq!(status, 200, "{body}");
+    let calls = users.recorded("GetUser");
+    assert_eq!(calls.len(), 1);
+    let metadata = &calls[0].metadata;
+    assert_eq!(
+        metadata.get_all("x-client-cn").iter().collect::<Vec<_>>(),
+        ["partner-a"]
+    );
+    assert_eq!(
+        metadata.get_all("x-client-sans").iter().collect::<Vec<_>>(),
+        ["a.partners.test,spiffe://acme/partner-a"]
+    );
+
+    // Without a certificate the forged headers do not pass either: the
+    // request is refused before the upstream.
+    let stream = pki
+        .connect_with(
+            gw.addr,
+            "api.example.test",
+            &[b"h2"],
+            rustls::DEFAULT_VERSIONS,
+            None,
+        )
+        .await
+        .expect("handshake");
+    let (status, _) = get_with(stream, "/v1/users/7", &forged)
+        .await
+        .expect("call");
+    assert_eq!(status, 401);
+    assert_eq!(users.recorded("GetUser").len(), 1);
     gw.stop().await;
 }
 

@@ -212,11 +212,22 @@ pub async fn get(
     stream: TlsStream<tokio::net::TcpStream>,
     path: &str,
 ) -> Result<(u16, String), String> {
+    get_with(stream, path, &[]).await
+}
+
+/// [`get`] with extra request headers.
+pub async fn get_with(
+    stream: TlsStream<tokio::net::TcpStream>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), String> {
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let request = http::Request::get(format!("https://api.example.test{path}"))
-        .header("host", "api.example.test")
-        .body(Empty::<Bytes>::new())
-        .expect("request");
+    let mut request = http::Request::get(format!("https://api.example.test{path}"))
+        .header("host", "api.example.test");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Empty::<Bytes>::new()).expect("request");
     let io = TokioIo::new(stream);
     let response = if h2 {
         let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
@@ -252,6 +263,18 @@ pub async fn gateway(
     route_extra: &str,
     top_extra: &str,
 ) -> super::TestGateway {
+    gateway_with_users(pki, tls_extra, route_extra, top_extra, None).await
+}
+
+/// [`gateway`], with the `users` upstream at `users` (a URL) instead of the
+/// demo's users service when given.
+pub async fn gateway_with_users(
+    pki: &Pki,
+    tls_extra: &str,
+    route_extra: &str,
+    top_extra: &str,
+    users: Option<&str>,
+) -> super::TestGateway {
     let comma = if tls_extra.is_empty() { "" } else { ", " };
     let listener = format!(
         r#"listeners:
@@ -265,7 +288,10 @@ pub async fn gateway(
     let demo = switchyard_demo::spawn(any, any, any)
         .await
         .expect("demo services start");
-    let yaml = super::demo_config(&demo, route_extra, top_extra)
+    let mut yaml = super::demo_config(&demo, route_extra, top_extra)
         .replace(r#"listeners: [{ address: "127.0.0.1:0" }]"#, &listener);
+    if let Some(users) = users {
+        yaml = yaml.replace(&demo.url(switchyard_demo::Service::Users), users);
+    }
     super::TestGateway::start_yaml(demo, &yaml).await
 }

@@ -289,7 +289,9 @@ impl Auth {
                     self::hmac::Hmac::new(c)
                         .map_err(|e| error(format!("methods[{i}].hmac: {e}")))?,
                 ),
-                MethodConfig::Mtls(c) => Box::new(mtls::Mtls::new(c)),
+                MethodConfig::Mtls(c) => Box::new(
+                    mtls::Mtls::new(c).map_err(|e| error(format!("methods[{i}].mtls: {e}")))?,
+                ),
             };
             methods.push(built);
         }
