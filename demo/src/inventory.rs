@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::RwLock;
-use tonic::{Request, Response, Status};
+use tokio::sync::{RwLock, mpsc};
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::errors::{bad_field, bad_request, failed_precondition, not_found};
 use crate::pb::inventory::inventory_service_server::InventoryService;
-use crate::pb::inventory::{GetStockRequest, Reservation, ReserveStockRequest, Stock};
+use crate::pb::inventory::{GetStockRequest, Reservation, ReserveStockRequest, Stock, StockTotal};
 
 /// `google.rpc.ErrorInfo.domain` of this service's errors.
 const DOMAIN: &str = "inventory.demo";
@@ -73,23 +75,69 @@ fn sku_not_found(sku: &str) -> Status {
     )
 }
 
-#[tonic::async_trait]
-impl InventoryService for InMemoryInventory {
-    async fn get_stock(
-        &self,
-        request: Request<GetStockRequest>,
-    ) -> Result<Response<Stock>, Status> {
-        let sku = request.into_inner().sku;
+impl InMemoryInventory {
+    /// The stock of `sku`, or NOT_FOUND.
+    async fn stock_of(&self, sku: &str) -> Result<Stock, Status> {
         if sku.is_empty() {
             return Err(bad_field("sku", "must not be empty"));
         }
         let state = self.state.read().await;
         state
             .stock
-            .get(&sku)
+            .get(sku)
             .cloned()
-            .map(Response::new)
-            .ok_or_else(|| sku_not_found(&sku))
+            .ok_or_else(|| sku_not_found(sku))
+    }
+}
+
+#[tonic::async_trait]
+impl InventoryService for InMemoryInventory {
+    type LookupStockStream = ReceiverStream<Result<Stock, Status>>;
+
+    async fn sum_stock(
+        &self,
+        request: Request<Streaming<GetStockRequest>>,
+    ) -> Result<Response<StockTotal>, Status> {
+        let mut skus = request.into_inner();
+        let mut total = StockTotal::default();
+        while let Some(next) = skus.next().await {
+            let stock = self.stock_of(&next?.sku).await?;
+            total.skus += 1;
+            total.available = total.available.saturating_add(stock.available);
+        }
+        Ok(Response::new(total))
+    }
+
+    async fn lookup_stock(
+        &self,
+        request: Request<Streaming<GetStockRequest>>,
+    ) -> Result<Response<Self::LookupStockStream>, Status> {
+        let mut skus = request.into_inner();
+        // One answer in flight at most: a client that stops reading stops
+        // the lookups (backpressure through the channel).
+        let (tx, rx) = mpsc::channel(1);
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Some(next) = skus.next().await {
+                let answer = match next {
+                    Ok(req) => this.stock_of(&req.sku).await,
+                    Err(status) => Err(status),
+                };
+                let last = answer.is_err();
+                if tx.send(answer).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_stock(
+        &self,
+        request: Request<GetStockRequest>,
+    ) -> Result<Response<Stock>, Status> {
+        let sku = request.into_inner().sku;
+        self.stock_of(&sku).await.map(Response::new)
     }
 
     async fn reserve_stock(

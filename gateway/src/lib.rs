@@ -13,6 +13,7 @@ pub mod config;
 pub mod edge;
 pub mod events;
 pub mod graphql;
+pub mod grpc;
 pub mod observability;
 pub mod pem;
 pub mod protos;

@@ -258,6 +258,32 @@ pub struct Route {
     /// top-level `events:` section for the outbox and the sinks).
     #[serde(default)]
     pub events: Vec<super::events::EventDefinition>,
+    /// gRPC clients of the route's methods at `POST /{package.Service}/{Method}`:
+    /// native gRPC passed through, gRPC-Web translated; off by default.
+    #[serde(default)]
+    pub grpc: GrpcExposure,
+}
+
+/// Which gRPC clients reach a route's methods. Either way the request runs
+/// through the route's plugins (an auth or rate-limit refusal becomes a gRPC
+/// status), every kind of method is served (unary and streaming), and the
+/// route's `hosts` and `methods` apply; `match_headers` does not.
+#[derive(Clone, Copy, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcExposure {
+    /// Native gRPC clients (HTTP/2): messages, metadata and trailers pass
+    /// through untouched (no transcoding). Each message is bounded by the
+    /// route's `max_request_body`; a unary call's deadline is the client's
+    /// `grpc-timeout` or the route's `timeout`, whichever is shorter.
+    #[serde(default)]
+    pub passthrough: bool,
+    /// gRPC-Web clients (browsers; `application/grpc-web` and
+    /// `application/grpc-web-text`, over HTTP/1.1 or h2), translated to gRPC:
+    /// trailers come back at the end of the body. Pair it with a `cors`
+    /// plugin that allows the `x-grpc-web` and `content-type` request headers
+    /// and exposes `grpc-status` and `grpc-message`.
+    #[serde(default)]
+    pub web: bool,
 }
 
 /// A condition on one request header (`match_headers`): `name` and exactly

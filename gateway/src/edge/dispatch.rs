@@ -7,11 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use http::Method;
+
 use arc_swap::ArcSwap;
 use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::{BoxFuture, OriginalUri, Request, Response};
 use tower::{Service, ServiceExt};
 
+use crate::grpc::{self, GrpcMatched};
 use crate::observability::Metrics;
 use crate::routing::hosts::request_host;
 use crate::routing::normalize::normalize;
@@ -63,6 +66,63 @@ impl Gateway {
         Box::pin(async move { self.dispatch_inner(req).await })
     }
 
+    /// A gRPC or gRPC-Web call: the route exposing the method runs it (its
+    /// plugins, then `grpc::passthrough`); an unknown method is
+    /// UNIMPLEMENTED, and every refusal a gRPC status.
+    async fn dispatch_grpc(
+        &self,
+        runtime: &Runtime,
+        mut req: Request,
+        protocol: grpc::Protocol,
+        preflight: bool,
+        started: Instant,
+    ) -> Response {
+        let method = req.method().clone();
+        let target = runtime
+            .grpc
+            .find(req.uri().path(), request_host(&req).as_deref())
+            .filter(|t| preflight || t.serves(protocol))
+            .cloned();
+        let Some(target) = target else {
+            let message = format!("unknown method {}", req.uri().path());
+            let code = Code::Unimplemented as i32;
+            self.metrics
+                .grpc
+                .calls
+                .with_label_values(&["-", protocol.label(), Code::Unimplemented.name()])
+                .inc();
+            self.metrics
+                .observe_http("-", method.as_str(), 200, started.elapsed());
+            return grpc::status::response(protocol, code, &message, Default::default());
+        };
+        let route = target.route.clone();
+        req.extensions_mut().insert(GrpcMatched {
+            target,
+            protocol,
+            preflight,
+        });
+        let mut stack = runtime.stacks[route.index].clone();
+        let response = match stack.ready().await {
+            Ok(stack) => match stack.call(req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            },
+            Err(never) => match never {},
+        };
+        let response = if preflight {
+            response
+        } else {
+            grpc::status::ensure_grpc(protocol, response, &route.name, &self.metrics).await
+        };
+        self.metrics.observe_http(
+            &route.name,
+            method.as_str(),
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        response
+    }
+
     async fn dispatch_inner(&self, mut req: Request) -> Result<Response, Infallible> {
         let started = Instant::now();
         let runtime = self.runtime();
@@ -94,6 +154,15 @@ impl Gateway {
                 .observe_http("graphql", method.as_str(), status, started.elapsed());
             return Ok(response);
         }
+        // gRPC and gRPC-Web clients, by content type (and CORS preflights
+        // of gRPC-Web methods).
+        if normalized.is_ok()
+            && let Some((protocol, preflight)) = grpc_request(&runtime, &req)
+        {
+            return Ok(self
+                .dispatch_grpc(&runtime, req, protocol, preflight, started)
+                .await);
+        }
         let (route_name, response) = match normalized.and_then(|()| {
             runtime.table.lookup(
                 &method,
@@ -123,6 +192,23 @@ impl Gateway {
         );
         Ok(response)
     }
+}
+
+/// Whether `req` is a gRPC call (its protocol), or the CORS preflight of a
+/// gRPC-Web method.
+fn grpc_request(runtime: &Runtime, req: &Request) -> Option<(grpc::Protocol, bool)> {
+    if let Some(protocol) = grpc::Protocol::of(req.headers()) {
+        return (req.method() == Method::POST).then_some((protocol, false));
+    }
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        && runtime
+            .grpc
+            .find(req.uri().path(), request_host(req).as_deref())
+            .is_some_and(|t| t.exposure.web);
+    preflight.then_some((grpc::Protocol::Web, true))
 }
 
 /// Rewrites the request's path to its normal form (see `routing::normalize`),

@@ -46,6 +46,15 @@ pub struct EventMetrics {
     pub webhook: IntCounterVec,
 }
 
+/// The metrics of gRPC and gRPC-Web clients (`grpc`).
+#[derive(Clone, Debug)]
+pub struct GrpcMetrics {
+    /// Calls by route, protocol and the gRPC status they ended with.
+    pub calls: IntCounterVec,
+    /// Streaming calls open, by protocol.
+    pub open_streams: IntGaugeVec,
+}
+
 /// The metric families the gateway records.
 #[derive(Debug)]
 pub struct Metrics {
@@ -67,6 +76,8 @@ pub struct Metrics {
     pub events: EventMetrics,
     /// Inbound webhook deliveries by endpoint and outcome.
     pub webhooks_received: IntCounterVec,
+    /// gRPC and gRPC-Web calls and open streams.
+    pub grpc: GrpcMetrics,
     /// Rate-limit decisions Redis could not make, and those a local fallback
     /// took: mirrored from the plugin's process-wide totals at scrape time.
     rate_limit_redis_errors: IntCounter,
@@ -240,6 +251,24 @@ impl Metrics {
             &["listener", "outcome"],
         )
         .expect("static metric definition");
+        let grpc = GrpcMetrics {
+            calls: IntCounterVec::new(
+                Opts::new(
+                    "grpc_calls_total",
+                    "Calls of gRPC and gRPC-Web clients by route, protocol (grpc, grpc-web) and the gRPC status they ended with (refusals by plugins included).",
+                ),
+                &["route", "protocol", "code"],
+            )
+            .expect("static metric definition"),
+            open_streams: IntGaugeVec::new(
+                Opts::new(
+                    "grpc_streams_open",
+                    "Streaming calls of gRPC and gRPC-Web clients open now, by protocol.",
+                ),
+                &["protocol"],
+            )
+            .expect("static metric definition"),
+        };
         let rate_limit_redis_errors = IntCounter::new(
             "rate_limit_redis_errors_total",
             "Rate-limit decisions Redis could not make (unreachable, timed out, script error).",
@@ -273,6 +302,8 @@ impl Metrics {
             Box::new(events.webhook.clone()),
             Box::new(webhooks_received.clone()),
             Box::new(tls_reloads.clone()),
+            Box::new(grpc.calls.clone()),
+            Box::new(grpc.open_streams.clone()),
         ] {
             registry
                 .register(collector)
@@ -298,6 +329,7 @@ impl Metrics {
             subscriptions,
             events,
             webhooks_received,
+            grpc,
             rate_limit_redis_errors,
             rate_limit_redis_fallbacks,
             tls_reloads,

@@ -12,6 +12,7 @@ use switchyard_plugins::registry::{BuildContext, build_stack, with_defaults};
 use switchyard_plugins::stage::HttpService;
 
 use crate::config::{ConfigError, KeyPath, LoadedConfig, Route};
+use crate::grpc::{GrpcMethods, GrpcTarget};
 use crate::observability::Metrics;
 use crate::protos::{self, ProtoSources};
 use crate::routing::header_match::HeaderMatcher;
@@ -19,21 +20,20 @@ use crate::routing::{HeaderForwarding, RouteCtx, RouteTable, RouteTableBuilder};
 use crate::transcode::binding::Binding;
 use crate::transcode::http_rule::{self, RuleSpec};
 use crate::transcode::{handler, response};
-use crate::upstream::endpoint::ConnSettings;
-use crate::upstream::health::HealthPolicy;
-use crate::upstream::outlier::OutlierPolicy;
-use crate::upstream::retry::RetryPolicy;
-use crate::upstream::tls::TlsSettings;
-use crate::upstream::{Options, Upstream};
+use crate::upstream::Upstream;
 
 mod graphql;
+mod upstreams;
 use graphql::graphql_endpoint;
+use upstreams::build_upstreams;
 
 /// One compiled config version.
 pub struct Runtime {
     pub loaded: LoadedConfig,
     pub pool: DescriptorPool,
     pub table: RouteTable,
+    /// The methods gRPC and gRPC-Web clients reach (`routes[].grpc`).
+    pub grpc: GrpcMethods,
     /// Each route's pipeline (plugins around the handler), by route index.
     pub stacks: Vec<HttpService>,
     pub metrics: Arc<Metrics>,
@@ -89,6 +89,7 @@ impl Runtime {
         let upstreams = build_upstreams(&loaded, &metrics)?;
         let events = start_events(&loaded, &metrics, purpose).await?;
         let mut table = RouteTableBuilder::default();
+        let mut grpc = GrpcMethods::default();
         let mut stacks = Vec::with_capacity(config.routes.len());
         let mut targets = Vec::with_capacity(config.routes.len());
         let handler = handler::service();
@@ -118,7 +119,9 @@ impl Runtime {
                     .map_err(|e| source.error_at(&key, format!("HTTP binding conflict: {e}")))?;
                 exposed += 1;
             }
-            if exposed == 0 {
+            let grpc_exposed = expose_grpc(&mut grpc, &ctx, &service, route)
+                .map_err(|e| source.error_at(&key.key("grpc"), e.to_string()))?;
+            if exposed == 0 && !grpc_exposed {
                 return Err(source.error_at(
                     &key,
                     format!(
@@ -154,6 +157,7 @@ impl Runtime {
             graphql,
             pool,
             table,
+            grpc,
             webhooks,
             stacks,
             metrics,
@@ -220,115 +224,6 @@ fn load_protos(loaded: &LoadedConfig) -> Result<DescriptorPool, ConfigError> {
     };
     protos::load(&sources)
         .map_err(|e| source.error_at(&KeyPath::root().key("protos").key("sources"), e.to_string()))
-}
-
-/// The TLS settings of an upstream with `https://` endpoints (its `tls:`,
-/// or the public web roots), built once for all its endpoints.
-fn upstream_tls(
-    loaded: &LoadedConfig,
-    up: &crate::config::Upstream,
-    key: &KeyPath,
-) -> Result<Option<TlsSettings>, ConfigError> {
-    let https = up.endpoints.iter().any(|e| e.starts_with("https://"));
-    let error = |e: String| loaded.source.error_at(&key.key("tls"), e);
-    match &up.tls {
-        Some(_) if !https => Err(error(
-            "`tls` applies to https:// endpoints, and these are all http://".to_owned(),
-        )),
-        Some(tls) => TlsSettings::new(tls, |p| loaded.source.resolve(p))
-            .map(Some)
-            .map_err(error),
-        None if https => TlsSettings::new(&Default::default(), |p| loaded.source.resolve(p))
-            .map(Some)
-            .map_err(error),
-        None => Ok(None),
-    }
-}
-
-fn build_upstreams(
-    loaded: &LoadedConfig,
-    metrics: &Metrics,
-) -> Result<BTreeMap<String, Upstream>, ConfigError> {
-    let config = &loaded.config;
-    let mut out = BTreeMap::new();
-    for (name, up) in &config.upstreams {
-        let key = KeyPath::root().key("upstreams").key(name);
-        let retry = RetryPolicy::new(
-            up.retry.attempts,
-            up.retry.budget_ratio,
-            up.retry.min_per_second,
-        )
-        .map_err(|e| loaded.source.error_at(&key.key("retry"), e.to_string()))?;
-        if up.max_concurrent == 0 {
-            return Err(loaded.source.error_at(
-                &key.key("max_concurrent"),
-                "max_concurrent must be at least 1",
-            ));
-        }
-        let health = health_policy(loaded, up, &key)?;
-        let outlier = OutlierPolicy {
-            consecutive_failures: up.outlier.consecutive_failures,
-            base_ejection: up.outlier.base_ejection.0,
-            max_ejection: up.outlier.max_ejection.0,
-        };
-        let tls = upstream_tls(loaded, up, &key)?;
-        let endpoint_metrics = |endpoint: &str| metrics.for_endpoint(name, endpoint);
-        let upstream = Upstream::new(
-            name,
-            &up.endpoints,
-            ConnSettings {
-                connect_timeout: up.connect_timeout.0,
-                keepalive_interval: up.keepalive_interval.0,
-                keepalive_timeout: up.keepalive_timeout.0,
-                workers: config.worker_count(),
-            },
-            Options {
-                timeout: up.timeout.0,
-                max_message: config.limits.max_upstream_message.as_usize(),
-                max_concurrent: up.max_concurrent,
-                retry,
-                metrics: metrics.for_upstream(name),
-                balance: up.balance,
-                outlier,
-                health,
-                endpoint_metrics: &endpoint_metrics,
-                tls: tls.as_ref(),
-            },
-        )
-        .map_err(|e| loaded.source.error_at(&key.key("endpoints"), e.to_string()))?;
-        out.insert(name.clone(), upstream);
-    }
-    Ok(out)
-}
-
-/// The health-check settings of `up`, checked.
-fn health_policy(
-    loaded: &LoadedConfig,
-    up: &crate::config::Upstream,
-    key: &KeyPath,
-) -> Result<Option<HealthPolicy>, ConfigError> {
-    let Some(check) = &up.health_check else {
-        return Ok(None);
-    };
-    let key = key.key("health_check");
-    let positive = [
-        ("interval", check.interval.0.is_zero()),
-        ("timeout", check.timeout.0.is_zero()),
-        ("unhealthy_threshold", check.unhealthy_threshold == 0),
-        ("healthy_threshold", check.healthy_threshold == 0),
-    ];
-    if let Some(&(field, _)) = positive.iter().find(|(_, zero)| *zero) {
-        return Err(loaded
-            .source
-            .error_at(&key.key(field), format!("{field} must be greater than 0")));
-    }
-    Ok(Some(HealthPolicy {
-        interval: check.interval.0,
-        timeout: check.timeout.0,
-        service: check.service.clone(),
-        unhealthy_threshold: check.unhealthy_threshold,
-        healthy_threshold: check.healthy_threshold,
-    }))
 }
 
 fn route_ctx(
@@ -460,6 +355,37 @@ fn find_service(
 
 /// The (method, rule) pairs a route exposes, honouring `methods:` and
 /// `expose_unannotated`.
+/// Exposes the route's methods to gRPC clients when its `grpc` says so;
+/// whether it did.
+fn expose_grpc(
+    grpc: &mut GrpcMethods,
+    ctx: &Arc<RouteCtx>,
+    service: &ServiceDescriptor,
+    route: &Route,
+) -> Result<bool, crate::grpc::table::GrpcConflict> {
+    if !route.grpc.passthrough && !route.grpc.web {
+        return Ok(false);
+    }
+    for rpc in service.methods() {
+        if route
+            .methods
+            .as_ref()
+            .is_some_and(|m| !m.iter().any(|n| n == rpc.name()))
+        {
+            continue;
+        }
+        let path = format!("/{}/{}", service.full_name(), rpc.name());
+        grpc.insert(GrpcTarget {
+            route: ctx.clone(),
+            path: http::uri::PathAndQuery::try_from(path)
+                .expect("a service and method name make a valid path"),
+            rpc,
+            exposure: route.grpc,
+        })?;
+    }
+    Ok(true)
+}
+
 fn route_rules(
     loaded: &LoadedConfig,
     pool: &DescriptorPool,
@@ -493,7 +419,9 @@ fn route_rules(
         }
         let mut rules = http_rule::rules_of(pool, &rpc)
             .map_err(|e| loaded.source.error_at(key, e.to_string()))?;
-        if rules.is_empty() && route.expose_unannotated {
+        // Client-streaming methods have no one-request REST form: gRPC,
+        // gRPC-Web and WebSocket clients reach them, REST does not.
+        if rules.is_empty() && route.expose_unannotated && !rpc.is_client_streaming() {
             rules.push(http_rule::default_rule(&rpc));
         }
         out.extend(rules.into_iter().map(|r| (rpc.clone(), r)));

@@ -1,6 +1,7 @@
 //! The transcoding handler: the innermost stage of a REST route. It reads the
 //! body (bounded), builds the request message, calls the upstream and renders
-//! the answer — or the error — as JSON.
+//! the answer — or the error — as JSON. gRPC clients' calls (matched by
+//! `grpc::GrpcMethods`) go to `grpc::passthrough` instead.
 
 use std::convert::Infallible;
 use std::time::Instant;
@@ -37,6 +38,9 @@ pub fn service() -> HttpService {
 }
 
 async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
+    if let Some(grpc) = req.extensions_mut().remove::<crate::grpc::GrpcMatched>() {
+        return Ok(crate::grpc::passthrough::handle(req, grpc).await);
+    }
     let Some(Matched {
         binding,
         captures,

@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod grpc;
 pub mod health;
 pub mod outlier;
+pub mod raw;
 pub mod retry;
 pub mod stream;
 pub mod tls;
@@ -106,7 +107,7 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    fn unsent(status: tonic::Status) -> UpstreamError {
+    pub(crate) fn unsent(status: tonic::Status) -> UpstreamError {
         UpstreamError::Transport {
             status,
             unsent: true,
@@ -169,14 +170,7 @@ impl Upstream {
         call: Call<'_>,
         message: &DynamicMessage,
     ) -> Result<grpc::Reply, UpstreamError> {
-        let Some(_permit) = self.limit.try_acquire(&self.metrics.in_flight) else {
-            self.metrics.shed.inc();
-            return Err(UpstreamError::Status(tonic::Status::unavailable(format!(
-                "upstream `{}` is saturated ({} calls in flight)",
-                self.name,
-                self.limit.max()
-            ))));
-        };
+        let _permit = self.admit()?;
         let timeout = call.timeout;
         let deadline = Instant::now() + timeout;
         // Boxed so the call state is not copied each time the enclosing futures move.

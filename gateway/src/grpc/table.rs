@@ -1,0 +1,142 @@
+//! The methods gRPC clients reach, by request path
+//! (`/{package.Service}/{Method}`), per host as the REST routes are.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prost_reflect::MethodDescriptor;
+
+use super::Protocol;
+use crate::config::GrpcExposure;
+use crate::routing::RouteCtx;
+
+/// One method exposed to gRPC clients by one route.
+#[derive(Debug)]
+pub struct GrpcTarget {
+    pub route: Arc<RouteCtx>,
+    pub rpc: MethodDescriptor,
+    pub exposure: GrpcExposure,
+    /// `/{package.Service}/{Method}`.
+    pub path: http::uri::PathAndQuery,
+}
+
+/// The match handed to the route's pipeline in the request extensions.
+#[derive(Clone, Debug)]
+pub struct GrpcMatched {
+    pub target: Arc<GrpcTarget>,
+    pub protocol: Protocol,
+    /// A CORS preflight (`OPTIONS`) for a gRPC-Web method: the handler
+    /// answers 204 when no `cors` plugin did.
+    pub preflight: bool,
+}
+
+/// Every method exposed to gRPC clients in a config version.
+#[derive(Debug, Default)]
+pub struct GrpcMethods {
+    by_path: HashMap<String, Vec<Arc<GrpcTarget>>>,
+}
+
+/// Two routes expose the same method for the same host.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} is already exposed to gRPC clients by route `{existing}` for the same hosts")]
+pub struct GrpcConflict {
+    pub method: String,
+    pub existing: String,
+}
+
+// === impl GrpcTarget ===
+
+impl GrpcTarget {
+    /// Whether clients of `protocol` may call it.
+    pub fn serves(&self, protocol: Protocol) -> bool {
+        match protocol {
+            Protocol::Native => self.exposure.passthrough,
+            Protocol::Web | Protocol::WebText => self.exposure.web,
+        }
+    }
+
+    /// Neither client nor server streams: the call has one deadline.
+    pub fn is_unary(&self) -> bool {
+        !self.rpc.is_client_streaming() && !self.rpc.is_server_streaming()
+    }
+}
+
+// === impl GrpcMethods ===
+
+impl GrpcMethods {
+    /// Adds a route's method; the same method on the same host pattern
+    /// (or on any host) twice is a conflict.
+    pub fn insert(&mut self, target: GrpcTarget) -> Result<(), GrpcConflict> {
+        let targets = self
+            .by_path
+            .entry(target.path.as_str().to_owned())
+            .or_default();
+        let overlaps = |other: &GrpcTarget| {
+            let (a, b) = (&other.route.hosts, &target.route.hosts);
+            (a.is_empty() && b.is_empty()) || a.iter().any(|h| b.contains(h))
+        };
+        if let Some(existing) = targets.iter().find(|t| overlaps(t)) {
+            return Err(GrpcConflict {
+                method: target.rpc.full_name().to_owned(),
+                existing: existing.route.name.clone(),
+            });
+        }
+        targets.push(Arc::new(target));
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_path.is_empty()
+    }
+
+    /// The target for a request to `path` on `host`: a route naming the
+    /// host exactly, else the longest matching wildcard, else one for any
+    /// host.
+    pub fn find(&self, path: &str, host: Option<&str>) -> Option<&Arc<GrpcTarget>> {
+        let targets = self.by_path.get(path)?;
+        targets
+            .iter()
+            .filter_map(|t| Some((rank(&t.route.hosts, host)?, t)))
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, t)| t)
+    }
+}
+
+/// How specifically `hosts` names `host`: `None` when it does not, 0 for a
+/// route on any host, 1 + suffix length for a wildcard, `usize::MAX` exact.
+fn rank(hosts: &[String], host: Option<&str>) -> Option<usize> {
+    if hosts.is_empty() {
+        return Some(0);
+    }
+    let host = host?;
+    hosts
+        .iter()
+        .filter_map(|pattern| match pattern.strip_prefix('*') {
+            Some(suffix) => {
+                (host.len() > suffix.len() && host.ends_with(suffix)).then_some(1 + suffix.len())
+            }
+            None => (pattern == host).then_some(usize::MAX),
+        })
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rank;
+
+    fn hosts(list: &[&str]) -> Vec<String> {
+        list.iter().map(|h| h.to_string()).collect()
+    }
+
+    #[test]
+    fn an_exact_host_beats_a_wildcard_which_beats_any_host() {
+        let host = Some("api.example.com");
+        let exact = rank(&hosts(&["api.example.com"]), host).unwrap();
+        let wildcard = rank(&hosts(&["*.example.com"]), host).unwrap();
+        let any = rank(&[], host).unwrap();
+        assert!(exact > wildcard && wildcard > any);
+        assert_eq!(rank(&hosts(&["*.example.com"]), Some("example.com")), None);
+        assert_eq!(rank(&hosts(&["other.example.com"]), host), None);
+        assert_eq!(rank(&hosts(&["api.example.com"]), None), None);
+    }
+}
