@@ -153,7 +153,12 @@ async fn an_upstream_error_comes_back_as_the_trailer_frame_of_a_200() {
 #[tokio::test]
 async fn malformed_text_is_refused_with_a_status_not_forwarded() {
     let gw = gateway().await;
-    let reply = call(&gw, "application/grpc-web-text", Bytes::from("!!!!not base64")).await;
+    let reply = call(
+        &gw,
+        "application/grpc-web-text",
+        Bytes::from("!!!!not base64"),
+    )
+    .await;
     assert_eq!(reply.status, 200);
     let (_, trailers) = parse(from_text(&reply.body));
     assert_eq!(trailer(&trailers, "grpc-status"), Some("3"), "{trailers:?}");

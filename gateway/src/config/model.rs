@@ -57,6 +57,39 @@ pub struct Config {
     /// sink as CloudEvents (docs/webhooks.md).
     #[serde(default)]
     pub webhooks: Vec<super::webhooks::WebhookEndpointConfig>,
+    /// gRPC services the gateway answers itself for the services routes
+    /// pass through (`routes[].grpc.passthrough`).
+    #[serde(default)]
+    pub grpc: GrpcServices,
+}
+
+/// The gateway's own gRPC services, beside the passed-through ones.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcServices {
+    /// `grpc.health.v1.Health`: each passed-through service SERVING while
+    /// its upstream has an endpoint in service, NOT_SERVING otherwise; the
+    /// empty service name (the gateway) SERVING. On by default.
+    #[serde(default = "yes")]
+    pub health: bool,
+    /// gRPC server reflection (`grpc.reflection.v1` and `v1alpha`): the
+    /// passed-through services and the files defining them, for `grpcurl`
+    /// and the like. Off by default: it publishes the services' schema.
+    #[serde(default)]
+    pub reflection: bool,
+}
+
+impl Default for GrpcServices {
+    fn default() -> Self {
+        GrpcServices {
+            health: true,
+            reflection: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Config {
@@ -352,10 +385,6 @@ pub struct HeaderRules {
 }
 
 // === defaults ===
-
-fn yes() -> bool {
-    true
-}
 
 fn default_listeners() -> Vec<Listener> {
     vec![Listener {

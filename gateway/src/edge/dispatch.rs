@@ -83,6 +83,21 @@ impl Gateway {
             .find(req.uri().path(), request_host(&req).as_deref())
             .filter(|t| preflight || t.serves(protocol))
             .cloned();
+        if target.is_none()
+            && protocol == grpc::Protocol::Native
+            && let Some(mut builtin) = runtime.grpc_builtins.find(req.uri().path())
+        {
+            let response = match builtin.ready().await {
+                Ok(service) => match service.call(req).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                Err(never) => match never {},
+            };
+            self.metrics
+                .observe_http("-", method.as_str(), 200, started.elapsed());
+            return response;
+        }
         let Some(target) = target else {
             let message = format!("unknown method {}", req.uri().path());
             let code = Code::Unimplemented as i32;

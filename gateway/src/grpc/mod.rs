@@ -7,6 +7,7 @@
 //! unknown method) reaches the client as a gRPC status (`status`).
 
 pub mod body;
+pub mod builtin;
 pub mod passthrough;
 pub mod status;
 pub mod table;

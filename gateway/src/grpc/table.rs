@@ -89,6 +89,11 @@ impl GrpcMethods {
         self.by_path.is_empty()
     }
 
+    /// Every exposed method (once per route exposing it).
+    pub fn targets(&self) -> impl Iterator<Item = &Arc<GrpcTarget>> {
+        self.by_path.values().flatten()
+    }
+
     /// The target for a request to `path` on `host`: a route naming the
     /// host exactly, else the longest matching wildcard, else one for any
     /// host.

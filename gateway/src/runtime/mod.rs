@@ -34,6 +34,8 @@ pub struct Runtime {
     pub table: RouteTable,
     /// The methods gRPC and gRPC-Web clients reach (`routes[].grpc`).
     pub grpc: GrpcMethods,
+    /// Health and reflection for the passed-through services (`grpc:`).
+    pub grpc_builtins: crate::grpc::builtin::Builtins,
     /// Each route's pipeline (plugins around the handler), by route index.
     pub stacks: Vec<HttpService>,
     pub metrics: Arc<Metrics>,
@@ -145,6 +147,13 @@ impl Runtime {
         let graphql =
             graphql_endpoint(&loaded, &pool, &upstreams, &metrics, events.as_deref()).await?;
         let table = table.build();
+        let grpc_builtins = crate::grpc::builtin::Builtins::build(
+            &config.grpc,
+            &grpc,
+            &pool,
+            purpose == Purpose::Serve,
+        )
+        .map_err(|e| source.error_at(&KeyPath::root().key("grpc"), e))?;
         let webhooks = crate::webhooks::Endpoints::build(
             &loaded,
             events.as_deref(),
@@ -158,6 +167,7 @@ impl Runtime {
             pool,
             table,
             grpc,
+            grpc_builtins,
             webhooks,
             stacks,
             metrics,

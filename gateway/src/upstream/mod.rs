@@ -161,6 +161,13 @@ impl Upstream {
         })
     }
 
+    /// Whether some endpoint is in service (not ejected, not failing its
+    /// health checks).
+    pub fn is_serving(&self) -> bool {
+        let now = Instant::now();
+        self.endpoints.iter().any(|e| !e.is_out(now))
+    }
+
     /// A unary call, bounded by `call.timeout` (also sent as `grpc-timeout`)
     /// across all its attempts. Refused at once with UNAVAILABLE when
     /// `max_concurrent` calls are in flight; retried on transport failures
