@@ -80,7 +80,7 @@ impl Gateway {
         let method = req.method().clone();
         let target = runtime
             .grpc
-            .find(req.uri().path(), request_host(&req).as_deref())
+            .find(req.uri().path(), || request_host(&req))
             .filter(|t| preflight || t.serves(protocol))
             .cloned();
         if target.is_none()
@@ -221,7 +221,7 @@ fn grpc_request(runtime: &Runtime, req: &Request) -> Option<(grpc::Protocol, boo
             .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
         && runtime
             .grpc
-            .find(req.uri().path(), request_host(req).as_deref())
+            .find(req.uri().path(), || request_host(req))
             .is_some_and(|t| t.exposure.web);
     preflight.then_some((grpc::Protocol::Web, true))
 }

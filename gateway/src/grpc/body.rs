@@ -13,20 +13,21 @@ use bytes::Bytes;
 use h2::RecvStream;
 use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use prometheus::{IntCounterVec, IntGauge};
+use std::sync::Arc;
+
+use prometheus::IntGauge;
 use switchyard_plugins::error::Code;
 use switchyard_plugins::stage::BoxError;
 
 use super::status::{GRPC_STATUS, trailers};
-use super::{Protocol, web};
+use super::{GrpcTarget, Protocol, web};
 
 /// Counts the call once, by the status it ended with.
 pub struct CallRecord {
-    pub calls: IntCounterVec,
-    pub route: String,
-    pub protocol: Protocol,
+    target: Arc<GrpcTarget>,
+    protocol: Protocol,
     /// Set for streaming calls: decremented when the body goes.
-    pub open: Option<IntGauge>,
+    open: Option<IntGauge>,
     recorded: bool,
 }
 
@@ -50,18 +51,12 @@ enum State {
 // === impl CallRecord ===
 
 impl CallRecord {
-    pub fn new(
-        calls: IntCounterVec,
-        route: &str,
-        protocol: Protocol,
-        open: Option<IntGauge>,
-    ) -> CallRecord {
+    pub fn new(target: Arc<GrpcTarget>, protocol: Protocol, open: Option<IntGauge>) -> CallRecord {
         if let Some(open) = &open {
             open.inc();
         }
         CallRecord {
-            calls,
-            route: route.to_owned(),
+            target,
             protocol,
             open,
             recorded: false,
@@ -82,10 +77,7 @@ impl CallRecord {
         if std::mem::replace(&mut self.recorded, true) {
             return;
         }
-        let name = Code::from_i32(code).name();
-        self.calls
-            .with_label_values(&[self.route.as_str(), self.protocol.label(), name])
-            .inc();
+        self.target.count(self.protocol, code);
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use futures_util::FutureExt as _;
 use h2::SendStream;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, TE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -24,16 +25,16 @@ const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Headers that belong to one HTTP hop (RFC 9110 §7.6.1), or that HTTP/2
 /// forbids, and gRPC-Web's own request headers.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "host",
-    "content-length",
-    "x-grpc-web",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    HeaderName::from_static("connection"),
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("transfer-encoding"),
+    HeaderName::from_static("upgrade"),
+    TE,
+    HOST,
+    CONTENT_LENGTH,
+    HeaderName::from_static("x-grpc-web"),
 ];
 
 /// Serves one gRPC or gRPC-Web call the route's plugins let through.
@@ -65,16 +66,45 @@ pub async fn handle(req: switchyard_plugins::stage::Request, matched: GrpcMatche
         }
         deadline
     });
-    let body = match protocol {
+    let mut body = match protocol {
         Protocol::WebText => web::decode_text(body),
         Protocol::Native | Protocol::Web => body,
     };
     let upstream = &route.upstream;
     let aborted = Arc::new(OnceLock::new());
+    let mut limit = MessageLimit::new(route.max_body);
+    // What the client has sent already: usually a unary call's whole body.
+    let arrived = match arrived(&mut body, &mut limit) {
+        Ok(arrived) => arrived,
+        Err((code, message)) => {
+            let mut record = CallRecord::new(target.clone(), protocol, None);
+            record.code(code as i32);
+            return status::response(protocol, code as i32, &message, HeaderMap::new());
+        }
+    };
     let call = async {
         let _permit = if unary { Some(upstream.admit()?) } else { None };
         let opened = upstream.open(&target.path, headers).await?;
-        tokio::spawn(pump(body, opened.body, route.max_body, aborted.clone()));
+        let mut send = opened.body;
+        // What arrived goes with the head, in the same write; the rest (if
+        // the client is still sending) follows through a pump task.
+        let Arrived { chunks, end } = arrived;
+        let n = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let _ = send.send_data(chunk, i + 1 == n && matches!(end, End::Stream));
+        }
+        match end {
+            End::Stream if n == 0 => {
+                let _ = send.send_data(Bytes::new(), true);
+            }
+            End::Stream => {}
+            End::Trailers(trailers) => {
+                let _ = send.send_trailers(trailers);
+            }
+            End::Open => {
+                tokio::spawn(pump(body, send, limit, aborted.clone()));
+            }
+        }
         opened.reply.get().await
     };
     let result = match deadline {
@@ -89,12 +119,8 @@ pub async fn handle(req: switchyard_plugins::stage::Request, matched: GrpcMatche
         },
         None => call.await,
     };
-    let record = CallRecord::new(
-        metrics.calls.clone(),
-        &route.name,
-        protocol,
-        (!unary).then(|| metrics.open_streams.with_label_values(&[protocol.label()])),
-    );
+    let open = (!unary).then(|| metrics.open_streams.with_label_values(&[protocol.label()]));
+    let record = CallRecord::new(target.clone(), protocol, open);
     match result {
         Ok(reply) => reply_to_client(reply, protocol, record),
         Err(error) => {
@@ -124,8 +150,8 @@ fn reply_to_client(
         return status::response(protocol, code, &message, HeaderMap::new());
     }
     let mut headers = parts.headers;
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
     // A trailers-only reply: its status is in the head.
     let head_status = headers.contains_key(GRPC_STATUS).then(|| {
@@ -162,11 +188,9 @@ fn take_grpc_headers(headers: &mut HeaderMap) -> HeaderMap {
 /// The client's headers as upstream metadata: hop-by-hop headers removed,
 /// `te: trailers` and `content-type: application/grpc` set.
 fn upstream_headers(mut headers: HeaderMap) -> HeaderMap {
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
-    headers.remove(HOST);
-    headers.remove(CONTENT_LENGTH);
     headers.insert(TE, HeaderValue::from_static("trailers"));
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers
@@ -201,6 +225,62 @@ fn encode_timeout(timeout: Duration) -> String {
     }
 }
 
+/// The part of the request body that has arrived, and how it ends.
+struct Arrived {
+    chunks: Vec<Bytes>,
+    end: End,
+}
+
+enum End {
+    /// The body is complete.
+    Stream,
+    /// The body is complete, with trailers.
+    Trailers(HeaderMap),
+    /// More is to come.
+    Open,
+}
+
+/// Takes the frames of `body` that are ready without waiting, checking
+/// message sizes: a unary call's whole body usually is (it comes with the
+/// headers), so it goes upstream with the head and needs no pump task.
+fn arrived(body: &mut Body, limit: &mut MessageLimit) -> Result<Arrived, (Code, String)> {
+    let mut chunks = Vec::new();
+    loop {
+        let Some(next) = body.frame().now_or_never() else {
+            return Ok(Arrived {
+                chunks,
+                end: End::Open,
+            });
+        };
+        match next {
+            None => {
+                return Ok(Arrived {
+                    chunks,
+                    end: End::Stream,
+                });
+            }
+            Some(Err(e)) => return Err((Code::InvalidArgument, format!("request body: {e}"))),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    limit
+                        .check(&data)
+                        .map_err(|m| (Code::ResourceExhausted, m))?;
+                    if !data.is_empty() {
+                        chunks.push(data);
+                    }
+                }
+                Err(frame) => {
+                    let end = match frame.into_trailers() {
+                        Ok(trailers) => End::Trailers(trailers),
+                        Err(_) => End::Stream,
+                    };
+                    return Ok(Arrived { chunks, end });
+                }
+            },
+        }
+    }
+}
+
 /// Sends the client's body to the upstream as it arrives, within the
 /// upstream's flow control. Stops when the client's body ends (END_STREAM),
 /// fails (the client reset, or a gRPC-Web text body is not base64), a
@@ -209,10 +289,9 @@ fn encode_timeout(timeout: Duration) -> String {
 async fn pump(
     mut body: Body,
     mut send: SendStream<Bytes>,
-    limit: usize,
+    mut frames: MessageLimit,
     aborted: Arc<OnceLock<(Code, String)>>,
 ) {
-    let mut frames = MessageLimit::new(limit);
     loop {
         let next = tokio::select! {
             frame = body.frame() => frame,

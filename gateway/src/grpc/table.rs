@@ -2,9 +2,11 @@
 //! (`/{package.Service}/{Method}`), per host as the REST routes are.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use prometheus::IntCounter;
 use prost_reflect::MethodDescriptor;
+use switchyard_plugins::error::Code;
 
 use super::Protocol;
 use crate::config::GrpcExposure;
@@ -18,6 +20,9 @@ pub struct GrpcTarget {
     pub exposure: GrpcExposure,
     /// `/{package.Service}/{Method}`.
     pub path: http::uri::PathAndQuery,
+    /// `grpc_calls_total` of the route by protocol (gRPC, gRPC-Web) and
+    /// code, resolved on first use (no label lookup per call).
+    calls: [[OnceLock<IntCounter>; 17]; 2],
 }
 
 /// The match handed to the route's pipeline in the request extensions.
@@ -34,6 +39,9 @@ pub struct GrpcMatched {
 #[derive(Debug, Default)]
 pub struct GrpcMethods {
     by_path: HashMap<String, Vec<Arc<GrpcTarget>>>,
+    /// Whether some route names hosts (else the request's host is not
+    /// looked at).
+    by_host: bool,
 }
 
 /// Two routes expose the same method for the same host.
@@ -47,6 +55,34 @@ pub struct GrpcConflict {
 // === impl GrpcTarget ===
 
 impl GrpcTarget {
+    pub fn new(
+        route: Arc<RouteCtx>,
+        rpc: MethodDescriptor,
+        exposure: GrpcExposure,
+        path: http::uri::PathAndQuery,
+    ) -> GrpcTarget {
+        GrpcTarget {
+            route,
+            rpc,
+            exposure,
+            path,
+            calls: Default::default(),
+        }
+    }
+
+    /// Counts one call that ended with `code`.
+    pub fn count(&self, protocol: Protocol, code: i32) {
+        let code = Code::from_i32(code);
+        self.calls[usize::from(protocol.is_web())][code as usize]
+            .get_or_init(|| {
+                self.route.metrics.grpc.calls.with_label_values(&[
+                    self.route.name.as_str(),
+                    protocol.label(),
+                    code.name(),
+                ])
+            })
+            .inc();
+    }
     /// Whether clients of `protocol` may call it.
     pub fn serves(&self, protocol: Protocol) -> bool {
         match protocol {
@@ -81,6 +117,7 @@ impl GrpcMethods {
                 existing: existing.route.name.clone(),
             });
         }
+        self.by_host |= !target.route.hosts.is_empty();
         targets.push(Arc::new(target));
         Ok(())
     }
@@ -94,11 +131,17 @@ impl GrpcMethods {
         self.by_path.values().flatten()
     }
 
-    /// The target for a request to `path` on `host`: a route naming the
-    /// host exactly, else the longest matching wildcard, else one for any
-    /// host.
-    pub fn find(&self, path: &str, host: Option<&str>) -> Option<&Arc<GrpcTarget>> {
+    /// The target for a request to `path` on `host` (asked for only when a
+    /// route names hosts): a route naming the host exactly, else the longest
+    /// matching wildcard, else one for any host.
+    pub fn find(
+        &self,
+        path: &str,
+        host: impl FnOnce() -> Option<String>,
+    ) -> Option<&Arc<GrpcTarget>> {
         let targets = self.by_path.get(path)?;
+        let host = if self.by_host { host() } else { None };
+        let host = host.as_deref();
         targets
             .iter()
             .filter_map(|t| Some((rank(&t.route.hosts, host)?, t)))

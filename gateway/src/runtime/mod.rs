@@ -385,13 +385,9 @@ fn expose_grpc(
             continue;
         }
         let path = format!("/{}/{}", service.full_name(), rpc.name());
-        grpc.insert(GrpcTarget {
-            route: ctx.clone(),
-            path: http::uri::PathAndQuery::try_from(path)
-                .expect("a service and method name make a valid path"),
-            rpc,
-            exposure: route.grpc,
-        })?;
+        let path = http::uri::PathAndQuery::try_from(path)
+            .expect("a service and method name make a valid path");
+        grpc.insert(GrpcTarget::new(ctx.clone(), rpc, route.grpc, path))?;
     }
     Ok(true)
 }

@@ -39,7 +39,8 @@ pub fn service() -> HttpService {
 
 async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
     if let Some(grpc) = req.extensions_mut().remove::<crate::grpc::GrpcMatched>() {
-        return Ok(crate::grpc::passthrough::handle(req, grpc).await);
+        // Boxed: its future is not part of every REST call's.
+        return Ok(Box::pin(crate::grpc::passthrough::handle(req, grpc)).await);
     }
     let Some(Matched {
         binding,
