@@ -195,7 +195,7 @@ async fn a_message_over_the_routes_body_limit_is_resource_exhausted() {
 #[tokio::test]
 async fn a_client_that_goes_away_cancels_the_upstream_stream() {
     let gw = TestGateway::demo_with(", grpc: { passthrough: true }", "").await;
-    let open = r#"switchyard_grpc_streams_open{protocol="grpc"}"#;
+    let open = r#"switchyard_streams_open{protocol="grpc"}"#;
     let channel = channel(&gw).await;
     let mut orders = OrderServiceClient::new(channel)
         .watch_orders(WatchOrdersRequest {

@@ -163,15 +163,6 @@ async fn request_metadata_is_forwarded_and_request_id_echoed() {
 }
 
 #[tokio::test]
-async fn server_streaming_methods_answer_501_until_streaming_lands() {
-    let gw = TestGateway::demo().await;
-    let reply = gw.get("/v1/users/1/orders:watch").await;
-    assert_eq!(reply.status, StatusCode::NOT_IMPLEMENTED);
-    assert_eq!(reply.error().0, 12);
-    gw.stop().await;
-}
-
-#[tokio::test]
 async fn admin_serves_metrics_health_and_readiness() {
     let gw = TestGateway::demo().await;
     gw.get("/v1/users/1").await;

@@ -159,6 +159,13 @@ pub struct Limits {
     /// this a worker is overloaded and new connections are closed at once.
     #[serde(default = "default_worker_backlog")]
     pub worker_backlog: usize,
+    /// Server-streaming calls open at once over REST (SSE, NDJSON); beyond
+    /// this a new one is refused with 503.
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+    /// A comment line on idle SSE streams this often, so proxies keep them open.
+    #[serde(default = "default_stream_heartbeat")]
+    pub stream_heartbeat: HumanDuration,
 }
 
 /// Where `.proto` descriptions come from.
@@ -434,6 +441,14 @@ fn default_worker_backlog() -> usize {
     1024
 }
 
+fn default_max_streams() -> usize {
+    10_000
+}
+
+fn default_stream_heartbeat() -> HumanDuration {
+    HumanDuration::from_secs(15)
+}
+
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration::from_secs(2)
 }
@@ -497,6 +512,8 @@ impl Default for Limits {
             max_upstream_message: default_max_upstream_message(),
             shutdown_grace: default_shutdown_grace(),
             worker_backlog: default_worker_backlog(),
+            max_streams: default_max_streams(),
+            stream_heartbeat: default_stream_heartbeat(),
         }
     }
 }

@@ -51,7 +51,7 @@ pub struct EventMetrics {
 pub struct GrpcMetrics {
     /// Calls by route, protocol and the gRPC status they ended with.
     pub calls: IntCounterVec,
-    /// Streaming calls open, by protocol.
+    /// Streaming calls open, by protocol (gRPC, gRPC-Web, SSE, NDJSON).
     pub open_streams: IntGaugeVec,
 }
 
@@ -262,8 +262,8 @@ impl Metrics {
             .expect("static metric definition"),
             open_streams: IntGaugeVec::new(
                 Opts::new(
-                    "grpc_streams_open",
-                    "Streaming calls of gRPC and gRPC-Web clients open now, by protocol.",
+                    "streams_open",
+                    "Streaming calls open now, by protocol: grpc and grpc-web (passed through), sse and ndjson (server-streaming methods over REST).",
                 ),
                 &["protocol"],
             )

@@ -44,6 +44,9 @@ pub struct RouteCtx {
     pub guard: Option<crate::graphql::guard::Guard>,
     /// Events published when a method's call succeeds, by method name.
     pub events: crate::events::compile::RouteEvents,
+    /// Server-streaming calls over REST: the slots shared by every route of
+    /// the config version (`limits.max_streams`) and the SSE heartbeat.
+    pub streams: crate::transcode::stream::StreamLimits,
 }
 
 /// Header ↔ metadata rules, compiled.

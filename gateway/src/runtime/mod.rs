@@ -19,6 +19,7 @@ use crate::routing::header_match::HeaderMatcher;
 use crate::routing::{HeaderForwarding, RouteCtx, RouteTable, RouteTableBuilder};
 use crate::transcode::binding::Binding;
 use crate::transcode::http_rule::{self, RuleSpec};
+use crate::transcode::stream::StreamLimits;
 use crate::transcode::{handler, response};
 use crate::upstream::Upstream;
 
@@ -92,12 +93,15 @@ impl Runtime {
         let events = start_events(&loaded, &metrics, purpose).await?;
         let mut table = RouteTableBuilder::default();
         let mut grpc = GrpcMethods::default();
+        // One bound on REST streams for all the routes of this version.
+        let streams = StreamLimits::new(&config.limits);
         let mut stacks = Vec::with_capacity(config.routes.len());
         let mut targets = Vec::with_capacity(config.routes.len());
         let handler = handler::service();
         for (index, route) in config.routes.iter().enumerate() {
             let key = KeyPath::root().key("routes").index(index);
             let mut ctx = route_ctx(&loaded, index, route, &upstreams, &pool, &metrics)?;
+            ctx.streams = streams.clone();
             ctx.events = crate::events::compile::route_events(
                 events.as_deref(),
                 &loaded,
@@ -276,6 +280,7 @@ fn route_ctx(
         metrics: metrics.clone(),
         guard: None,
         events: Default::default(),
+        streams: StreamLimits::new(limits),
     })
 }
 

@@ -60,15 +60,6 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         res.headers_mut().insert(header::ALLOW, allow);
         return Ok(res);
     }
-    if binding.rpc.is_server_streaming() {
-        return Err(ErrorResponse::new(
-            Code::Unimplemented,
-            format!(
-                "{} is server-streaming; streaming over REST (SSE/NDJSON) is not available yet",
-                binding.rpc.full_name()
-            ),
-        ));
-    }
     let (parts, body) = req.into_parts();
     let bytes = read_body_limited(
         &parts.headers,
@@ -84,6 +75,9 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         &parts.headers,
         &bytes,
     )?;
+    if binding.rpc.is_server_streaming() {
+        return super::stream::serve(binding, message, &parts.headers).await;
+    }
     let route = &binding.route;
     route.events.admit(binding.rpc.name())?;
     let call = Call {

@@ -4,7 +4,8 @@
 //!   templates, [`binding`] compiles one binding per method and template;
 //! - [`request`] builds the request message (body, then path, then query via
 //!   [`field_path`] and [`query`]), [`response`] renders the reply or the error;
-//! - [`handler`] is the tower service that ties them to an upstream call.
+//! - [`handler`] is the tower service that ties them to an upstream call;
+//!   [`stream`] answers server-streaming methods (SSE, NDJSON).
 
 pub mod binding;
 pub mod field_path;
@@ -14,3 +15,4 @@ pub mod path_template;
 pub mod query;
 pub mod request;
 pub mod response;
+pub mod stream;
