@@ -15,6 +15,7 @@ pub mod events;
 pub mod graphql;
 pub mod grpc;
 pub mod observability;
+pub mod openapi;
 pub mod pem;
 pub mod protos;
 pub mod routing;

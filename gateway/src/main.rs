@@ -57,6 +57,16 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Print the OpenAPI 3.1 document of a config's REST routes, generated
+    /// from the protos (or write it with --out).
+    Openapi {
+        /// The YAML config file.
+        #[arg(short, long, default_value = "config/gateway.yaml")]
+        config: PathBuf,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// GraphQL tools (see docs/graphql.md).
     Graphql {
         #[command(subcommand)]
@@ -125,6 +135,7 @@ fn main() -> ExitCode {
             Command::Demo { config } => demo(&config).await,
             Command::Validate { config } => validate(&config).await,
             Command::Schema { out } => schema(out.as_deref()),
+            Command::Openapi { config, out } => openapi(&config, out.as_deref()).await,
             Command::Graphql {
                 command: GraphqlCommand::Schema { config },
             } => graphql_schema(&config).await,
@@ -214,6 +225,34 @@ fn schema(out: Option<&Path>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+async fn openapi(path: &Path, out: Option<&Path>) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let title = loaded
+        .config
+        .openapi
+        .as_ref()
+        .map_or_else(|| "Switchyard API".to_owned(), |o| o.title.clone());
+    let runtime = match Runtime::check(loaded).await {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&e),
+    };
+    let document = switchyard::openapi::document(&runtime, &title);
+    let text = serde_json::to_string_pretty(&document).expect("a JSON value serializes") + "\n";
+    match out {
+        Some(out) => match std::fs::write(out, text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("{}: {e}", out.display())),
+        },
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -61,6 +61,30 @@ pub struct Config {
     /// pass through (`routes[].grpc.passthrough`).
     #[serde(default)]
     pub grpc: GrpcServices,
+    /// Serve the OpenAPI 3.1 document of the REST routes (the one
+    /// `switchyard openapi` prints); not served when absent.
+    #[serde(default)]
+    pub openapi: Option<OpenApiConfig>,
+}
+
+/// Where the OpenAPI document is served.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiConfig {
+    /// The document's path (`GET`), `/openapi.json` by default.
+    #[serde(default = "default_openapi_path")]
+    pub path: String,
+    /// The document's title; `Switchyard API` by default.
+    #[serde(default = "default_openapi_title")]
+    pub title: String,
+}
+
+fn default_openapi_path() -> String {
+    "/openapi.json".into()
+}
+
+fn default_openapi_title() -> String {
+    "Switchyard API".into()
 }
 
 /// The gateway's own gRPC services, beside the passed-through ones.

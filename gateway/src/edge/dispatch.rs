@@ -169,6 +169,21 @@ impl Gateway {
                 .observe_http("graphql", method.as_str(), status, started.elapsed());
             return Ok(response);
         }
+        // The OpenAPI document (`openapi:`).
+        if let Some((path, json)) = &runtime.openapi
+            && method == Method::GET
+            && req.uri().path() == path
+        {
+            let mut response =
+                http::Response::new(switchyard_plugins::stage::full_body(json.clone()));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            self.metrics
+                .observe_http("openapi", method.as_str(), 200, started.elapsed());
+            return Ok(response);
+        }
         // gRPC and gRPC-Web clients, by content type (and CORS preflights
         // of gRPC-Web methods).
         if normalized.is_ok()

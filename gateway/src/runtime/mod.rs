@@ -37,6 +37,8 @@ pub struct Runtime {
     pub grpc: GrpcMethods,
     /// Health and reflection for the passed-through services (`grpc:`).
     pub grpc_builtins: crate::grpc::builtin::Builtins,
+    /// The OpenAPI document and the path it is served at (`openapi:`).
+    pub openapi: Option<(String, bytes::Bytes)>,
     /// Each route's pipeline (plugins around the handler), by route index.
     pub stacks: Vec<HttpService>,
     pub metrics: Arc<Metrics>,
@@ -166,7 +168,7 @@ impl Runtime {
             &metrics,
         )
         .await?;
-        Ok(Runtime {
+        let mut runtime = Runtime {
             graphql,
             pool,
             table,
@@ -177,7 +179,14 @@ impl Runtime {
             metrics,
             loaded,
             events,
-        })
+            openapi: None,
+        };
+        if let Some(openapi) = &runtime.loaded.config.openapi {
+            let document = crate::openapi::document(&runtime, &openapi.title);
+            let json = serde_json::to_vec(&document).expect("a JSON value serializes");
+            runtime.openapi = Some((openapi.path.clone(), json.into()));
+        }
+        Ok(runtime)
     }
 }
 
