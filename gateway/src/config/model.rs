@@ -567,4 +567,11 @@ impl Route {
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.service)
     }
+
+    /// Whether the route exposes the service's method `name` (`methods`).
+    pub fn exposes(&self, name: &str) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|methods| methods.iter().any(|m| m == name))
+    }
 }

@@ -20,6 +20,7 @@ use super::body::{CallRecord, UpstreamBody};
 use super::status::{self, GRPC_STATUS};
 use super::{GrpcMatched, Protocol, web};
 use crate::upstream::UpstreamError;
+use crate::upstream::grpc::encode_timeout;
 
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
@@ -213,16 +214,6 @@ fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
-}
-
-/// `grpc-timeout` for `timeout`, in milliseconds (seconds past 8 digits).
-fn encode_timeout(timeout: Duration) -> String {
-    let millis = timeout.as_millis();
-    if millis < 100_000_000 {
-        format!("{}m", millis.max(1))
-    } else {
-        format!("{}S", timeout.as_secs().min(99_999_999))
-    }
 }
 
 /// The part of the request body that has arrived, and how it ends.

@@ -390,14 +390,7 @@ fn expose_grpc(
     if !route.grpc.passthrough && !route.grpc.web {
         return Ok(false);
     }
-    for rpc in service.methods() {
-        if route
-            .methods
-            .as_ref()
-            .is_some_and(|m| !m.iter().any(|n| n == rpc.name()))
-        {
-            continue;
-        }
+    for rpc in service.methods().filter(|m| route.exposes(m.name())) {
         let path = format!("/{}/{}", service.full_name(), rpc.name());
         let path = http::uri::PathAndQuery::try_from(path)
             .expect("a service and method name make a valid path");
@@ -429,14 +422,7 @@ fn route_rules(
         }
     }
     let mut out = Vec::new();
-    for rpc in service.methods() {
-        if route
-            .methods
-            .as_ref()
-            .is_some_and(|m| !m.iter().any(|n| n == rpc.name()))
-        {
-            continue;
-        }
+    for rpc in service.methods().filter(|m| route.exposes(m.name())) {
         let mut rules = http_rule::rules_of(pool, &rpc)
             .map_err(|e| loaded.source.error_at(key, e.to_string()))?;
         // Client-streaming methods have no one-request REST form: gRPC,

@@ -134,7 +134,7 @@ fn build_request(
 }
 
 /// `grpc-timeout`: at most 8 digits and a unit (gRPC over HTTP/2 spec).
-fn encode_timeout(timeout: Duration) -> String {
+pub(crate) fn encode_timeout(timeout: Duration) -> String {
     let millis = timeout.as_millis();
     if millis < 100_000_000 {
         format!("{}m", millis.max(1))
