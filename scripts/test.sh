@@ -4,7 +4,7 @@
 #   - a Python virtualenv (.venv) with grpcio, for the end-to-end test against
 #     a gRPC server we did not write in Rust;
 #   - Debian's chromium and playwright-core (npm, gateway/tests/browser), for
-#     the GraphiQL page run in a headless browser;
+#     the GraphiQL and API docs pages run in a headless browser;
 #   - graphql-ws and ws (npm, gateway/tests/graphql_ws), a real
 #     graphql-transport-ws client for the GraphQL WebSocket endpoint;
 #   - a Redis on 127.0.0.1:6379, for the shared rate limit tests (started if

@@ -77,6 +77,10 @@ pub struct OpenApiConfig {
     /// The document's title; `Switchyard API` by default.
     #[serde(default = "default_openapi_title")]
     pub title: String,
+    /// Also serve a docs page (Swagger UI, built into the binary) at this
+    /// path, e.g. `/docs`; none when omitted.
+    #[serde(default)]
+    pub docs: Option<String>,
 }
 
 fn default_openapi_path() -> String {

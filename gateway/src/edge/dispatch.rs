@@ -184,6 +184,18 @@ impl Gateway {
                 .observe_http("openapi", method.as_str(), 200, started.elapsed());
             return Ok(response);
         }
+        // The docs page and its assets (`openapi.docs`).
+        if method == Method::GET
+            && let Some(openapi) = &runtime.loaded.config.openapi
+            && let Some(docs) = &openapi.docs
+            && req.uri().path().starts_with(docs.as_str())
+            && let Some(response) =
+                crate::openapi::docs::serve(docs, &openapi.path, req.uri().path(), req.headers())
+        {
+            self.metrics
+                .observe_http("openapi", method.as_str(), 200, started.elapsed());
+            return Ok(response);
+        }
         // gRPC and gRPC-Web clients, by content type (and CORS preflights
         // of gRPC-Web methods).
         if normalized.is_ok()

@@ -105,7 +105,11 @@ pub fn asset(name: &str, request: &HeaderMap) -> Option<Response<Body>> {
     Some(asset_response(Bytes::from(plain), content_type, false))
 }
 
-fn asset_response(body: Bytes, content_type: &'static str, gzip: bool) -> Response<Body> {
+pub(crate) fn asset_response(
+    body: Bytes,
+    content_type: &'static str,
+    gzip: bool,
+) -> Response<Body> {
     let mut response = Response::new(stage::full_body(body));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
@@ -126,7 +130,7 @@ fn asset_response(body: Bytes, content_type: &'static str, gzip: bool) -> Respon
 }
 
 /// Whether `Accept-Encoding` lists gzip (without `q=0`).
-fn accepts_gzip(headers: &HeaderMap) -> bool {
+pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
@@ -141,7 +145,7 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 /// `text` safe inside a double-quoted HTML attribute.
-fn escape_attr(text: &str) -> String {
+pub(crate) fn escape_attr(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -6,6 +6,7 @@
 //! security schemes from the routes' `auth` plugins. `switchyard openapi`
 //! prints it; the gateway serves it when `openapi:` is configured.
 
+pub mod docs;
 pub mod schema;
 
 use std::collections::{BTreeMap, HashSet};
