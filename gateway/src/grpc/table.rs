@@ -11,6 +11,7 @@ use switchyard_plugins::error::Code;
 use super::Protocol;
 use crate::config::GrpcExposure;
 use crate::routing::RouteCtx;
+use crate::routing::hosts::host_rank;
 
 /// One method exposed to gRPC clients by one route.
 #[derive(Debug)]
@@ -144,33 +145,15 @@ impl GrpcMethods {
         let host = host.as_deref();
         targets
             .iter()
-            .filter_map(|t| Some((rank(&t.route.hosts, host)?, t)))
+            .filter_map(|t| Some((host_rank(&t.route.hosts, host)?, t)))
             .max_by_key(|(rank, _)| *rank)
             .map(|(_, t)| t)
     }
 }
 
-/// How specifically `hosts` names `host`: `None` when it does not, 0 for a
-/// route on any host, 1 + suffix length for a wildcard, `usize::MAX` exact.
-fn rank(hosts: &[String], host: Option<&str>) -> Option<usize> {
-    if hosts.is_empty() {
-        return Some(0);
-    }
-    let host = host?;
-    hosts
-        .iter()
-        .filter_map(|pattern| match pattern.strip_prefix('*') {
-            Some(suffix) => {
-                (host.len() > suffix.len() && host.ends_with(suffix)).then_some(1 + suffix.len())
-            }
-            None => (pattern == host).then_some(usize::MAX),
-        })
-        .max()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::rank;
+    use crate::routing::hosts::host_rank as rank;
 
     fn hosts(list: &[&str]) -> Vec<String> {
         list.iter().map(|h| h.to_string()).collect()

@@ -70,6 +70,25 @@ pub fn request_host(req: &switchyard_plugins::stage::Request) -> Option<String> 
     Some(host.trim_end_matches('.').to_ascii_lowercase())
 }
 
+/// How well `host` matches `hosts`: `None` not at all, 0 any host (no
+/// `hosts`), else the length of the matching pattern (an exact host beats
+/// any wildcard, a longer wildcard a shorter one).
+pub fn host_rank(hosts: &[String], host: Option<&str>) -> Option<usize> {
+    if hosts.is_empty() {
+        return Some(0);
+    }
+    let host = host?;
+    hosts
+        .iter()
+        .filter_map(|pattern| match pattern.strip_prefix('*') {
+            Some(suffix) => {
+                (host.len() > suffix.len() && host.ends_with(suffix)).then_some(suffix.len())
+            }
+            None => (pattern == host).then_some(usize::MAX),
+        })
+        .max()
+}
+
 // === impl RouteTableBuilder ===
 
 impl RouteTableBuilder {

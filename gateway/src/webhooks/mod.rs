@@ -39,6 +39,7 @@ use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::{HttpService, Request, Response, full_body, read_body_limited};
 
 use crate::events::outbox::AppendError;
+use crate::routing::hosts::host_rank;
 use dedupe::{Reservation, Store};
 use forward::{ForwardError, Forwarder};
 use publish::{PublishError, Publisher};
@@ -331,25 +332,6 @@ impl Outcome {
 }
 
 // === helpers ===
-
-/// How well `host` matches `hosts`: `None` not at all, 0 any host (no
-/// `hosts`), else the length of the matching pattern (an exact host beats
-/// any wildcard, a longer wildcard a shorter one).
-fn host_rank(hosts: &[String], host: Option<&str>) -> Option<usize> {
-    if hosts.is_empty() {
-        return Some(0);
-    }
-    let host = host?;
-    hosts
-        .iter()
-        .filter_map(|pattern| match pattern.strip_prefix('*') {
-            Some(suffix) => {
-                (host.len() > suffix.len() && host.ends_with(suffix)).then_some(suffix.len())
-            }
-            None => (pattern == host).then_some(usize::MAX),
-        })
-        .max()
-}
 
 /// The id deliveries are deduplicated on, and the CloudEvent's id:
 /// `webhook-id`; for Stripe the body's `id`, else `sig_<hex signature>`.
