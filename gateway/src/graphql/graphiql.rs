@@ -4,15 +4,13 @@
 //!
 //! The assets live in `gateway/assets/graphiql/` (pinned versions, gzip
 //! compressed, refreshed by its `fetch.sh`) and are served under
-//! `<graphql path>/graphiql/<name>`: gzip as stored when the client accepts
-//! it, inflated otherwise. The page sends a Content-Security-Policy that lets
+//! `<graphql path>/graphiql/<name>` (see `edge::pages`). The page sends a Content-Security-Policy that lets
 //! it load only its own assets and talk only to its own origin.
 
-use std::io::Read;
+use http::{HeaderMap, Response, header};
+use switchyard_plugins::stage::Body;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use switchyard_plugins::stage::{self, Body};
+use crate::edge::pages::{self, Gzipped, escape_attr};
 
 /// Path segment under the GraphQL path where the assets are served.
 pub const ASSETS_DIR: &str = "graphiql";
@@ -21,7 +19,7 @@ const PAGE: &str = include_str!("../../assets/graphiql/index.html");
 const INIT_JS: &str = include_str!("../../assets/graphiql/init.js");
 
 /// `(name, gzip bytes, content type)`.
-const GZIPPED: &[(&str, &[u8], &str)] = &[
+const GZIPPED: &Gzipped = &[
     (
         "graphiql.min.js",
         include_bytes!("../../assets/graphiql/graphiql.min.js.gz"),
@@ -67,101 +65,18 @@ pub fn page(endpoint: &str) -> Response<Body> {
     let html = PAGE
         .replace("__ASSETS__", &escape_attr(&assets))
         .replace("__ENDPOINT__", &escape_attr(endpoint));
-    let mut response = Response::new(stage::full_body(html));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
+    pages::page(html, CSP)
 }
 
 /// The asset `name`, or `None` when there is no such asset.
 pub fn asset(name: &str, request: &HeaderMap) -> Option<Response<Body>> {
-    if name == "init.js" {
-        return Some(asset_response(
-            Bytes::from_static(INIT_JS.as_bytes()),
-            "text/javascript; charset=utf-8",
-            false,
-        ));
-    }
-    let &(_, gz, content_type) = GZIPPED.iter().find(|(n, _, _)| *n == name)?;
-    if accepts_gzip(request) {
-        return Some(asset_response(Bytes::from_static(gz), content_type, true));
-    }
-    let mut plain = Vec::with_capacity(gz.len() * 4);
-    flate2::read::GzDecoder::new(gz)
-        .read_to_end(&mut plain)
-        .ok()?;
-    Some(asset_response(Bytes::from(plain), content_type, false))
-}
-
-pub(crate) fn asset_response(
-    body: Bytes,
-    content_type: &'static str,
-    gzip: bool,
-) -> Response<Body> {
-    let mut response = Response::new(stage::full_body(body));
-    *response.status_mut() = StatusCode::OK;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=86400"),
-    );
-    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if gzip {
-        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    response
-}
-
-/// Whether `Accept-Encoding` lists gzip (without `q=0`).
-pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or("");
-            let refused = parts.any(|p| p.replace(' ', "") == "q=0");
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
-        })
-}
-
-/// `text` safe inside a double-quoted HTML attribute.
-pub(crate) fn escape_attr(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    pages::asset(name, request, INIT_JS, GZIPPED)
 }
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

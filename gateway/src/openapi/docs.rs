@@ -6,19 +6,16 @@
 //! accepted; the page's Content-Security-Policy lets it load only its own
 //! assets and the document from its own origin.
 
-use std::io::Read;
+use http::{HeaderMap, Response};
+use switchyard_plugins::stage::Body;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, header};
-use switchyard_plugins::stage::{self, Body};
-
-use crate::graphql::graphiql::{accepts_gzip, asset_response, escape_attr};
+use crate::edge::pages::{self, Gzipped, escape_attr};
 
 const PAGE: &str = include_str!("../../assets/swagger-ui/index.html");
 const INIT_JS: &str = include_str!("../../assets/swagger-ui/init.js");
 
 /// `(name, gzip bytes, content type)`.
-const GZIPPED: &[(&str, &[u8], &str)] = &[
+const GZIPPED: &Gzipped = &[
     (
         "swagger-ui-bundle.js",
         include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js.gz"),
@@ -51,45 +48,17 @@ fn page(docs: &str, spec: &str) -> Response<Body> {
     let html = PAGE
         .replace("__ASSETS__", &escape_attr(&format!("{docs}/assets")))
         .replace("__SPEC__", &escape_attr(spec));
-    let mut response = Response::new(stage::full_body(html));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
+    pages::page(html, CSP)
 }
 
 fn asset(name: &str, request: &HeaderMap) -> Option<Response<Body>> {
-    if name == "init.js" {
-        return Some(asset_response(
-            Bytes::from_static(INIT_JS.as_bytes()),
-            "text/javascript; charset=utf-8",
-            false,
-        ));
-    }
-    let &(_, gz, content_type) = GZIPPED.iter().find(|(n, _, _)| *n == name)?;
-    if accepts_gzip(request) {
-        return Some(asset_response(Bytes::from_static(gz), content_type, true));
-    }
-    let mut plain = Vec::with_capacity(gz.len() * 4);
-    flate2::read::GzDecoder::new(gz)
-        .read_to_end(&mut plain)
-        .ok()?;
-    Some(asset_response(Bytes::from(plain), content_type, false))
+    pages::asset(name, request, INIT_JS, GZIPPED)
 }
 
 #[cfg(test)]
 mod tests {
+    use http::header;
+
     use super::*;
 
     #[test]
