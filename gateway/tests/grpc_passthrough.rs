@@ -16,18 +16,9 @@ use switchyard_demo::pb::users::GetUserRequest;
 use switchyard_demo::pb::users::user_service_client::UserServiceClient;
 use tokio_stream::StreamExt as _;
 use tonic::Code;
-use tonic::transport::Channel;
 
 /// sha256("demo-key-123") → consumer `gold`.
 const GOLD_SHA: &str = "a52782e3a2d4dd2f95f640b9abfb3b2a6b8e722c65f55be830f6e5f619f7f873";
-
-async fn channel(gw: &TestGateway) -> Channel {
-    Channel::from_shared(format!("http://{}", gw.addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("the gateway accepts h2c")
-}
 
 fn get_user(id: &str) -> GetUserRequest {
     GetUserRequest {
@@ -43,7 +34,7 @@ fn sku(sku: &str) -> GetStockRequest {
 #[tokio::test]
 async fn native_clients_call_unary_and_every_streaming_kind_through_the_gateway() {
     let gw = TestGateway::demo_with(", grpc: { passthrough: true }", "").await;
-    let channel = channel(&gw).await;
+    let channel = gw.grpc_channel().await;
 
     // Unary.
     let user = UserServiceClient::new(channel.clone())
@@ -106,7 +97,7 @@ async fn native_clients_call_unary_and_every_streaming_kind_through_the_gateway(
 #[tokio::test]
 async fn upstream_errors_metadata_and_details_pass_through_untouched() {
     let gw = TestGateway::demo_with(", grpc: { passthrough: true }", "").await;
-    let mut users = UserServiceClient::new(channel(&gw).await);
+    let mut users = UserServiceClient::new(gw.grpc_channel().await);
     let status = users
         .get_user(get_user("999"))
         .await
@@ -135,7 +126,7 @@ async fn the_routes_plugins_run_per_call_and_their_refusals_are_grpc_statuses() 
          {{ rate_limit: {{ rate: 2/min, key: [consumer] }} }} ]"
     );
     let gw = TestGateway::demo_with(&route, "").await;
-    let mut users = UserServiceClient::new(channel(&gw).await);
+    let mut users = UserServiceClient::new(gw.grpc_channel().await);
 
     let status = users.get_user(get_user("1")).await.expect_err("no key");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
@@ -164,7 +155,7 @@ async fn the_routes_plugins_run_per_call_and_their_refusals_are_grpc_statuses() 
 async fn methods_not_exposed_to_grpc_clients_are_unimplemented() {
     // The demo routes without `grpc`: REST only.
     let gw = TestGateway::demo_with("", "").await;
-    let channel = channel(&gw).await;
+    let channel = gw.grpc_channel().await;
     let status = UserServiceClient::new(channel.clone())
         .get_user(get_user("1"))
         .await
@@ -180,7 +171,7 @@ async fn methods_not_exposed_to_grpc_clients_are_unimplemented() {
 async fn a_message_over_the_routes_body_limit_is_resource_exhausted() {
     let gw =
         TestGateway::demo_with(", grpc: { passthrough: true }, max_request_body: 64", "").await;
-    let mut inventory = InventoryServiceClient::new(channel(&gw).await);
+    let mut inventory = InventoryServiceClient::new(gw.grpc_channel().await);
     let requests = tokio_stream::iter(vec![sku("A-1"), sku(&"A".repeat(200))]);
     let status = inventory.sum_stock(requests).await.expect_err("too large");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -196,7 +187,7 @@ async fn a_message_over_the_routes_body_limit_is_resource_exhausted() {
 async fn a_client_that_goes_away_cancels_the_upstream_stream() {
     let gw = TestGateway::demo_with(", grpc: { passthrough: true }", "").await;
     let open = r#"switchyard_streams_open{protocol="grpc"}"#;
-    let channel = channel(&gw).await;
+    let channel = gw.grpc_channel().await;
     let mut orders = OrderServiceClient::new(channel)
         .watch_orders(WatchOrdersRequest {
             user_id: "1".into(),

@@ -22,14 +22,6 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-async fn channel(gw: &TestGateway) -> Channel {
-    Channel::from_shared(format!("http://{}", gw.addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("the gateway accepts h2c")
-}
-
 async fn check(health: &mut HealthClient<Channel>, service: &str) -> Result<i32, Code> {
     health
         .check(HealthCheckRequest {
@@ -43,7 +35,7 @@ async fn check(health: &mut HealthClient<Channel>, service: &str) -> Result<i32,
 #[tokio::test]
 async fn health_answers_for_each_passed_through_service_and_follows_its_upstream() {
     let mut gw = TestGateway::demo_with(", grpc: { passthrough: true }", "").await;
-    let channel = channel(&gw).await;
+    let channel = gw.grpc_channel().await;
     let mut health = HealthClient::new(channel.clone());
     let serving = ServingStatus::Serving as i32;
     assert_eq!(check(&mut health, "").await, Ok(serving));
@@ -87,7 +79,7 @@ async fn health_answers_for_each_passed_through_service_and_follows_its_upstream
 
 /// One reflection request's answer.
 async fn reflect(gw: &TestGateway, request: MessageRequest) -> Result<MessageResponse, Code> {
-    let mut client = ServerReflectionClient::new(channel(gw).await);
+    let mut client = ServerReflectionClient::new(gw.grpc_channel().await);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(request),

@@ -186,6 +186,15 @@ impl TestGateway {
         .await
     }
 
+    /// An h2c channel to the public listener, for gRPC clients.
+    pub async fn grpc_channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("the gateway accepts h2c")
+    }
+
     /// Any request to the public listener.
     pub async fn send(
         &self,
