@@ -122,17 +122,25 @@ pub struct RabbitMqSink {
     config: RabbitMqSinkConfig,
     timeout: Duration,
     max_in_flight: usize,
-    /// The connection and its confirm-mode channel, opened on first use and
-    /// again after a failure.
+    /// The connection and its idle confirm-mode channels, opened on first
+    /// use and again after a failure.
     open: Mutex<Option<Open>>,
     /// Numbers the connections opened, so a failure drops its own only.
     opened: std::sync::atomic::AtomicU64,
 }
 
-/// An open connection, its channel and its number.
+/// An open connection, its idle channels and its number.
+///
+/// Each publish has a channel of its own until its confirm arrives: a
+/// message that comes back (`basic.return`) is then the publish's own. On
+/// one channel shared by concurrent publishes, lapin hands returned
+/// messages to whichever confirms it resolves first (a multiple ack
+/// resolves them in hash order), so a routed event could be reported
+/// unroutable and an unroutable one delivered. At most `max_in_flight`
+/// channels are open, one per publish in flight.
 struct Open {
     conn: Connection,
-    channel: Channel,
+    idle: Vec<Channel>,
     number: u64,
 }
 
@@ -154,20 +162,42 @@ impl RabbitMqSink {
         })
     }
 
-    /// The open channel and its connection's number, opening them when
-    /// there are none or they broke.
+    /// A channel of its own for one publish and its connection's number:
+    /// an idle one, or a new one (on a new connection when there is none
+    /// or it broke).
     async fn channel(&self) -> Result<(Channel, u64), String> {
         let mut open = self.open.lock().await;
-        if let Some(current) = open.as_ref()
+        if let Some(current) = open.as_mut()
             && current.conn.status().connected()
-            && current.channel.status().connected()
         {
-            return Ok((current.channel.clone(), current.number));
+            while let Some(channel) = current.idle.pop() {
+                if channel.status().connected() {
+                    return Ok((channel, current.number));
+                }
+            }
+            let channel = self.confirm_channel(&current.conn).await?;
+            return Ok((channel, current.number));
         }
         *open = None;
         let conn = Connection::connect(&self.config.url, ConnectionProperties::default())
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
+        let channel = self.confirm_channel(&conn).await?;
+        self.declare(&channel).await?;
+        let number = self
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        *open = Some(Open {
+            conn,
+            idle: Vec::new(),
+            number,
+        });
+        Ok((channel, number))
+    }
+
+    /// A new channel on `conn` in publisher-confirm mode.
+    async fn confirm_channel(&self, conn: &Connection) -> Result<Channel, String> {
         let channel = conn
             .create_channel()
             .await
@@ -176,17 +206,18 @@ impl RabbitMqSink {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| format!("cannot enable publisher confirms: {e}"))?;
-        self.declare(&channel).await?;
-        let number = self
-            .opened
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        *open = Some(Open {
-            conn,
-            channel: channel.clone(),
-            number,
-        });
-        Ok((channel, number))
+        Ok(channel)
+    }
+
+    /// Gives a channel back after its publish was confirmed.
+    async fn release(&self, channel: Channel, number: u64) {
+        let mut open = self.open.lock().await;
+        if let Some(current) = open.as_mut()
+            && current.number == number
+            && current.idle.len() < self.max_in_flight
+        {
+            current.idle.push(channel);
+        }
     }
 
     /// Drops connection `number` after a failure on it (the next publish
@@ -250,7 +281,7 @@ impl RabbitMqSink {
         event: &Outgoing,
         body: &[u8],
         properties: BasicProperties,
-    ) -> Result<(), String> {
+    ) -> Result<Verdict, String> {
         let confirm = channel
             .basic_publish(
                 self.config.exchange.as_str().into(),
@@ -264,17 +295,24 @@ impl RabbitMqSink {
             )
             .await
             .map_err(|e| format!("publish failed: {e}"))?;
-        match confirm.await.map_err(|e| format!("no confirm: {e}"))? {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(_)) => Err(format!(
-                "unroutable: no queue is bound for routing key `{}` on exchange `{}`",
-                event.destination, self.config.exchange
-            )),
-            Confirmation::Nack(_) => Err("the broker refused the message (nack)".to_owned()),
-            Confirmation::NotRequested => Err("publisher confirms are off".to_owned()),
-        }
+        Ok(
+            match confirm.await.map_err(|e| format!("no confirm: {e}"))? {
+                Confirmation::Ack(None) => Ok(()),
+                Confirmation::Ack(Some(_)) => Err(format!(
+                    "unroutable: no queue is bound for routing key `{}` on exchange `{}`",
+                    event.destination, self.config.exchange
+                )),
+                Confirmation::Nack(_) => Err("the broker refused the message (nack)".to_owned()),
+                Confirmation::NotRequested => {
+                    return Err("publisher confirms are off".to_owned());
+                }
+            },
+        )
     }
 }
+
+/// The broker's verdict on a confirmed publish: accepted, or why not.
+type Verdict = Result<(), String>;
 
 impl Sink for RabbitMqSink {
     fn max_in_flight(&self) -> usize {
@@ -296,7 +334,11 @@ impl Sink for RabbitMqSink {
             };
             let send = self.send(&channel, event, &body, properties);
             let error = match tokio::time::timeout_at(deadline, send).await {
-                Ok(Ok(())) => return Ok(()),
+                Ok(Ok(verdict)) => {
+                    // The channel is fine whatever the broker said.
+                    self.release(channel, number).await;
+                    return verdict.map_err(SinkError::Transient);
+                }
                 Ok(Err(e)) => e,
                 Err(_) => late(),
             };
