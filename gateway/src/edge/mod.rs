@@ -5,6 +5,7 @@ pub mod dispatch;
 pub mod pages;
 pub mod server;
 pub mod tls;
+pub mod websocket;
 pub mod workers;
 
 pub use dispatch::Gateway;

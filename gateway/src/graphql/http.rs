@@ -45,7 +45,7 @@ pub fn service(served: Served) -> HttpService {
             let served = served.clone();
             // Boxed with an explicit `Send` bound, as `transcode::handler::service`.
             Box::pin(async move {
-                if subscriptions::ws::is_upgrade(&req) {
+                if crate::edge::websocket::is_upgrade(&req) {
                     return Ok(subscriptions::ws::accept(served, req));
                 }
                 Ok(handle(&served, req).await)

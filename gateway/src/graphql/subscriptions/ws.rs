@@ -21,17 +21,17 @@ use std::sync::Arc;
 use async_graphql::Response as GqlResponse;
 use futures_util::stream::BoxStream;
 use futures_util::{SinkExt, StreamExt};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode, header};
 use serde::{Deserialize, Serialize};
-use switchyard_plugins::stage::{Request, Response, empty_body};
+use switchyard_plugins::stage::{Request, Response};
 use tokio_stream::StreamMap;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{Slot, Transport, execute, is_request_error};
+use crate::edge::websocket::{Refused, Upgrade, has_token};
 use crate::graphql::call::RequestHeaders;
 use crate::graphql::http::{Body, Rejected, Served, reject};
 use crate::graphql::limits::Refusal;
@@ -40,89 +40,32 @@ use crate::graphql::protection::{Prepared, prepare};
 /// The subprotocol spoken.
 pub const PROTOCOL: &str = "graphql-transport-ws";
 
-/// Whether `req` asks to upgrade to a WebSocket.
-pub fn is_upgrade(req: &Request) -> bool {
-    req.method() == Method::GET && has_token(req.headers(), header::UPGRADE, "websocket")
-}
-
 /// Answers the upgrade (101) and runs the connection once hyper hands it
 /// over; or refuses it with a 4xx saying what is wrong.
 pub fn accept(served: Arc<Served>, mut req: Request) -> Response {
-    let headers = req.headers();
-    let bad = |message: &str| reject(Rejected(StatusCode::BAD_REQUEST, message.to_owned()), false);
-    if !has_token(headers, header::CONNECTION, "upgrade") {
-        return bad("a WebSocket upgrade needs `Connection: upgrade`");
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes)
-        != Some(b"13")
-    {
-        let mut res = reject(
-            Rejected(
-                StatusCode::UPGRADE_REQUIRED,
-                "only WebSocket version 13 is supported".to_owned(),
-            ),
-            false,
-        );
-        res.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return res;
-    }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return bad("a WebSocket upgrade needs `Sec-WebSocket-Key`");
-    };
-    if !has_token(headers, header::SEC_WEBSOCKET_PROTOCOL, PROTOCOL) {
-        return bad(
-            "GraphQL over WebSocket speaks the `graphql-transport-ws` subprotocol: send `Sec-WebSocket-Protocol: graphql-transport-ws`",
-        );
-    }
-    let accept_key = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let headers = RequestHeaders::of(req.headers(), req.extensions());
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let max = served.subscriptions.config.max_message.as_usize();
-                let config = WebSocketConfig::default()
-                    .max_message_size(Some(max))
-                    .max_frame_size(Some(max));
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                Session::new(served, headers).run(ws).await;
-            }
-            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+    let refuse = |refused: Refused| {
+        let header = refused.headers();
+        let mut res = reject(Rejected(refused.status, refused.message), false);
+        if let Some((name, value)) = header {
+            res.headers_mut().insert(name, value);
         }
-    });
-    let mut res = http::Response::new(empty_body());
-    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let out = res.headers_mut();
-    out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    out.insert(
-        header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(PROTOCOL),
-    );
-    if let Ok(value) = HeaderValue::from_str(&accept_key) {
-        out.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+        res
+    };
+    let upgrade = match Upgrade::prepare(&mut req) {
+        Ok(upgrade) => upgrade,
+        Err(refused) => return refuse(refused),
+    };
+    if !has_token(req.headers(), header::SEC_WEBSOCKET_PROTOCOL, PROTOCOL) {
+        return refuse(Refused {
+            status: StatusCode::BAD_REQUEST,
+            message: "GraphQL over WebSocket speaks the `graphql-transport-ws` subprotocol: send `Sec-WebSocket-Protocol: graphql-transport-ws`".to_owned(),
+        });
     }
-    res
-}
-
-/// Whether a comma-separated header holds `token` (case-insensitive).
-fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    let headers = RequestHeaders::of(req.headers(), req.extensions());
+    let response = upgrade.response(Some(PROTOCOL));
+    let max = served.subscriptions.config.max_message.as_usize();
+    upgrade.spawn(max, move |ws| Session::new(served, headers).run(ws));
+    response
 }
 
 /// A message from the client.
