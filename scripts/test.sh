@@ -5,7 +5,7 @@
 #     a gRPC server we did not write in Rust;
 #   - Debian's chromium and playwright-core (npm, gateway/tests/browser), for
 #     the GraphiQL and API docs pages run in a headless browser;
-#   - graphql-ws and ws (npm, gateway/tests/graphql_ws), a real
+#   - graphql-ws and ws (npm, gateway/tests/ws_clients), a real
 #     graphql-transport-ws client for the GraphQL WebSocket endpoint;
 #   - a Redis on 127.0.0.1:6379, for the shared rate limit tests (started if
 #     none answers; apt-get installed if redis-server is missing);
@@ -71,12 +71,13 @@ if [ -f "$browser_dir/package-lock.json" ]; then
   export SWITCHYARD_BROWSER_DIR="$PWD/$browser_dir"
 fi
 
-# --- graphql-ws client (GraphQL WebSocket endpoint tests) -------------------
-# gateway/tests/graphql_ws/subscribe.mjs, a real graphql-ws client.
-graphql_ws_dir=gateway/tests/graphql_ws
-if [ -f "$graphql_ws_dir/package-lock.json" ]; then
-  npm_ci "$graphql_ws_dir" "graphql-ws client"
-  export SWITCHYARD_GRAPHQL_WS_DIR="$PWD/$graphql_ws_dir"
+# --- Node WebSocket clients (GraphQL WebSocket endpoint, method calls) -----
+# gateway/tests/ws_clients: graphql_subscribe.mjs, a real graphql-ws client;
+# method_call.mjs, a call over the `ws` package.
+ws_clients_dir=gateway/tests/ws_clients
+if [ -f "$ws_clients_dir/package-lock.json" ]; then
+  npm_ci "$ws_clients_dir" "WebSocket clients"
+  export SWITCHYARD_WS_CLIENTS_DIR="$PWD/$ws_clients_dir"
 fi
 
 # --- Redis (plugins rate_limit::redis tests, gateway/tests/rate_limit_redis.rs)

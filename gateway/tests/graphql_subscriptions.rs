@@ -271,26 +271,12 @@ async fn an_event_source_opens_a_subscription_with_get() {
 
 // --- WebSocket: the graphql-ws client -----------------------------------
 
-/// The `graphql-ws` client's folder (`gateway/tests/graphql_ws`, its
-/// node_modules installed by `scripts/test.sh`).
-fn graphql_ws_dir() -> std::path::PathBuf {
-    let dir = std::env::var_os("SWITCHYARD_GRAPHQL_WS_DIR").map_or_else(
-        || common::repo_root().join("gateway/tests/graphql_ws"),
-        std::path::PathBuf::from,
-    );
-    assert!(
-        dir.join("node_modules/graphql-ws/package.json").exists(),
-        "the graphql-ws client is not installed: run scripts/test.sh, or (cd gateway/tests/graphql_ws && npm ci)"
-    );
-    dir
-}
-
 #[tokio::test]
 async fn the_graphql_ws_client_receives_streamed_orders_and_cancelling_ends_the_upstream_stream() {
     let gw = gateway("").await;
-    let dir = graphql_ws_dir();
+    let dir = common::ws_clients_dir();
     let output = tokio::process::Command::new("node")
-        .arg(dir.join("subscribe.mjs"))
+        .arg(dir.join("graphql_subscribe.mjs"))
         .env("URL", format!("ws://{}/graphql", gw.addr))
         .env("QUERY", WATCH)
         .env("COUNT", "3")

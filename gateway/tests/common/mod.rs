@@ -109,6 +109,21 @@ routes:
     )
 }
 
+/// The folder of the Node WebSocket clients (`gateway/tests/ws_clients`:
+/// graphql-ws, ws), their node_modules installed by `scripts/test.sh`.
+#[allow(dead_code)] // not every test binary runs a Node client
+pub fn ws_clients_dir() -> PathBuf {
+    let dir = std::env::var_os("SWITCHYARD_WS_CLIENTS_DIR").map_or_else(
+        || repo_root().join("gateway/tests/ws_clients"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("node_modules/ws/package.json").exists(),
+        "the Node WebSocket clients are not installed: run scripts/test.sh, or (cd gateway/tests/ws_clients && npm ci)"
+    );
+    dir
+}
+
 /// The demo routes with upstreams pointing at `demo`, plus `extra` YAML
 /// appended at the top level (e.g. more routes or upstreams).
 pub fn demo_config(demo: &DemoServer, route_extra: &str, top_extra: &str) -> String {

@@ -36,7 +36,7 @@ import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
 function usage(message) {
-  process.stderr.write(`subscribe.mjs: ${message}\n`);
+  process.stderr.write(`graphql_subscribe.mjs: ${message}\n`);
   process.exit(1);
 }
 
@@ -72,7 +72,7 @@ if (process.env.TIMEOUT_MS) {
 }
 
 const out = (line) => process.stdout.write(`${line}\n`);
-const log = (line) => process.stderr.write(`subscribe.mjs: ${line}\n`);
+const log = (line) => process.stderr.write(`graphql_subscribe.mjs: ${line}\n`);
 
 // graphql-ws constructs `new WebSocketImpl(url, 'graphql-transport-ws')`; this
 // subclass adds the extra upgrade headers through ws's options.
