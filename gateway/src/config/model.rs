@@ -330,6 +330,23 @@ pub struct Route {
     /// native gRPC passed through, gRPC-Web translated; off by default.
     #[serde(default)]
     pub grpc: GrpcExposure,
+    /// WebSocket clients of the route's methods at `GET /{package.Service}/{Method}`
+    /// (an HTTP/1.1 upgrade, after the route's plugins): each text frame the
+    /// client sends is one request message in JSON, each reply message comes
+    /// back as one text frame. A method that does not stream requests takes
+    /// the first message as its request; for a client- or bidi-streaming
+    /// method an empty text frame ends the client's messages. The call ends
+    /// with a close frame: 1000 when it succeeded, else the error as a last
+    /// `{"error": {…}}` text frame and close code 4000 + its gRPC code
+    /// (1007: a message that is not valid JSON for the request type, 1009:
+    /// one over the route's `max_request_body`, 1003: a binary frame, 1008:
+    /// a message after the request or the client's end, 1014: an upstream
+    /// breaking the gRPC protocol). Pings go out every
+    /// `limits.stream_heartbeat` and a client silent for three of them is
+    /// closed (1001); open sockets count against `limits.max_streams`. Off by
+    /// default.
+    #[serde(default)]
+    pub websocket: bool,
 }
 
 /// Which gRPC clients reach a route's methods. Either way the request runs

@@ -19,6 +19,7 @@ use crate::observability::Metrics;
 use crate::routing::hosts::request_host;
 use crate::routing::normalize::normalize;
 use crate::runtime::Runtime;
+use crate::transcode::websocket::WsMatched;
 
 /// The gateway's shared state: the live runtime and process-wide metrics.
 pub struct Gateway {
@@ -116,14 +117,7 @@ impl Gateway {
             protocol,
             preflight,
         });
-        let mut stack = runtime.stacks[route.index].clone();
-        let response = match stack.ready().await {
-            Ok(stack) => match stack.call(req).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            },
-            Err(never) => match never {},
-        };
+        let response = run_route(runtime, route.index, req).await;
         let response = if preflight {
             response
         } else {
@@ -196,6 +190,23 @@ impl Gateway {
                 .observe_http("openapi", method.as_str(), 200, started.elapsed());
             return Ok(response);
         }
+        // WebSocket clients of methods, at the methods' gRPC paths.
+        if normalized.is_ok()
+            && crate::edge::websocket::is_upgrade(&req)
+            && let Some(target) = runtime
+                .grpc
+                .find(req.uri().path(), || request_host(&req))
+                .filter(|t| t.websocket)
+                .cloned()
+        {
+            let route = target.route.clone();
+            req.extensions_mut().insert(WsMatched { target });
+            let response = run_route(&runtime, route.index, req).await;
+            let status = response.status().as_u16();
+            self.metrics
+                .observe_http(&route.name, method.as_str(), status, started.elapsed());
+            return Ok(response);
+        }
         // gRPC and gRPC-Web clients, by content type (and CORS preflights
         // of gRPC-Web methods).
         if normalized.is_ok()
@@ -216,11 +227,7 @@ impl Gateway {
             Ok(matched) => {
                 let route = matched.binding.route.clone();
                 req.extensions_mut().insert(matched);
-                let mut stack = runtime.stacks[route.index].clone();
-                // `ready` then `call` rather than `oneshot`: the request must not be
-                // held across an await in this future (rust-lang/rust#102211).
-                stack.ready().await?;
-                let response = stack.call(req).await?;
+                let response = run_route(&runtime, route.index, req).await;
                 (Some(route), response)
             }
             Err(error) => (None, error.into_response()),
@@ -234,6 +241,16 @@ impl Gateway {
         );
         Ok(response)
     }
+}
+
+/// Runs `req` through the pipeline of route `index` (its plugins, then the
+/// handler).
+async fn run_route(runtime: &Runtime, index: usize, req: Request) -> Response {
+    let mut stack = runtime.stacks[index].clone();
+    // `ready` then `call` rather than `oneshot` (rust-lang/rust#102211).
+    let Ok(stack) = stack.ready().await;
+    let Ok(response) = stack.call(req).await;
+    response
 }
 
 /// Whether `req` is a gRPC call (its protocol), or the CORS preflight of a

@@ -1,5 +1,6 @@
 //! The methods gRPC clients reach, by request path
-//! (`/{package.Service}/{Method}`), per host as the REST routes are.
+//! (`/{package.Service}/{Method}`), per host as the REST routes are; the
+//! WebSocket clients of `routes[].websocket` reach methods at the same paths.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -13,12 +14,14 @@ use crate::config::GrpcExposure;
 use crate::routing::RouteCtx;
 use crate::routing::hosts::host_rank;
 
-/// One method exposed to gRPC clients by one route.
+/// One method exposed to gRPC (or WebSocket) clients by one route.
 #[derive(Debug)]
 pub struct GrpcTarget {
     pub route: Arc<RouteCtx>,
     pub rpc: MethodDescriptor,
     pub exposure: GrpcExposure,
+    /// WebSocket clients reach it too (`routes[].websocket`).
+    pub websocket: bool,
     /// `/{package.Service}/{Method}`.
     pub path: http::uri::PathAndQuery,
     /// `grpc_calls_total` of the route by protocol (gRPC, gRPC-Web) and
@@ -60,12 +63,14 @@ impl GrpcTarget {
         route: Arc<RouteCtx>,
         rpc: MethodDescriptor,
         exposure: GrpcExposure,
+        websocket: bool,
         path: http::uri::PathAndQuery,
     ) -> GrpcTarget {
         GrpcTarget {
             route,
             rpc,
             exposure,
+            websocket,
             path,
             calls: Default::default(),
         }

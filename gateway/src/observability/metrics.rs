@@ -255,7 +255,7 @@ impl Metrics {
             calls: IntCounterVec::new(
                 Opts::new(
                     "grpc_calls_total",
-                    "Calls of gRPC and gRPC-Web clients by route, protocol (grpc, grpc-web) and the gRPC status they ended with (refusals by plugins included).",
+                    "Calls of gRPC, gRPC-Web and WebSocket clients by route, protocol (grpc, grpc-web, websocket) and the gRPC status they ended with (refusals of gRPC calls by plugins included).",
                 ),
                 &["route", "protocol", "code"],
             )
@@ -263,7 +263,7 @@ impl Metrics {
             open_streams: IntGaugeVec::new(
                 Opts::new(
                     "streams_open",
-                    "Streaming calls open now, by protocol: grpc and grpc-web (passed through), sse and ndjson (server-streaming methods over REST).",
+                    "Streaming calls open now, by protocol: grpc and grpc-web (passed through), sse and ndjson (server-streaming methods over REST), websocket.",
                 ),
                 &["protocol"],
             )

@@ -377,28 +377,34 @@ fn find_service(
     })
 }
 
-/// The (method, rule) pairs a route exposes, honouring `methods:` and
-/// `expose_unannotated`.
-/// Exposes the route's methods to gRPC clients when its `grpc` says so;
-/// whether it did.
+/// Exposes the route's methods at their gRPC paths when its `grpc` or
+/// `websocket` says so; whether it did.
 fn expose_grpc(
     grpc: &mut GrpcMethods,
     ctx: &Arc<RouteCtx>,
     service: &ServiceDescriptor,
     route: &Route,
 ) -> Result<bool, crate::grpc::table::GrpcConflict> {
-    if !route.grpc.passthrough && !route.grpc.web {
+    if !route.grpc.passthrough && !route.grpc.web && !route.websocket {
         return Ok(false);
     }
     for rpc in service.methods().filter(|m| route.exposes(m.name())) {
         let path = format!("/{}/{}", service.full_name(), rpc.name());
         let path = http::uri::PathAndQuery::try_from(path)
             .expect("a service and method name make a valid path");
-        grpc.insert(GrpcTarget::new(ctx.clone(), rpc, route.grpc, path))?;
+        grpc.insert(GrpcTarget::new(
+            ctx.clone(),
+            rpc,
+            route.grpc,
+            route.websocket,
+            path,
+        ))?;
     }
     Ok(true)
 }
 
+/// The (method, rule) pairs a route exposes, honouring `methods:` and
+/// `expose_unannotated`.
 fn route_rules(
     loaded: &LoadedConfig,
     pool: &DescriptorPool,

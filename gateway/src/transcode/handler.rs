@@ -1,7 +1,8 @@
 //! The transcoding handler: the innermost stage of a REST route. It reads the
 //! body (bounded), builds the request message, calls the upstream and renders
 //! the answer — or the error — as JSON. gRPC clients' calls (matched by
-//! `grpc::GrpcMethods`) go to `grpc::passthrough` instead.
+//! `grpc::GrpcMethods`) go to `grpc::passthrough` instead, WebSocket
+//! upgrades at the same paths to `websocket`.
 
 use std::convert::Infallible;
 use std::time::Instant;
@@ -41,6 +42,9 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
     if let Some(grpc) = req.extensions_mut().remove::<crate::grpc::GrpcMatched>() {
         // Boxed: its future is not part of every REST call's.
         return Ok(Box::pin(crate::grpc::passthrough::handle(req, grpc)).await);
+    }
+    if let Some(ws) = req.extensions_mut().remove::<super::websocket::WsMatched>() {
+        return super::websocket::accept(req, ws);
     }
     let Some(Matched {
         binding,

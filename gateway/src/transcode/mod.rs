@@ -5,7 +5,8 @@
 //! - [`request`] builds the request message (body, then path, then query via
 //!   [`field_path`] and [`query`]), [`response`] renders the reply or the error;
 //! - [`handler`] is the tower service that ties them to an upstream call;
-//!   [`stream`] answers server-streaming methods (SSE, NDJSON).
+//!   [`stream`] answers server-streaming methods (SSE, NDJSON), [`websocket`]
+//!   runs any kind of method over a WebSocket (JSON text frames).
 
 pub mod binding;
 pub mod field_path;
@@ -16,3 +17,4 @@ pub mod query;
 pub mod request;
 pub mod response;
 pub mod stream;
+pub mod websocket;

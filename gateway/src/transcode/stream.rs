@@ -32,6 +32,7 @@ use super::binding::Binding;
 use super::handler::{forward_metadata, observe_upstream, upstream_error};
 use super::response;
 use crate::config::Limits;
+use crate::observability::Metrics;
 use crate::upstream::Call;
 use crate::upstream::stream::MessageStream;
 
@@ -61,6 +62,22 @@ impl StreamLimits {
             max: limits.max_streams,
             heartbeat: limits.stream_heartbeat.0.max(Duration::from_millis(10)),
         }
+    }
+
+    /// One of the `limits.max_streams` slots, or 503.
+    pub(super) fn permit(&self) -> Result<OwnedSemaphorePermit, ErrorResponse> {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            ErrorResponse::with_status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::Unavailable,
+                format!("too many streams open (limits.max_streams = {})", self.max),
+            )
+        })
+    }
+
+    /// `limits.stream_heartbeat`: SSE comments, WebSocket pings.
+    pub(super) fn heartbeat(&self) -> Duration {
+        self.heartbeat
     }
 }
 
@@ -100,21 +117,7 @@ pub async fn serve(
 ) -> Result<Response, ErrorResponse> {
     let route = &binding.route;
     let format = Format::of(headers);
-    let permit = route
-        .streams
-        .slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| {
-            ErrorResponse::with_status(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Code::Unavailable,
-                format!(
-                    "too many streams open (limits.max_streams = {})",
-                    route.streams.max
-                ),
-            )
-        })?;
+    let permit = route.streams.permit()?;
     let mut metadata = forward_metadata(headers, &route.headers);
     if let Some(id) = headers.get(&LAST_EVENT_ID) {
         metadata.insert(LAST_EVENT_ID, id.clone());
@@ -130,12 +133,7 @@ pub async fn serve(
     let result = route.upstream.server_stream(call, &message).await;
     observe_upstream(route, started, &result);
     let messages = result.map_err(|e| upstream_error(route, e))?;
-    let open = route
-        .metrics
-        .grpc
-        .open_streams
-        .with_label_values(&[format.label()]);
-    open.inc();
+    let slot = Slot::new(&route.metrics, format.label(), permit);
     let feed = Feed {
         binding: binding.clone(),
         messages,
@@ -146,10 +144,7 @@ pub async fn serve(
         ),
         sent: 0,
         done: false,
-        _slot: Slot {
-            open,
-            _permit: permit,
-        },
+        _slot: slot,
     };
     let frames = futures_util::stream::unfold(feed, Feed::next_frame)
         .map(|bytes| Ok::<_, BoxError>(Frame::data(bytes)));
@@ -165,10 +160,21 @@ pub async fn serve(
     Ok(response)
 }
 
-/// An open stream, counted until dropped.
-struct Slot {
+/// An open stream, counted in `streams_open{protocol}` until dropped.
+pub(super) struct Slot {
     open: IntGauge,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    pub(super) fn new(metrics: &Metrics, protocol: &str, permit: OwnedSemaphorePermit) -> Slot {
+        let open = metrics.grpc.open_streams.with_label_values(&[protocol]);
+        open.inc();
+        Slot {
+            open,
+            _permit: permit,
+        }
+    }
 }
 
 impl Drop for Slot {

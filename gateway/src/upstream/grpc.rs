@@ -101,16 +101,7 @@ fn build_request(
     call: &mut UnaryCall<'_>,
     message: &DynamicMessage,
 ) -> Result<(Request<()>, Bytes), UpstreamError> {
-    let len = message.encoded_len();
-    let mut frame = BytesMut::with_capacity(5 + len);
-    frame.put_u8(0);
-    frame.put_u32(
-        u32::try_from(len)
-            .map_err(|_| UpstreamError::Protocol("request message over 4 GiB".into()))?,
-    );
-    message
-        .encode(&mut frame)
-        .map_err(|e| UpstreamError::Protocol(format!("encoding the request: {e}")))?;
+    let frame = frame(message)?;
     let mut parts = uri::Parts::default();
     parts.scheme = call.origin.scheme().cloned();
     parts.authority = call.origin.authority().cloned();
@@ -130,7 +121,22 @@ fn build_request(
     if let Ok(value) = HeaderValue::from_str(&encode_timeout(call.timeout)) {
         headers.insert(GRPC_TIMEOUT, value);
     }
-    Ok((request, frame.freeze()))
+    Ok((request, frame))
+}
+
+/// `message` as one uncompressed length-prefixed gRPC frame.
+pub fn frame(message: &DynamicMessage) -> Result<Bytes, UpstreamError> {
+    let len = message.encoded_len();
+    let mut frame = BytesMut::with_capacity(5 + len);
+    frame.put_u8(0);
+    frame.put_u32(
+        u32::try_from(len)
+            .map_err(|_| UpstreamError::Protocol("request message over 4 GiB".into()))?,
+    );
+    message
+        .encode(&mut frame)
+        .map_err(|e| UpstreamError::Protocol(format!("encoding the request: {e}")))?;
+    Ok(frame.freeze())
 }
 
 /// `grpc-timeout`: at most 8 digits and a unit (gRPC over HTTP/2 spec).

@@ -214,25 +214,7 @@ impl Upstream {
             };
             let result = grpc::send(sender, &mut head, message, false).await;
             endpoint.record(&self.name, &result);
-            let (parts, body) = result?.into_parts();
-            match grpc::check_head(&parts)? {
-                Some(compressed_ok) => Ok(stream::MessageStream::new(
-                    &parts,
-                    Some(body),
-                    compressed_ok,
-                    call.output.clone(),
-                    self.max_message,
-                )),
-                // Trailers-only: an error, or an OK stream with no messages.
-                None => match grpc::status_from(&parts.headers) {
-                    Some(status) if status.code() == tonic::Code::Ok => Ok(
-                        stream::MessageStream::new(&parts, None, false, call.output.clone(), 0),
-                    ),
-                    status => Err(UpstreamError::Status(status.unwrap_or_else(|| {
-                        tonic::Status::unknown("upstream sent an invalid grpc-status")
-                    }))),
-                },
-            }
+            self.messages(result?, call.output)
         };
         match tokio::time::timeout(timeout, open).await {
             Ok(result) => result,
@@ -242,6 +224,37 @@ impl Upstream {
                     self.name
                 ),
             ))),
+        }
+    }
+
+    /// The messages of a streaming reply whose head has arrived, decoded as
+    /// `output` and each bounded by `max_upstream_message`; a failed head
+    /// (an HTTP error, or a trailers-only error status) is the error.
+    pub fn messages(
+        &self,
+        reply: http::Response<h2::RecvStream>,
+        output: &prost_reflect::MessageDescriptor,
+    ) -> Result<stream::MessageStream, UpstreamError> {
+        let (parts, body) = reply.into_parts();
+        match grpc::check_head(&parts)? {
+            Some(compressed_ok) => Ok(stream::MessageStream::new(
+                &parts,
+                Some(body),
+                compressed_ok,
+                output.clone(),
+                self.max_message,
+            )),
+            // Trailers-only: an error, or an OK stream with no messages.
+            None => {
+                match grpc::status_from(&parts.headers) {
+                    Some(status) if status.code() == tonic::Code::Ok => Ok(
+                        stream::MessageStream::new(&parts, None, false, output.clone(), 0),
+                    ),
+                    status => Err(UpstreamError::Status(status.unwrap_or_else(|| {
+                        tonic::Status::unknown("upstream sent an invalid grpc-status")
+                    }))),
+                }
+            }
         }
     }
 
