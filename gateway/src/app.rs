@@ -41,8 +41,8 @@ pub async fn start(loaded: LoadedConfig) -> Result<Running, StartError> {
     let tls = edge::tls::listeners(&loaded)?;
     let metrics = Arc::new(Metrics::new());
     let runtime = Runtime::build(loaded, metrics.clone()).await?;
-    let gateway = Gateway::new(runtime);
     let shutdown = Shutdown::new();
+    let gateway = Gateway::new(runtime, shutdown.clone());
     let workers = WorkerPool::start(worker_count, gateway.clone(), settings, shutdown.clone())
         .map_err(|e| {
             source.error_at(

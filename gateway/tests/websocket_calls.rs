@@ -410,3 +410,25 @@ async fn the_node_ws_client_streams_a_client_streaming_call() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn a_gateway_shutting_down_closes_its_sockets_with_1001() {
+    let gw = TestGateway::demo_with(", websocket: true", "").await;
+    let mut ws = connect(&gw, "demo.orders.v1.OrderService/WatchOrders").await;
+    send(&mut ws, json!({"userId": "1"})).await;
+    json(&mut ws).await;
+    let stopping = tokio::spawn(gw.stop());
+    let error = loop {
+        let frame = json(&mut ws).await;
+        if frame.get("error").is_some() {
+            break frame["error"].clone();
+        }
+    };
+    assert_eq!(error["code"], 14, "UNAVAILABLE: {error}");
+    assert_eq!(closed(&mut ws).await.0, 1001);
+    drop(ws);
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the gateway stops once its sockets are closed")
+        .unwrap();
+}

@@ -14,6 +14,8 @@ use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::{BoxFuture, OriginalUri, Request, Response};
 use tower::{Service, ServiceExt};
 
+use super::Shutdown;
+use super::websocket::{self, Sessions};
 use crate::grpc::{self, GrpcMatched};
 use crate::observability::Metrics;
 use crate::routing::hosts::request_host;
@@ -26,18 +28,23 @@ pub struct Gateway {
     runtime: ArcSwap<Runtime>,
     pub metrics: Arc<Metrics>,
     ready: AtomicBool,
+    /// The WebSocket sessions of upgraded connections.
+    pub sessions: Sessions,
 }
 
 // === impl Gateway ===
 
 impl Gateway {
-    pub fn new(runtime: Runtime) -> Arc<Gateway> {
+    /// The gateway serving `runtime`; its WebSocket sessions end when
+    /// `shutdown` is triggered.
+    pub fn new(runtime: Runtime, shutdown: Shutdown) -> Arc<Gateway> {
         let metrics = runtime.metrics.clone();
         metrics.config_version.inc();
         Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             ready: AtomicBool::new(false),
+            sessions: Sessions::new(shutdown),
         })
     }
 
@@ -136,6 +143,10 @@ impl Gateway {
         let started = Instant::now();
         let runtime = self.runtime();
         let method = req.method().clone();
+        let upgrade = websocket::is_upgrade(&req);
+        if upgrade {
+            req.extensions_mut().insert(self.sessions.clone());
+        }
         // One normal form of the path for everything below (a malformed one is a 400).
         let normalized = normalize_uri(&mut req);
         // Inbound webhooks (`webhooks:`) come before GraphQL and the routes.
@@ -192,7 +203,7 @@ impl Gateway {
         }
         // WebSocket clients of methods, at the methods' gRPC paths.
         if normalized.is_ok()
-            && crate::edge::websocket::is_upgrade(&req)
+            && upgrade
             && let Some(target) = runtime
                 .grpc
                 .find(req.uri().path(), || request_host(&req))

@@ -176,8 +176,14 @@ pub(super) async fn serve_worker(
             () = &mut stop => break,
         }
     }
+    // Upgraded connections (WebSockets) left `graceful`: their sessions
+    // close on the same signal and are waited for within the same grace.
+    let drained = async {
+        graceful.shutdown().await;
+        gateway.sessions.drained().await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::debug!("connections drained"),
+        () = drained => tracing::debug!("connections drained"),
         () = tokio::time::sleep(settings.shutdown_grace) => tracing::warn!("drain deadline passed; closing remaining connections"),
     }
 }

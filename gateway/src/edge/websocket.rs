@@ -2,6 +2,10 @@
 //! upgrade, shared by the endpoints that speak WebSocket (GraphQL
 //! subscriptions, streaming methods on routes): the request is checked, the
 //! 101 answer built, and the connection handed over once hyper lets go of it.
+//!
+//! An upgraded connection leaves hyper's graceful shutdown, so the sessions
+//! are tracked here ([`Sessions`]): told when the gateway shuts down (they
+//! close with 1001), and waited for within `limits.shutdown_grace`.
 
 use std::future::Future;
 
@@ -13,6 +17,9 @@ use switchyard_plugins::stage::{Request, Response, empty_body};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_util::task::TaskTracker;
+
+use super::Shutdown;
 
 /// A WebSocket over an upgraded edge connection.
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -30,6 +37,15 @@ pub struct Upgrade {
 pub struct Refused {
     pub status: StatusCode,
     pub message: String,
+}
+
+/// The edge's WebSocket sessions: where they run, and the signal that the
+/// gateway is shutting down. Requests that ask for an upgrade carry it in
+/// their extensions.
+#[derive(Clone, Default)]
+pub struct Sessions {
+    tracker: TaskTracker,
+    shutdown: Shutdown,
 }
 
 /// Whether `req` asks to upgrade to a WebSocket.
@@ -100,14 +116,17 @@ impl Upgrade {
     }
 
     /// Runs `session` on the socket once hyper has sent the 101 and handed
-    /// the connection over; every message (and frame) is bounded by
-    /// `max_message` bytes.
-    pub fn spawn<F, Fut>(self, max_message: usize, session: F)
+    /// the connection over, among the `sessions` of `req` (an upgrade the
+    /// dispatcher saw; else untracked); every message (and frame) is bounded
+    /// by `max_message` bytes. The session gets the gateway's shutdown
+    /// signal.
+    pub fn spawn<F, Fut>(self, sessions: Sessions, max_message: usize, session: F)
     where
-        F: FnOnce(Socket) -> Fut + Send + 'static,
+        F: FnOnce(Socket, Shutdown) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        tokio::spawn(async move {
+        let shutdown = sessions.shutdown.clone();
+        sessions.tracker.spawn(async move {
             match self.on_upgrade.await {
                 Ok(upgraded) => {
                     let config = WebSocketConfig::default()
@@ -119,11 +138,38 @@ impl Upgrade {
                         Some(config),
                     )
                     .await;
-                    session(ws).await;
+                    session(ws, shutdown).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }
         });
+    }
+}
+
+// === impl Sessions ===
+
+impl Sessions {
+    pub fn new(shutdown: Shutdown) -> Sessions {
+        Sessions {
+            tracker: TaskTracker::new(),
+            shutdown,
+        }
+    }
+
+    /// The sessions an upgrade request belongs to (put there by the
+    /// dispatcher); untracked ones when it has none.
+    pub fn of(req: &Request) -> Sessions {
+        req.extensions()
+            .get::<Sessions>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Resolves once no session is left (after shutdown: new ones may still
+    /// start until then).
+    pub async fn drained(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
     }
 }
 

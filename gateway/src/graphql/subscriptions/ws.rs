@@ -31,7 +31,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{Slot, Transport, execute, is_request_error};
-use crate::edge::websocket::{Refused, Upgrade, has_token};
+use crate::edge::Shutdown;
+use crate::edge::websocket::{Refused, Sessions, Upgrade, has_token};
 use crate::graphql::call::RequestHeaders;
 use crate::graphql::http::{Body, Rejected, Served, reject};
 use crate::graphql::limits::Refusal;
@@ -64,7 +65,10 @@ pub fn accept(served: Arc<Served>, mut req: Request) -> Response {
     let headers = RequestHeaders::of(req.headers(), req.extensions());
     let response = upgrade.response(Some(PROTOCOL));
     let max = served.subscriptions.config.max_message.as_usize();
-    upgrade.spawn(max, move |ws| Session::new(served, headers).run(ws));
+    let sessions = Sessions::of(&req);
+    upgrade.spawn(sessions, max, move |ws, shutdown| {
+        Session::new(served, headers).run(ws, shutdown)
+    });
     response
 }
 
@@ -137,10 +141,12 @@ impl Session {
         }
     }
 
-    async fn run<S>(mut self, mut ws: WebSocketStream<S>)
+    async fn run<S>(mut self, mut ws: WebSocketStream<S>, shutdown: Shutdown)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
+        let closing = shutdown.wait();
+        tokio::pin!(closing);
         let config = &self.served.subscriptions.config;
         let init_deadline = tokio::time::sleep(config.init_timeout.0);
         tokio::pin!(init_deadline);
@@ -175,6 +181,7 @@ impl Session {
                     Action::Close(4408, "Connection initialisation timeout".to_owned())
                 }
                 _ = keepalive.tick() => Action::Reply(r#"{"type":"ping"}"#.to_owned()),
+                () = &mut closing => Action::Close(1001, "the gateway is shutting down".to_owned()),
             };
             match action {
                 Action::Nothing => {}

@@ -24,7 +24,9 @@
 //! - pings every `limits.stream_heartbeat`; a client that sends nothing, not
 //!   even a pong, for three of them is closed (1001);
 //! - every message (and frame) is bounded by the route's `max_request_body`
-//!   (1009 beyond), reply messages by `limits.max_upstream_message`.
+//!   (1009 beyond), reply messages by `limits.max_upstream_message`;
+//! - a gateway shutting down closes its sockets with 1001 and waits for
+//!   them within `limits.shutdown_grace`.
 
 mod session;
 
@@ -35,7 +37,7 @@ use switchyard_plugins::stage::{Request, Response};
 
 use super::handler::{forward_metadata, upstream_error};
 use super::stream::Slot;
-use crate::edge::websocket::Upgrade;
+use crate::edge::websocket::{Sessions, Upgrade};
 use crate::grpc::GrpcTarget;
 use crate::routing::RouteCtx;
 use crate::upstream::UpstreamError;
@@ -81,8 +83,9 @@ pub fn accept(mut req: Request, matched: WsMatched) -> Result<Response, ErrorRes
     let slot = Slot::new(&route.metrics, PROTOCOL, permit);
     let response = upgrade.response(None);
     let max_message = route.max_body;
-    upgrade.spawn(max_message, move |ws| {
-        session::run(ws, target, metadata, slot)
+    let sessions = Sessions::of(&req);
+    upgrade.spawn(sessions, max_message, move |ws, shutdown| {
+        session::run(ws, target, metadata, slot, shutdown)
     });
     Ok(response)
 }

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{Ending, PROTOCOL};
 use crate::config::UnknownFields;
+use crate::edge::Shutdown;
 use crate::edge::websocket::Socket;
 use crate::grpc::GrpcTarget;
 use crate::transcode::handler::observe_upstream;
@@ -61,8 +62,21 @@ struct Client {
 /// Runs the call of `target` on `ws`, with `metadata` from the upgrade
 /// request; `slot` counts it as an open stream until the call ends (the
 /// closing handshake after it is not counted).
-pub(super) async fn run(mut ws: Socket, target: Arc<GrpcTarget>, metadata: HeaderMap, slot: Slot) {
-    let ending = call(&mut ws, &target, metadata).await;
+pub(super) async fn run(
+    mut ws: Socket,
+    target: Arc<GrpcTarget>,
+    metadata: HeaderMap,
+    slot: Slot,
+    shutdown: Shutdown,
+) {
+    let ending = tokio::select! {
+        ending = call(&mut ws, &target, metadata) => ending,
+        () = shutdown.wait() => Some(Ending::client(
+            1001,
+            Code::Unavailable,
+            "the gateway is shutting down",
+        )),
+    };
     drop(slot);
     let route = &target.route;
     let code = ending.as_ref().map_or(Code::Cancelled, |e| e.code);
