@@ -11,7 +11,9 @@
 //!
 //! - a method that does not stream requests takes the first message as its
 //!   request; a client- or bidi-streaming one takes every message until the
-//!   client sends an empty text frame (the end of its messages);
+//!   client sends an empty text frame (the end of its messages); a unary
+//!   call has the route's `timeout` from its request on (4004 beyond),
+//!   streaming ones last as long as the client wants;
 //! - the call ends with a close frame: 1000 when it succeeded, else a last
 //!   text frame `{"error": {code, message, details}}` (the shared error
 //!   body) and the close code from [`Ending`] — 4000 + the gRPC code for

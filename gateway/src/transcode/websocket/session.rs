@@ -127,6 +127,8 @@ async fn call(ws: &mut Socket, target: &Arc<GrpcTarget>, metadata: HeaderMap) ->
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = Instant::now();
+    // A unary call has the route's deadline, from its request on.
+    let mut deadline = None;
     loop {
         tokio::select! {
             incoming = ws.next(), if up.takes_more() => {
@@ -158,6 +160,16 @@ async fn call(ws: &mut Socket, target: &Arc<GrpcTarget>, metadata: HeaderMap) ->
                     }
                 }
                 up.flush();
+                if deadline.is_none() && client.done && target.is_unary() {
+                    deadline = Some(tokio::time::Instant::now() + route.timeout);
+                }
+            }
+            () = until(deadline) => {
+                let error = UpstreamError::Status(tonic::Status::deadline_exceeded(format!(
+                    "upstream `{}` did not answer within {:?}",
+                    upstream.name, route.timeout
+                )));
+                return Some(Ending::upstream(route, error));
             }
             capacity = std::future::poll_fn(|cx| up.send.poll_capacity(cx)), if !up.buf.is_empty() => {
                 up.push(capacity);
@@ -272,6 +284,14 @@ impl Upward {
     }
 }
 
+/// Resolves at `deadline`; never without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next reply message once the reply has started; never before.
 async fn next_message(
     messages: &mut Option<MessageStream>,
@@ -300,7 +320,8 @@ fn render(target: &GrpcTarget, message: &DynamicMessage) -> Result<String, Endin
 }
 
 /// The request head's metadata: the forwarded headers and what gRPC needs.
-/// No `grpc-timeout`: the call lasts as long as its client wants.
+/// No `grpc-timeout`: a streaming call lasts as long as its client wants,
+/// and a unary one's deadline starts with its request, after the head.
 fn upstream_headers(mut headers: HeaderMap) -> HeaderMap {
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(TE, HeaderValue::from_static("trailers"));
