@@ -211,3 +211,54 @@ async fn a_client_that_goes_away_cancels_the_upstream_stream() {
     }
     gw.stop().await;
 }
+
+/// A client we did not write: Python's grpcio (tests/peers/python,
+/// `$SWITCHYARD_PYTHON` from scripts/test.sh, else python3) calls every kind
+/// of method through the gateway, with stubs generated from the demo protos.
+#[tokio::test]
+async fn a_python_grpcio_client_calls_every_kind_of_method_through_the_gateway() {
+    let gw = TestGateway::demo_with(", grpc: { passthrough: true }", "").await;
+    let python = std::env::var("SWITCHYARD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let root = common::repo_root();
+    let output = tokio::process::Command::new(&python)
+        .arg(root.join("gateway/tests/peers/python/passthrough_client.py"))
+        .arg(gw.addr.to_string())
+        .arg(root.join("proto"))
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {python:?}: {e} (run scripts/test.sh)"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the grpcio client failed (needs grpcio and grpcio-tools: run scripts/test.sh):\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let calls: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    let call = |name: &str| {
+        calls
+            .iter()
+            .find(|c| c["call"] == name)
+            .unwrap_or_else(|| panic!("no {name} call in {stdout}"))
+            .clone()
+    };
+    assert_eq!(call("unary")["name"], "Grace Hopper");
+    assert_eq!(call("server_streaming")["user_id"], "1");
+    let total = call("client_streaming");
+    assert_eq!(
+        (total["skus"].as_i64(), total["available"].as_i64()),
+        (Some(3), Some(220))
+    );
+    assert_eq!(
+        call("bidi_streaming")["answers"],
+        serde_json::json!([["B-9", 40], ["A-2", 90]])
+    );
+    let error = call("error");
+    assert_eq!(error["code"], "NOT_FOUND", "{error}");
+    assert!(
+        error["details"].as_str().unwrap().contains("Z-404"),
+        "{error}"
+    );
+}
