@@ -392,6 +392,22 @@ async fn a_client_that_never_sends_connection_init_is_closed_with_4408() {
 }
 
 #[tokio::test]
+async fn a_gateway_shutting_down_closes_subscription_sockets_with_1001() {
+    let gw = gateway("").await;
+    let mut ws = connect(&gw).await;
+    init(&mut ws).await;
+    send(&mut ws, subscribe("1", WATCH)).await;
+    assert_eq!(recv(&mut ws).await["type"], "next");
+    let stopping = tokio::spawn(gw.stop());
+    assert_eq!(closed(&mut ws).await.0, 1001);
+    drop(ws);
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the gateway stops once its sockets are closed")
+        .unwrap();
+}
+
+#[tokio::test]
 async fn subscribe_before_init_is_4401_and_a_second_init_is_4429() {
     let gw = gateway("").await;
     let mut ws = connect(&gw).await;
