@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestGateway;
@@ -431,4 +433,39 @@ async fn a_gateway_shutting_down_closes_its_sockets_with_1001() {
         .await
         .expect("the gateway stops once its sockets are closed")
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unary_call_past_the_route_timeout_closes_with_4004() {
+    // A users upstream whose GetUser takes 1 s (a blocking sleep on its
+    // own thread of this multi-threaded test runtime).
+    let pool = switchyard::protos::load(&switchyard::protos::ProtoSources {
+        sources: vec![common::repo_root().join("proto")],
+        includes: Vec::new(),
+    })
+    .expect("the demo protos compile");
+    let user = pool
+        .get_message_by_name("demo.users.v1.User")
+        .expect("User");
+    let slow: common::scripted::Handler = Arc::new(move |_| {
+        std::thread::sleep(Duration::from_secs(1));
+        prost_reflect::DynamicMessage::new(user.clone())
+    });
+    let users = common::scripted::start(pool, HashMap::from([("GetUser", slow)])).await;
+    let yaml = common::one_route_config(
+        None,
+        "demo.users.v1.UserService",
+        &format!("\"http://{}\"", users.addr),
+        "",
+        ", timeout: 200ms, websocket: true",
+    );
+    let gw = TestGateway::start_yaml(common::spawn_demo().await, &yaml).await;
+    let mut ws = connect(&gw, "demo.users.v1.UserService/GetUser").await;
+    send(&mut ws, json!({"id": "1"})).await;
+    let (error, code) = failed(&mut ws).await;
+    assert_eq!(code, 4004, "DEADLINE_EXCEEDED: {error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("200ms"),
+        "{error}"
+    );
 }
