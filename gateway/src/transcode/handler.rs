@@ -134,12 +134,17 @@ pub(crate) fn observe_upstream<T>(
     started: Instant,
     result: &Result<T, UpstreamError>,
 ) {
-    let code = match result {
-        Ok(_) => Code::Ok,
-        Err(UpstreamError::Status(status) | UpstreamError::Transport { status, .. }) => {
+    observe_outcome(route, started, result.as_ref().err());
+}
+
+/// [`observe_upstream`] for a call that succeeded (`None`) or failed.
+pub(crate) fn observe_outcome(route: &RouteCtx, started: Instant, error: Option<&UpstreamError>) {
+    let code = match error {
+        None => Code::Ok,
+        Some(UpstreamError::Status(status) | UpstreamError::Transport { status, .. }) => {
             Code::from_i32(status.code() as i32)
         }
-        Err(_) => Code::Internal,
+        Some(_) => Code::Internal,
     };
     route
         .metrics

@@ -30,6 +30,7 @@
 //! - a gateway shutting down closes its sockets with 1001 and waits for
 //!   them within `limits.shutdown_grace`.
 
+mod client;
 mod session;
 
 use std::sync::Arc;

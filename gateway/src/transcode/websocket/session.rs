@@ -10,21 +10,22 @@ use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use h2::SendStream;
 use http::header::{CONTENT_TYPE, TE};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use prost_reflect::{DeserializeOptions, DynamicMessage};
+use prost_reflect::DynamicMessage;
 use switchyard_plugins::error::Code;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::client::{Client, Step};
 use super::{Ending, PROTOCOL};
-use crate::config::UnknownFields;
 use crate::edge::Shutdown;
 use crate::edge::websocket::Socket;
 use crate::grpc::GrpcTarget;
-use crate::transcode::handler::observe_upstream;
+use crate::transcode::handler::{observe_outcome, observe_upstream};
 use crate::transcode::stream::Slot;
+use crate::upstream::UpstreamError;
+use crate::upstream::raw::Opened;
 use crate::upstream::stream::MessageStream;
-use crate::upstream::{UpstreamError, grpc};
 
 /// How long the client has to answer our close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
@@ -33,31 +34,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 const COALESCE: usize = 16 * 1024;
 /// Heartbeats a client may let pass without sending anything.
 const SILENT_BEATS: u32 = 3;
-
-/// What a client frame leads to.
-enum Step {
-    /// A request message to send upstream (its gRPC frame); `last`: the
-    /// client's messages end with it.
-    Send { frame: Bytes, last: bool },
-    /// The client ended its messages.
-    HalfClose,
-    /// Nothing to do (a ping, a pong).
-    Nothing,
-    /// The client closed the socket or went away: cancel the call.
-    Gone,
-    /// The client broke the exchange.
-    End(Ending),
-}
-
-/// The client's side of the call.
-struct Client {
-    target: Arc<GrpcTarget>,
-    options: DeserializeOptions,
-    /// Messages taken so far.
-    taken: usize,
-    /// The client ended its messages (or its one request was taken).
-    done: bool,
-}
 
 /// Runs the call of `target` on `ws`, with `metadata` from the upgrade
 /// request; `slot` counts it as an open stream until the call ends (the
@@ -97,25 +73,9 @@ async fn call(ws: &mut Socket, target: &Arc<GrpcTarget>, metadata: HeaderMap) ->
     let route = &target.route;
     let upstream = &route.upstream;
     let started = Instant::now();
-    let opened = match tokio::time::timeout(
-        route.timeout,
-        upstream.open(&target.path, upstream_headers(metadata)),
-    )
-    .await
-    {
-        Ok(Ok(opened)) => opened,
-        Ok(Err(error)) => {
-            let failed: Result<(), _> = Err(error);
-            observe_upstream(route, started, &failed);
-            return failed.err().map(|error| Ending::upstream(route, error));
-        }
-        Err(_) => {
-            let error = UpstreamError::Status(tonic::Status::deadline_exceeded(format!(
-                "upstream `{}` did not take the call within {:?}",
-                upstream.name, route.timeout
-            )));
-            return Some(Ending::upstream(route, error));
-        }
+    let opened = match open(target, metadata, started).await {
+        Ok(opened) => opened,
+        Err(ending) => return Some(ending),
     };
     let mut up = Upward::new(opened.body);
     let head = opened.reply.get();
@@ -123,96 +83,180 @@ async fn call(ws: &mut Socket, target: &Arc<GrpcTarget>, metadata: HeaderMap) ->
     let mut head_done = false;
     let mut messages: Option<MessageStream> = None;
     let mut client = Client::new(target.clone());
-    let period = route.streams.heartbeat();
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut heard = Instant::now();
+    let mut beats = Beats::new(route.streams.heartbeat());
     // A unary call has the route's deadline, from its request on.
     let mut deadline = None;
     loop {
-        tokio::select! {
+        let flow = tokio::select! {
             incoming = ws.next(), if up.takes_more() => {
-                heard = Instant::now();
-                let mut step = client.step(incoming);
-                // What the client has already sent goes up with it, as one
-                // DATA frame: an upstream may refuse a flood of small frames
-                // (h2's "too_many_data_frames" GOAWAY, on a shared connection).
-                loop {
-                    match step {
-                        Step::Gone => {
-                            up.send.send_reset(h2::Reason::CANCEL);
-                            // Sends the reply to a close frame, if that was it.
-                            let _ = ws.flush().await;
-                            return None;
-                        }
-                        Step::End(ending) => {
-                            up.send.send_reset(h2::Reason::CANCEL);
-                            return Some(ending);
-                        }
-                        step => up.take(step),
-                    }
-                    if up.buf.len() >= COALESCE {
-                        break;
-                    }
-                    match ws.next().now_or_never() {
-                        Some(incoming) => step = client.step(incoming),
-                        None => break,
-                    }
-                }
-                up.flush();
+                beats.heard();
+                let flow = from_client(ws, &mut client, &mut up, incoming).await;
                 if deadline.is_none() && client.done && target.is_unary() {
                     deadline = Some(tokio::time::Instant::now() + route.timeout);
                 }
+                flow
             }
-            () = until(deadline) => {
-                let error = UpstreamError::Status(tonic::Status::deadline_exceeded(format!(
+            () = until(deadline) => Flow::Stop(Some(Ending::upstream(
+                route,
+                UpstreamError::Status(tonic::Status::deadline_exceeded(format!(
                     "upstream `{}` did not answer within {:?}",
                     upstream.name, route.timeout
-                )));
-                return Some(Ending::upstream(route, error));
-            }
+                ))),
+            ))),
             capacity = std::future::poll_fn(|cx| up.send.poll_capacity(cx)), if !up.buf.is_empty() => {
                 up.push(capacity);
+                Flow::Go
             }
             reply = &mut head, if !head_done => {
                 head_done = true;
                 let result = reply.and_then(|reply| upstream.messages(reply, &target.rpc.output()));
                 observe_upstream(route, started, &result);
                 match result {
-                    Ok(stream) => messages = Some(stream),
-                    Err(error) => return Some(Ending::upstream(route, error)),
-                }
-            }
-            next = next_message(&mut messages) => match next {
-                Some(Ok(message)) => {
-                    let text = match render(target, &message) {
-                        Ok(text) => text,
-                        Err(ending) => return Some(ending),
-                    };
-                    if ws.send(Message::text(text)).await.is_err() {
-                        return None;
+                    Ok(stream) => {
+                        messages = Some(stream);
+                        Flow::Go
                     }
-                }
-                Some(Err(error)) => return Some(Ending::upstream(route, error)),
-                None => return Some(Ending::ok()),
-            },
-            _ = heartbeat.tick() => {
-                // Not reading the client (waiting on the upstream) is not
-                // the client's silence.
-                if !up.takes_more() {
-                    heard = Instant::now();
-                }
-                if heard.elapsed() > period * SILENT_BEATS {
-                    return Some(Ending::client(
-                        1001,
-                        Code::Cancelled,
-                        format!("the client sent nothing, not even a pong, for {SILENT_BEATS} heartbeats (limits.stream_heartbeat)"),
-                    ));
-                }
-                if ws.send(Message::Ping(Bytes::new())).await.is_err() {
-                    return None;
+                    Err(error) => Flow::Stop(Some(Ending::upstream(route, error))),
                 }
             }
+            next = next_message(&mut messages) => to_client(ws, target, next).await,
+            _ = beats.interval.tick() => beats.beat(ws, up.takes_more()).await,
+        };
+        if let Flow::Stop(ending) = flow {
+            return ending;
+        }
+    }
+}
+
+/// Whether the exchange goes on, or how it stopped (`None`: the client
+/// went away).
+enum Flow {
+    Go,
+    Stop(Option<Ending>),
+}
+
+/// Opens the upstream call, within the route's timeout.
+async fn open<'a>(
+    target: &'a GrpcTarget,
+    metadata: HeaderMap,
+    started: Instant,
+) -> Result<Opened<'a>, Ending> {
+    let route = &target.route;
+    let upstream = &route.upstream;
+    let opening = upstream.open(&target.path, upstream_headers(metadata));
+    match tokio::time::timeout(route.timeout, opening).await {
+        Ok(Ok(opened)) => Ok(opened),
+        Ok(Err(error)) => {
+            observe_outcome(route, started, Some(&error));
+            Err(Ending::upstream(route, error))
+        }
+        Err(_) => {
+            let error = UpstreamError::Status(tonic::Status::deadline_exceeded(format!(
+                "upstream `{}` did not take the call within {:?}",
+                upstream.name, route.timeout
+            )));
+            Err(Ending::upstream(route, error))
+        }
+    }
+}
+
+/// Takes a client frame, and what the client has already sent after it
+/// (up to [`COALESCE`] bytes): they go up as one DATA frame, since an
+/// upstream may refuse a flood of small frames (h2's "too_many_data_frames"
+/// GOAWAY, on a shared connection).
+async fn from_client(
+    ws: &mut Socket,
+    client: &mut Client,
+    up: &mut Upward,
+    incoming: Option<Result<Message, WsError>>,
+) -> Flow {
+    let mut step = client.step(incoming);
+    loop {
+        match step {
+            Step::Gone => {
+                up.send.send_reset(h2::Reason::CANCEL);
+                // Sends the reply to a close frame, if that was it.
+                let _ = ws.flush().await;
+                return Flow::Stop(None);
+            }
+            Step::End(ending) => {
+                up.send.send_reset(h2::Reason::CANCEL);
+                return Flow::Stop(Some(ending));
+            }
+            step => up.take(step),
+        }
+        if up.buf.len() >= COALESCE {
+            break;
+        }
+        match ws.next().now_or_never() {
+            Some(incoming) => step = client.step(incoming),
+            None => break,
+        }
+    }
+    up.flush();
+    Flow::Go
+}
+
+/// Sends a reply message to the client, or ends the call with the stream.
+async fn to_client(
+    ws: &mut Socket,
+    target: &GrpcTarget,
+    next: Option<Result<DynamicMessage, UpstreamError>>,
+) -> Flow {
+    match next {
+        Some(Ok(message)) => match render(target, &message) {
+            Ok(text) => match ws.send(Message::text(text)).await {
+                Ok(()) => Flow::Go,
+                Err(_) => Flow::Stop(None),
+            },
+            Err(ending) => Flow::Stop(Some(ending)),
+        },
+        Some(Err(error)) => Flow::Stop(Some(Ending::upstream(&target.route, error))),
+        None => Flow::Stop(Some(Ending::ok())),
+    }
+}
+
+/// The heartbeat: a ping each period, and the client's silence.
+struct Beats {
+    interval: tokio::time::Interval,
+    period: Duration,
+    heard: Instant,
+}
+
+impl Beats {
+    fn new(period: Duration) -> Beats {
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Beats {
+            interval,
+            period,
+            heard: Instant::now(),
+        }
+    }
+
+    /// The client sent something (a pong counts).
+    fn heard(&mut self) {
+        self.heard = Instant::now();
+    }
+
+    /// A tick: closes a silent client, else pings. `reading`: whether the
+    /// client is being read (waiting on the upstream is not its silence).
+    async fn beat(&mut self, ws: &mut Socket, reading: bool) -> Flow {
+        if !reading {
+            self.heard();
+        }
+        if self.heard.elapsed() > self.period * SILENT_BEATS {
+            return Flow::Stop(Some(Ending::client(
+                1001,
+                Code::Cancelled,
+                format!(
+                    "the client sent nothing, not even a pong, for {SILENT_BEATS} heartbeats (limits.stream_heartbeat)"
+                ),
+            )));
+        }
+        match ws.send(Message::Ping(Bytes::new())).await {
+            Ok(()) => Flow::Go,
+            Err(_) => Flow::Stop(None),
         }
     }
 }
@@ -351,102 +395,4 @@ async fn close(ws: &mut Socket, ending: &Ending) {
         while let Some(Ok(_)) = ws.next().await {}
     })
     .await;
-}
-
-// === impl Client ===
-
-impl Client {
-    fn new(target: Arc<GrpcTarget>) -> Client {
-        let options = DeserializeOptions::new()
-            .deny_unknown_fields(target.route.json.unknown_fields == UnknownFields::Reject);
-        Client {
-            target,
-            options,
-            taken: 0,
-            done: false,
-        }
-    }
-
-    /// What the client's next frame (or its going away) leads to.
-    fn step(&mut self, incoming: Option<Result<Message, WsError>>) -> Step {
-        let text = match incoming {
-            None => return Step::Gone,
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Binary(_))) => {
-                return Step::End(Ending::client(
-                    1003,
-                    Code::InvalidArgument,
-                    "messages are JSON text frames, not binary",
-                ));
-            }
-            Some(Ok(Message::Close(_))) => return Step::Gone,
-            Some(Ok(_)) => return Step::Nothing,
-            Some(Err(WsError::Capacity(e))) => {
-                return Step::End(Ending::client(
-                    1009,
-                    Code::ResourceExhausted,
-                    format!("{e} (the route's max_request_body)"),
-                ));
-            }
-            Some(Err(WsError::Utf8(_))) => {
-                return Step::End(Ending::client(
-                    1007,
-                    Code::InvalidArgument,
-                    "a text frame that is not UTF-8",
-                ));
-            }
-            Some(Err(WsError::Protocol(e))) => {
-                return Step::End(Ending::client(1002, Code::InvalidArgument, e.to_string()));
-            }
-            Some(Err(_)) => return Step::Gone,
-        };
-        if self.done {
-            let rpc = &self.target.rpc;
-            let why = if rpc.is_client_streaming() {
-                "after the empty frame that ended them"
-            } else {
-                "after its one request"
-            };
-            return Step::End(Ending::client(
-                1008,
-                Code::InvalidArgument,
-                format!("{} takes no more messages {why}", rpc.full_name()),
-            ));
-        }
-        if text.is_empty() {
-            self.done = true;
-            return Step::HalfClose;
-        }
-        match self.message(text.as_str()) {
-            Ok(frame) => {
-                self.taken += 1;
-                let last = !self.target.rpc.is_client_streaming();
-                self.done = last;
-                Step::Send { frame, last }
-            }
-            Err(ending) => Step::End(ending),
-        }
-    }
-
-    /// A client message as the request's gRPC frame.
-    fn message(&self, text: &str) -> Result<Bytes, Ending> {
-        let input = self.target.rpc.input();
-        let invalid = |e: &dyn std::fmt::Display| {
-            Ending::client(
-                1007,
-                Code::InvalidArgument,
-                format!(
-                    "message {}: invalid JSON for {}: {e}",
-                    self.taken + 1,
-                    input.full_name()
-                ),
-            )
-        };
-        let mut de = serde_json::Deserializer::from_str(text);
-        let message =
-            DynamicMessage::deserialize_with_options(input.clone(), &mut de, &self.options)
-                .map_err(|e| invalid(&e))?;
-        de.end().map_err(|e| invalid(&e))?;
-        grpc::frame(&message).map_err(|e| Ending::client(1011, Code::Internal, format!("{e:?}")))
-    }
 }
