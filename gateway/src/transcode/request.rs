@@ -8,7 +8,7 @@ use switchyard_plugins::error::{Code, ErrorResponse};
 
 use super::binding::{Binding, BodyRule};
 use super::field_path::FieldPath;
-use crate::config::UnknownFields;
+use crate::config::{JsonOptions, UnknownFields};
 
 /// Builds the request message for `binding` from the matched path values, the
 /// raw query and the body.
@@ -19,7 +19,7 @@ pub fn build_message(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<DynamicMessage, ErrorResponse> {
-    let options = deserialize_options(binding);
+    let options = deserialize_options(&binding.route.json);
     let mut message = match &binding.body {
         BodyRule::None => DynamicMessage::new(binding.input.clone()),
         BodyRule::Whole if body.is_empty() => DynamicMessage::new(binding.input.clone()),
@@ -53,9 +53,9 @@ pub fn build_message(
     Ok(message)
 }
 
-fn deserialize_options(binding: &Binding) -> DeserializeOptions {
-    DeserializeOptions::new()
-        .deny_unknown_fields(binding.route.json.unknown_fields == UnknownFields::Reject)
+/// Deserialization options for a route's JSON (`json.unknown_fields`).
+pub(super) fn deserialize_options(json: &JsonOptions) -> DeserializeOptions {
+    DeserializeOptions::new().deny_unknown_fields(json.unknown_fields == UnknownFields::Reject)
 }
 
 fn invalid(message: String) -> ErrorResponse {
@@ -95,11 +95,18 @@ fn parse_json(
     body: &[u8],
     options: &DeserializeOptions,
 ) -> Result<DynamicMessage, ErrorResponse> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let message = DynamicMessage::deserialize_with_options(desc.clone(), &mut de, options)
-        .map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
-    de.end()
-        .map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
+    decode_json(desc, body, options).map_err(|e| invalid(format!("invalid JSON body: {e}")))
+}
+
+/// One JSON document (nothing after it) as a `desc` message.
+pub(super) fn decode_json(
+    desc: &MessageDescriptor,
+    json: &[u8],
+    options: &DeserializeOptions,
+) -> Result<DynamicMessage, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let message = DynamicMessage::deserialize_with_options(desc.clone(), &mut de, options)?;
+    de.end()?;
     Ok(message)
 }
 

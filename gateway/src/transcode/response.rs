@@ -20,20 +20,27 @@ pub fn serialize_options(json: &JsonOptions) -> SerializeOptions {
 /// The JSON body for a successful call (`response_body` applied).
 pub fn render(binding: &Binding, message: &DynamicMessage) -> Result<Bytes, ErrorResponse> {
     let options = &binding.route.serialize;
+    match &binding.response_body {
+        None => render_message(message, options),
+        Some(field) => render_field(message, field.fields(), options),
+    }
+}
+
+/// The JSON of a whole reply message.
+pub fn render_message(
+    message: &DynamicMessage,
+    options: &SerializeOptions,
+) -> Result<Bytes, ErrorResponse> {
     let mut out = Vec::with_capacity(256);
-    let result = match &binding.response_body {
-        None => {
-            let mut ser = serde_json::Serializer::new(&mut out);
-            message.serialize_with_options(&mut ser, options)
-        }
-        Some(field) => return render_field(message, field.fields(), options),
-    };
-    result.map_err(|e| {
-        ErrorResponse::new(
-            Code::Internal,
-            format!("cannot render the response as JSON: {e}"),
-        )
-    })?;
+    let mut ser = serde_json::Serializer::new(&mut out);
+    message
+        .serialize_with_options(&mut ser, options)
+        .map_err(|e| {
+            ErrorResponse::new(
+                Code::Internal,
+                format!("cannot render the response as JSON: {e}"),
+            )
+        })?;
     Ok(Bytes::from(out))
 }
 

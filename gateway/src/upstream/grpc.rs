@@ -115,13 +115,19 @@ fn build_request(
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
     *headers = std::mem::take(&mut call.metadata);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert(TE, HeaderValue::from_static("trailers"));
-    headers.insert(GRPC_ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    set_call_headers(headers);
     if let Ok(value) = HeaderValue::from_str(&encode_timeout(call.timeout)) {
         headers.insert(GRPC_TIMEOUT, value);
     }
     Ok((request, frame))
+}
+
+/// The headers a gRPC request carries beside its metadata: the content
+/// type, `te: trailers`, and gzip accepted for replies.
+pub fn set_call_headers(headers: &mut HeaderMap) {
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(TE, HeaderValue::from_static("trailers"));
+    headers.insert(GRPC_ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
 }
 
 /// `message` as one uncompressed length-prefixed gRPC frame.

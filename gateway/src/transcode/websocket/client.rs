@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use prost_reflect::{DeserializeOptions, DynamicMessage};
+use prost_reflect::DeserializeOptions;
 use switchyard_plugins::error::Code;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::Ending;
-use crate::config::UnknownFields;
 use crate::grpc::GrpcTarget;
+use crate::transcode::request::{decode_json, deserialize_options};
 use crate::upstream::grpc;
 
 /// What a client frame leads to.
@@ -43,8 +43,7 @@ pub(super) struct Client {
 
 impl Client {
     pub(super) fn new(target: Arc<GrpcTarget>) -> Client {
-        let options = DeserializeOptions::new()
-            .deny_unknown_fields(target.route.json.unknown_fields == UnknownFields::Reject);
+        let options = deserialize_options(&target.route.json);
         Client {
             target,
             options,
@@ -128,11 +127,8 @@ impl Client {
                 ),
             )
         };
-        let mut de = serde_json::Deserializer::from_str(text);
         let message =
-            DynamicMessage::deserialize_with_options(input.clone(), &mut de, &self.options)
-                .map_err(|e| invalid(&e))?;
-        de.end().map_err(|e| invalid(&e))?;
+            decode_json(&input, text.as_bytes(), &self.options).map_err(|e| invalid(&e))?;
         grpc::frame(&message).map_err(|e| Ending::client(1011, Code::Internal, format!("{e:?}")))
     }
 }

@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use h2::SendStream;
-use http::header::{CONTENT_TYPE, TE};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 use prost_reflect::DynamicMessage;
 use switchyard_plugins::error::Code;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::client::{Client, Step};
 use super::{Ending, PROTOCOL};
@@ -22,8 +21,10 @@ use crate::edge::Shutdown;
 use crate::edge::websocket::Socket;
 use crate::grpc::GrpcTarget;
 use crate::transcode::handler::{observe_outcome, observe_upstream};
+use crate::transcode::response::render_message;
 use crate::transcode::stream::Slot;
 use crate::upstream::UpstreamError;
+use crate::upstream::grpc::set_call_headers;
 use crate::upstream::raw::Opened;
 use crate::upstream::stream::MessageStream;
 
@@ -347,32 +348,17 @@ async fn next_message(
 }
 
 /// A reply message as JSON text, with the route's JSON options.
-fn render(target: &GrpcTarget, message: &DynamicMessage) -> Result<String, Ending> {
-    let mut out = Vec::with_capacity(128);
-    let mut serializer = serde_json::Serializer::new(&mut out);
-    message
-        .serialize_with_options(&mut serializer, &target.route.serialize)
-        .map_err(|e| {
-            Ending::client(
-                1011,
-                Code::Internal,
-                format!("cannot render the reply as JSON: {e}"),
-            )
-        })?;
-    String::from_utf8(out)
-        .map_err(|_| Ending::client(1011, Code::Internal, "the reply's JSON is not UTF-8"))
+fn render(target: &GrpcTarget, message: &DynamicMessage) -> Result<Utf8Bytes, Ending> {
+    let failed = |message: String| Ending::client(1011, Code::Internal, message);
+    let json = render_message(message, &target.route.serialize).map_err(|e| failed(e.message))?;
+    Utf8Bytes::try_from(json).map_err(|_| failed("the reply's JSON is not UTF-8".to_owned()))
 }
 
-/// The request head's metadata: the forwarded headers and what gRPC needs.
-/// No `grpc-timeout`: a streaming call lasts as long as its client wants,
-/// and a unary one's deadline starts with its request, after the head.
+/// The request head: the forwarded headers and what gRPC needs. No
+/// `grpc-timeout`: a streaming call lasts as long as its client wants, and a
+/// unary one's deadline starts with its request, after the head.
 fn upstream_headers(mut headers: HeaderMap) -> HeaderMap {
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert(TE, HeaderValue::from_static("trailers"));
-    headers.insert(
-        HeaderName::from_static("grpc-accept-encoding"),
-        HeaderValue::from_static("gzip"),
-    );
+    set_call_headers(&mut headers);
     headers
 }
 
