@@ -12,7 +12,6 @@ use common::pki::{ClientSpec, Issuer, Pki, gateway, gateway_with_users, get, get
 use common::scripted::{self, Handler};
 use prost_reflect::{DynamicMessage, Value};
 use rcgen::SanType;
-use switchyard::protos::ProtoSources;
 
 /// Every route needs a certificate naming `partner-a` (by its CN).
 const ONLY_PARTNER_A: &str =
@@ -114,11 +113,7 @@ async fn the_consumer_can_be_the_certificates_first_san() {
 /// A users upstream that records the metadata of every call and answers
 /// `GetUser` with an empty user.
 async fn recording_users() -> scripted::Scripted {
-    let pool = switchyard::protos::load(&ProtoSources {
-        sources: vec![common::repo_root().join("proto")],
-        includes: Vec::new(),
-    })
-    .expect("the demo protos compile");
+    let pool = scripted::pool(common::repo_root().join("proto"));
     let user = pool
         .get_message_by_name("demo.users.v1.User")
         .expect("User");

@@ -12,18 +12,13 @@ use common::TestGateway;
 use common::scripted::{self, Handler};
 use prost_reflect::{DescriptorPool, DynamicMessage, Value as PValue};
 use serde_json::{Value, json};
-use switchyard::protos::ProtoSources;
 
 fn proto() -> std::path::PathBuf {
     common::repo_root().join("gateway/tests/protos/graphql/graphql_mapping.proto")
 }
 
 fn pool() -> DescriptorPool {
-    switchyard::protos::load(&ProtoSources {
-        sources: vec![proto()],
-        includes: Vec::new(),
-    })
-    .expect("the test proto compiles")
+    scripted::pool(proto())
 }
 
 fn thing(pool: &DescriptorPool, id: &str, i64: i64, tags: &[&str]) -> DynamicMessage {

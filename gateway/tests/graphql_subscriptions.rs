@@ -401,10 +401,7 @@ async fn a_gateway_shutting_down_closes_subscription_sockets_with_1001() {
     let stopping = tokio::spawn(gw.stop());
     assert_eq!(closed(&mut ws).await.0, 1001);
     drop(ws);
-    tokio::time::timeout(Duration::from_secs(10), stopping)
-        .await
-        .expect("the gateway stops once its sockets are closed")
-        .unwrap();
+    common::stopped(stopping).await;
 }
 
 #[tokio::test]

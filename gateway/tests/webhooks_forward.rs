@@ -18,18 +18,13 @@ use common::webhooks::{
 use http::StatusCode;
 use prost_reflect::{DescriptorPool, DynamicMessage, Value as PValue};
 use serde_json::{Value, json};
-use switchyard::protos::ProtoSources;
 
 fn proto() -> std::path::PathBuf {
     common::repo_root().join("gateway/tests/protos/webhooks/billing_hooks.proto")
 }
 
 fn pool() -> DescriptorPool {
-    switchyard::protos::load(&ProtoSources {
-        sources: vec![proto()],
-        includes: Vec::new(),
-    })
-    .expect("the test proto compiles")
+    scripted::pool(proto())
 }
 
 /// `HandleInvoiceEvent` fails its first `failures` calls with UNAVAILABLE,

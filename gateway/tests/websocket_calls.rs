@@ -429,21 +429,14 @@ async fn a_gateway_shutting_down_closes_its_sockets_with_1001() {
     assert_eq!(error["code"], 14, "UNAVAILABLE: {error}");
     assert_eq!(closed(&mut ws).await.0, 1001);
     drop(ws);
-    tokio::time::timeout(Duration::from_secs(10), stopping)
-        .await
-        .expect("the gateway stops once its sockets are closed")
-        .unwrap();
+    common::stopped(stopping).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unary_call_past_the_route_timeout_closes_with_4004() {
     // A users upstream whose GetUser takes 1 s (a blocking sleep on its
     // own thread of this multi-threaded test runtime).
-    let pool = switchyard::protos::load(&switchyard::protos::ProtoSources {
-        sources: vec![common::repo_root().join("proto")],
-        includes: Vec::new(),
-    })
-    .expect("the demo protos compile");
+    let pool = common::scripted::pool(common::repo_root().join("proto"));
     let user = pool
         .get_message_by_name("demo.users.v1.User")
         .expect("User");

@@ -124,6 +124,16 @@ pub fn ws_clients_dir() -> PathBuf {
     dir
 }
 
+/// Waits for a gateway stopping (`tokio::spawn(gw.stop())`) to be done:
+/// its drain must end within 10 s.
+#[allow(dead_code)] // not every test binary stops a gateway this way
+pub async fn stopped(stopping: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopping)
+        .await
+        .expect("the gateway stops once its sockets are closed")
+        .expect("stopping does not panic");
+}
+
 /// The demo routes with upstreams pointing at `demo`, plus `extra` YAML
 /// appended at the top level (e.g. more routes or upstreams).
 pub fn demo_config(demo: &DemoServer, route_extra: &str, top_extra: &str) -> String {

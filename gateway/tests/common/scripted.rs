@@ -61,6 +61,16 @@ impl Scripted {
     }
 }
 
+/// The descriptor pool of `source` (a `.proto` file or a folder of them),
+/// compiled as the gateway compiles its protos.
+pub fn pool(source: std::path::PathBuf) -> DescriptorPool {
+    switchyard::protos::load(&switchyard::protos::ProtoSources {
+        sources: vec![source],
+        includes: Vec::new(),
+    })
+    .expect("the test protos compile")
+}
+
 /// Starts the upstream; `handlers` by method name (`GetThing`).
 pub async fn start(pool: DescriptorPool, handlers: HashMap<&'static str, Handler>) -> Scripted {
     let handlers = handlers
