@@ -11,6 +11,7 @@ use crate::admin;
 use crate::config::{ConfigError, KeyPath, LoadedConfig};
 use crate::edge::{self, EdgeSettings, Gateway, Shutdown, WorkerPool};
 use crate::observability::Metrics;
+use crate::reload::{self, Reloader, Trigger};
 use crate::runtime::Runtime;
 
 /// A started gateway.
@@ -19,6 +20,8 @@ pub struct Running {
     pub listeners: Vec<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
+    /// Reloads the config file the gateway was started from.
+    pub reloader: Arc<Reloader>,
     shutdown: Shutdown,
     tasks: JoinSet<()>,
     workers: Arc<WorkerPool>,
@@ -31,8 +34,23 @@ pub enum StartError {
     Config(#[from] ConfigError),
 }
 
+/// How to start.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StartOptions {
+    /// `--strict-reload`: refuse a reload that stops exposing a method.
+    pub strict_reload: bool,
+}
+
 /// Compiles `loaded` and starts serving it.
 pub async fn start(loaded: LoadedConfig) -> Result<Running, StartError> {
+    start_with(loaded, StartOptions::default()).await
+}
+
+/// [`start`] with options.
+pub async fn start_with(
+    loaded: LoadedConfig,
+    options: StartOptions,
+) -> Result<Running, StartError> {
     let source = loaded.source.clone();
     let settings = EdgeSettings::from(&loaded.config.limits);
     let listeners_cfg = loaded.config.listeners.clone();
@@ -51,7 +69,9 @@ pub async fn start(loaded: LoadedConfig) -> Result<Running, StartError> {
             )
         })?;
     let workers = Arc::new(workers);
+    let reloader = Reloader::new(source.path.clone(), gateway.clone(), options.strict_reload);
     let mut tasks = JoinSet::new();
+    tasks.spawn(reload::watch::watch(reloader.clone(), shutdown.wait()));
     let mut bound = Vec::new();
     for (i, listener) in listeners_cfg.iter().enumerate() {
         let key = KeyPath::root().key("listeners").index(i).key("address");
@@ -81,13 +101,14 @@ pub async fn start(loaded: LoadedConfig) -> Result<Running, StartError> {
             .map_err(|e| source.error_at(&key, e.to_string()))?;
         tracing::info!(address = %addr, "admin listening");
         admin_addr = Some(addr);
-        tasks.spawn(admin::serve(socket, gateway.clone(), shutdown.clone()));
+        tasks.spawn(admin::serve(socket, reloader.clone(), shutdown.clone()));
     }
     gateway.set_ready(true);
     Ok(Running {
         listeners: bound,
         admin: admin_addr,
         gateway,
+        reloader,
         shutdown,
         tasks,
         workers,
@@ -112,11 +133,31 @@ impl Running {
         self.workers.finished().await;
     }
 
-    /// Serves until SIGINT or SIGTERM, then stops.
+    /// Serves until SIGINT or SIGTERM, then stops; reloads the config on
+    /// SIGHUP.
     pub async fn run_until_signal(self) {
+        #[cfg(unix)]
+        let hangups = tokio::spawn(reload_on_hangup(self.reloader.clone()));
         wait_for_signal().await;
+        #[cfg(unix)]
+        hangups.abort();
         tracing::info!("shutting down: draining connections");
         self.stop().await;
+    }
+}
+
+/// Reloads the config at each SIGHUP.
+#[cfg(unix)]
+async fn reload_on_hangup(reloader: Arc<Reloader>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload with POST /admin/reload");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the config");
+        // The outcome is logged, counted and kept for /admin/config.
+        let _ = reloader.reload(Trigger::Signal).await;
     }
 }
 

@@ -18,6 +18,7 @@ pub mod observability;
 pub mod openapi;
 pub mod pem;
 pub mod protos;
+pub mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod transcode;

@@ -31,11 +31,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway with a config file.
+    /// Run the gateway with a config file. The file (and its protos) is
+    /// watched and reloaded without a restart; SIGHUP reloads too.
     Run {
         /// The YAML config file.
         #[arg(short, long, default_value = "config/gateway.yaml")]
         config: PathBuf,
+        /// Refuse a reload that stops exposing a method the running config
+        /// exposes (as `reload.strict: true`).
+        #[arg(long)]
+        strict_reload: bool,
     },
     /// Start the sample users, orders and inventory gRPC services on
     /// 127.0.0.1:50051-50053 and the gateway in front of them on :8080
@@ -44,6 +49,9 @@ enum Command {
         /// The gateway config for the demo.
         #[arg(short, long, default_value = "config/gateway.yaml")]
         config: PathBuf,
+        /// As for `run`.
+        #[arg(long)]
+        strict_reload: bool,
     },
     /// Check a config file (YAML, types, protos, routes) without starting.
     /// Prints the file, line and column of the first problem and exits 1.
@@ -131,8 +139,14 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Run { config } => run(&config).await,
-            Command::Demo { config } => demo(&config).await,
+            Command::Run {
+                config,
+                strict_reload,
+            } => run(&config, options(strict_reload)).await,
+            Command::Demo {
+                config,
+                strict_reload,
+            } => demo(&config, options(strict_reload)).await,
             Command::Validate { config } => validate(&config).await,
             Command::Schema { out } => schema(out.as_deref()),
             Command::Openapi { config, out } => openapi(&config, out.as_deref()).await,
@@ -162,12 +176,16 @@ fn init_tracing(filter: &str) {
         .init();
 }
 
-async fn run(path: &Path) -> ExitCode {
+fn options(strict_reload: bool) -> app::StartOptions {
+    app::StartOptions { strict_reload }
+}
+
+async fn run(path: &Path, options: app::StartOptions) -> ExitCode {
     let loaded = match config::load(path) {
         Ok(l) => l,
         Err(e) => return fail(&e),
     };
-    match app::start(loaded).await {
+    match app::start_with(loaded, options).await {
         Ok(running) => {
             running.run_until_signal().await;
             ExitCode::SUCCESS
@@ -176,7 +194,7 @@ async fn run(path: &Path) -> ExitCode {
     }
 }
 
-async fn demo(path: &Path) -> ExitCode {
+async fn demo(path: &Path, options: app::StartOptions) -> ExitCode {
     let addr = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let services = match switchyard_demo::spawn(addr(50051), addr(50052), addr(50053)).await {
         Ok(s) => s,
@@ -186,7 +204,7 @@ async fn demo(path: &Path) -> ExitCode {
         }
     };
     tracing::info!(users = %services.users, orders = %services.orders, inventory = %services.inventory, "demo services up");
-    let code = run(path).await;
+    let code = run(path, options).await;
     services.shutdown().await;
     code
 }

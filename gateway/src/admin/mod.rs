@@ -1,23 +1,34 @@
-//! The admin listener: `/metrics` (Prometheus), `/healthz` (the process is
-//! up), `/readyz` (listeners bound and not draining), `/admin/events` (the
-//! event outbox per sink), `/admin/events/dead/<sink>?limit=N` (a sink's
-//! newest dead letters, default 100).
+//! The admin listener (loopback by default; `admin.token` asks for a bearer
+//! token on everything but the probes):
+//!
+//! - `GET /metrics` (Prometheus), `/healthz` (the process is up), `/readyz`
+//!   (listeners bound and not draining);
+//! - `GET /admin/config` (the running config, secrets redacted, its version
+//!   and the reload history), `POST /admin/reload`, `GET /admin/routes`
+//!   (the compiled route table);
+//! - `GET /admin/events` (the event outbox per sink),
+//!   `/admin/events/dead/<sink>?limit=N` (a sink's newest dead letters).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Method, StatusCode, header};
+use http::{HeaderMap, Method, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use subtle::ConstantTimeEq;
 use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::{Response, full_body};
 use tokio::net::TcpListener;
 
-use crate::edge::{Gateway, Shutdown};
+use crate::edge::Shutdown;
+use crate::reload::Reloader;
+
+mod config;
+mod events;
 
 /// Serves the admin endpoints until shutdown.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Shutdown) {
+pub async fn serve(listener: TcpListener, reloader: Arc<Reloader>, shutdown: Shutdown) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let stop = shutdown.wait();
     tokio::pin!(stop);
@@ -25,10 +36,10 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Shutd
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let gateway = gateway.clone();
+                let reloader = reloader.clone();
                 let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, Infallible>(answer(&gateway, req.method(), req.uri())) }
+                    let reloader = reloader.clone();
+                    async move { Ok::<_, Infallible>(answer(&reloader, &req).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 tokio::spawn(async move {
@@ -40,15 +51,25 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Shutd
     }
 }
 
-fn answer(gateway: &Gateway, method: &Method, uri: &http::Uri) -> Response {
-    let path = uri.path();
+async fn answer(reloader: &Reloader, req: &hyper::Request<Incoming>) -> Response {
+    let gateway = &reloader.gateway;
+    let (method, path) = (req.method(), req.uri().path());
+    match path {
+        "/healthz" | "/readyz" => {}
+        _ => {
+            if let Some(refused) = authorize(reloader, req.headers()) {
+                return refused;
+            }
+        }
+    }
+    if path == "/admin/reload" {
+        return match *method {
+            Method::POST => config::reload(reloader).await,
+            _ => not_allowed("POST"),
+        };
+    }
     if method != Method::GET && method != Method::HEAD {
-        return ErrorResponse::with_status(
-            StatusCode::METHOD_NOT_ALLOWED,
-            Code::Unimplemented,
-            "admin endpoints answer GET",
-        )
-        .into_response();
+        return not_allowed("GET");
     }
     match path {
         "/metrics" => text(
@@ -63,70 +84,56 @@ fn answer(gateway: &Gateway, method: &Method, uri: &http::Uri) -> Response {
             "text/plain",
             "not ready\n".into(),
         ),
-        "/admin/events" => match &gateway.runtime().events {
-            Some(events) => text(
-                StatusCode::OK,
-                "application/json",
-                events.status().to_string(),
-            ),
-            None => ErrorResponse::new(
-                Code::NotFound,
-                "events are not configured (no `events:` section)",
-            )
-            .into_response(),
-        },
-        _ if path.starts_with(DEAD_LETTERS) => dead_letters(gateway, uri),
+        "/admin/config" => config::config(reloader),
+        "/admin/routes" => config::routes(reloader),
+        "/admin/events" => events::status(gateway),
+        _ if path.starts_with(events::DEAD_LETTERS) => events::dead_letters(gateway, req.uri()),
         _ => {
             ErrorResponse::new(Code::NotFound, format!("no admin endpoint {path}")).into_response()
         }
     }
 }
 
-const DEAD_LETTERS: &str = "/admin/events/dead/";
-
-/// `/admin/events/dead/<sink>?limit=N`: the sink's newest dead letters
-/// (reason, times, the stored CloudEvent), newest first.
-fn dead_letters(gateway: &Gateway, uri: &http::Uri) -> Response {
-    let sink = &uri.path()[DEAD_LETTERS.len()..];
-    let limit = uri
-        .query()
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .find_map(|pair| pair.strip_prefix("limit="))
-        .map(str::parse::<usize>);
-    let limit = match limit {
-        None => 100,
-        Some(Ok(n)) => n.min(10_000),
-        Some(Err(_)) => {
-            return ErrorResponse::new(Code::InvalidArgument, "`limit` must be a number")
-                .into_response();
-        }
-    };
-    let runtime = gateway.runtime();
-    let Some(events) = &runtime.events else {
-        return ErrorResponse::new(
-            Code::NotFound,
-            "events are not configured (no `events:` section)",
-        )
-        .into_response();
-    };
-    match events.dead_letters(sink, limit) {
-        Some(Ok(dead)) => text(
-            StatusCode::OK,
-            "application/json",
-            serde_json::json!({ "sink": sink, "dead_letters": dead }).to_string(),
-        ),
-        Some(Err(e)) => ErrorResponse::new(Code::Internal, format!("cannot read the outbox: {e}"))
-            .into_response(),
-        None => {
-            let known: Vec<&str> = events.sink_names().collect();
-            ErrorResponse::new(
-                Code::NotFound,
-                format!("no sink {sink:?}; events.sinks has [{}]", known.join(", ")),
-            )
-            .into_response()
-        }
+/// `None` when the request may go on: no `admin.token`, or the right one
+/// as a bearer token (compared in constant time).
+fn authorize(reloader: &Reloader, headers: &HeaderMap) -> Option<Response> {
+    let runtime = reloader.gateway.runtime();
+    let expected = runtime.loaded.config.admin.token.as_deref()?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        return None;
     }
+    let message = if given.is_empty() {
+        "the admin API asks for `Authorization: Bearer <admin.token>`"
+    } else {
+        "the bearer token is not the admin token"
+    };
+    let mut res = ErrorResponse::new(Code::Unauthenticated, message).into_response();
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer realm=\"switchyard-admin\""),
+    );
+    Some(res)
+}
+
+fn not_allowed(allowed: &'static str) -> Response {
+    let mut res = ErrorResponse::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Code::Unimplemented,
+        format!("this admin endpoint answers {allowed}"),
+    )
+    .into_response();
+    res.headers_mut()
+        .insert(header::ALLOW, http::HeaderValue::from_static(allowed));
+    res
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    text(status, "application/json", body)
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response {

@@ -24,6 +24,10 @@ pub struct ConfigSource {
     pub path: PathBuf,
     text: String,
     tree: Option<Spanned<Node>>,
+    /// The document's values after `${ENV}` expansion, as JSON: what a
+    /// reload compares section by section, and what `/admin/config` shows
+    /// (redacted).
+    values: serde_json::Value,
 }
 
 /// A config error with its place in the file.
@@ -59,6 +63,18 @@ impl ConfigSource {
         } else {
             self.base_dir().join(p)
         }
+    }
+
+    /// The document's values after `${ENV}` expansion.
+    pub fn values(&self) -> &serde_json::Value {
+        &self.values
+    }
+
+    /// The value at a JSON pointer (`/routes/0/plugins`); `Null` when absent.
+    pub fn value_at(&self, pointer: &str) -> &serde_json::Value {
+        self.values
+            .pointer(pointer)
+            .unwrap_or(&serde_json::Value::Null)
     }
 
     /// An error about the value at `key`.
@@ -143,10 +159,15 @@ pub fn parse(path: &Path, text: String) -> Result<LoadedConfig, ConfigError> {
         path: path.to_path_buf(),
         text,
         tree: None,
+        values: serde_json::Value::Null,
     };
     let tree = serde_saphyr::from_str_with_options::<Spanned<Node>>(&source.text, options.clone());
     match tree {
         Ok(tree) => source.tree = Some(tree),
+        Err(e) => return Err(from_yaml_error(&source, &e)),
+    }
+    match serde_saphyr::from_str_with_options::<serde_json::Value>(&source.text, options.clone()) {
+        Ok(values) => source.values = values,
         Err(e) => return Err(from_yaml_error(&source, &e)),
     }
     match serde_saphyr::from_str_with_options::<Config>(&source.text, options) {

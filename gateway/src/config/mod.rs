@@ -6,6 +6,7 @@ pub mod events;
 pub mod graphql;
 pub mod load;
 pub mod model;
+pub mod reload;
 pub mod span;
 pub mod tls;
 pub mod units;

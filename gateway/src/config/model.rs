@@ -65,6 +65,9 @@ pub struct Config {
     /// `switchyard openapi` prints); not served when absent.
     #[serde(default)]
     pub openapi: Option<OpenApiConfig>,
+    /// Config reload without a restart: the file watch, strict mode.
+    #[serde(default)]
+    pub reload: super::reload::Reload,
 }
 
 /// Where the OpenAPI document is served.
@@ -154,6 +157,11 @@ pub struct Admin {
     /// Set to `false` to run without the admin listener.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// A bearer token every admin endpoint but `/healthz` and `/readyz`
+    /// asks for (`Authorization: Bearer <token>`); use `${ENV}` to keep it
+    /// out of the file. None by default: keep the listener on loopback.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// Edge limits. The defaults are safe on the public internet.
@@ -542,6 +550,7 @@ impl Default for Admin {
         Admin {
             address: default_admin_address(),
             enabled: true,
+            token: None,
         }
     }
 }

@@ -70,6 +70,10 @@ pub struct Metrics {
     endpoint_ejections: IntCounterVec,
     /// Config versions loaded since start (1 after start-up).
     pub config_version: IntGauge,
+    /// Reload attempts by result (`ok`, `error`).
+    config_reloads: IntCounterVec,
+    /// When the running config was loaded (Unix seconds).
+    config_loaded_at: prometheus::Gauge,
     /// GraphQL subscriptions open and events sent, by transport.
     pub subscriptions: SubscriptionMetrics,
     /// Domain events by sink and outcome, and the outbox depth per sink.
@@ -173,6 +177,20 @@ impl Metrics {
             "Config versions loaded since the process started.",
         )
         .expect("static metric definition");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "config_reload_total",
+                "Config reload attempts by result (ok, error: the running config kept serving).",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let config_loaded_at = prometheus::Gauge::new(
+            "config_last_reload_success_timestamp_seconds",
+            "When the running config was loaded, in Unix seconds.",
+        )
+        .expect("static metric definition");
+        config_loaded_at.set(unix_now());
         let subscriptions = SubscriptionMetrics {
             open: IntGaugeVec::new(
                 Opts::new(
@@ -292,6 +310,8 @@ impl Metrics {
             Box::new(endpoint_healthy.clone()),
             Box::new(endpoint_ejections.clone()),
             Box::new(config_version.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_loaded_at.clone()),
             Box::new(subscriptions.open.clone()),
             Box::new(subscriptions.events.clone()),
             Box::new(subscriptions.refused.clone()),
@@ -326,6 +346,8 @@ impl Metrics {
             endpoint_healthy,
             endpoint_ejections,
             config_version,
+            config_reloads,
+            config_loaded_at,
             subscriptions,
             events,
             webhooks_received,
@@ -334,6 +356,15 @@ impl Metrics {
             rate_limit_redis_fallbacks,
             tls_reloads,
             mirror: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Counts a reload attempt; a successful one also sets the load time.
+    pub fn config_reloads(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.config_reloads.with_label_values(&[result]).inc();
+        if ok {
+            self.config_loaded_at.set(unix_now());
         }
     }
 
@@ -433,6 +464,13 @@ fn format_status(status: u16, buf: &mut [u8; 3]) -> &str {
     buf[1] = b'0' + (s / 10 % 10) as u8;
     buf[2] = b'0' + (s % 10) as u8;
     std::str::from_utf8(buf).unwrap_or("000")
+}
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::transcode::{handler, response};
 use crate::upstream::Upstream;
 
 mod graphql;
+mod reuse;
 mod upstreams;
 use graphql::graphql_endpoint;
 use upstreams::build_upstreams;
@@ -48,6 +49,8 @@ pub struct Runtime {
     pub events: Option<Arc<crate::events::Events>>,
     /// Inbound webhook endpoints (`webhooks:`), matched before the routes.
     pub webhooks: crate::webhooks::Endpoints,
+    /// The upstreams by name (a reload keeps the unchanged ones).
+    pub upstreams: BTreeMap<String, Upstream>,
 }
 
 // === impl Runtime ===
@@ -71,28 +74,43 @@ impl Runtime {
         loaded: LoadedConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Runtime, ConfigError> {
-        Runtime::build_for(loaded, metrics, Purpose::Serve).await
+        Runtime::build_for(loaded, metrics, Purpose::Serve, None).await
+    }
+
+    /// Compiles `loaded` to replace `self` (a reload): settings bound at
+    /// start-up must not have changed; the events subsystem and unchanged
+    /// upstreams are taken over (see `reuse`).
+    pub async fn build_next(&self, loaded: LoadedConfig) -> Result<Runtime, ConfigError> {
+        reuse::check_restart_only(&loaded, self)?;
+        Runtime::build_for(loaded, self.metrics.clone(), Purpose::Serve, Some(self)).await
     }
 
     /// Compiles `loaded` to check it ([`Purpose::Check`]).
     pub async fn check(loaded: LoadedConfig) -> Result<Runtime, ConfigError> {
-        Runtime::build_for(loaded, Default::default(), Purpose::Check).await
+        Runtime::build_for(loaded, Default::default(), Purpose::Check, None).await
     }
 
     async fn build_for(
         loaded: LoadedConfig,
         metrics: Arc<Metrics>,
         purpose: Purpose,
+        previous: Option<&Runtime>,
     ) -> Result<Runtime, ConfigError> {
         let source = loaded.source.clone();
         let config = &loaded.config;
         check_route_names(&loaded)?;
+        check_admin_token(&loaded)?;
         // The listeners' certificates and keys, so `validate` and a reload
         // refuse files that would not serve (the edge builds its own).
         crate::edge::tls::listeners(&loaded)?;
         let pool = load_protos(&loaded)?;
-        let upstreams = build_upstreams(&loaded, &metrics)?;
-        let events = start_events(&loaded, &metrics, purpose).await?;
+        let kept = reuse::kept_upstreams(&loaded, previous);
+        let upstreams = build_upstreams(&loaded, &metrics, kept)?;
+        let events = match previous {
+            // Unchanged (check_restart_only): one outbox for every version.
+            Some(previous) => previous.events.clone(),
+            None => start_events(&loaded, &metrics, purpose).await?,
+        };
         let mut table = RouteTableBuilder::default();
         let mut grpc = GrpcMethods::default();
         // One bound on REST streams for all the routes of this version.
@@ -180,6 +198,7 @@ impl Runtime {
             loaded,
             events,
             openapi: None,
+            upstreams,
         };
         if let Some(openapi) = &runtime.loaded.config.openapi {
             let document = crate::openapi::document(&runtime, &openapi.title);
@@ -236,6 +255,21 @@ fn check_route_names(loaded: &LoadedConfig) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// An admin token that is set must be worth asking for: an empty one (an
+/// unset `${VAR}`) or a short one is refused rather than taken.
+fn check_admin_token(loaded: &LoadedConfig) -> Result<(), ConfigError> {
+    match &loaded.config.admin.token {
+        Some(token) if token.len() < 16 => Err(loaded.source.error_at(
+            &KeyPath::root().key("admin").key("token"),
+            format!(
+                "admin.token is {} characters; use at least 16 (e.g. `openssl rand -hex 32`), or remove it",
+                token.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn load_protos(loaded: &LoadedConfig) -> Result<DescriptorPool, ConfigError> {

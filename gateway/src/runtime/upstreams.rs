@@ -35,13 +35,20 @@ fn upstream_tls(
     }
 }
 
+/// The upstreams of `loaded`: those in `kept` (unchanged since the running
+/// version) as they are, the others built.
 pub(super) fn build_upstreams(
     loaded: &LoadedConfig,
     metrics: &Metrics,
+    mut kept: BTreeMap<String, Upstream>,
 ) -> Result<BTreeMap<String, Upstream>, ConfigError> {
     let config = &loaded.config;
     let mut out = BTreeMap::new();
     for (name, up) in &config.upstreams {
+        if let Some(running) = kept.remove(name) {
+            out.insert(name.clone(), running);
+            continue;
+        }
         let key = KeyPath::root().key("upstreams").key(name);
         let retry = RetryPolicy::new(
             up.retry.attempts,

@@ -186,6 +186,23 @@ impl TestGateway {
         let running = app::start(loaded)
             .await
             .unwrap_or_else(|e| panic!("start: {e}"));
+        TestGateway::serving(demo, running)
+    }
+
+    /// A gateway from a config file, which its reloads read again.
+    pub async fn start_file(
+        demo: DemoServer,
+        path: &std::path::Path,
+        options: app::StartOptions,
+    ) -> TestGateway {
+        let loaded = config::load(path).unwrap_or_else(|e| panic!("config: {e}"));
+        let running = app::start_with(loaded, options)
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}"));
+        TestGateway::serving(demo, running)
+    }
+
+    fn serving(demo: DemoServer, running: Running) -> TestGateway {
         let addr = running.listeners[0];
         let admin = running.admin.expect("admin enabled");
         TestGateway {
@@ -245,6 +262,12 @@ impl TestGateway {
     /// Any request to the admin listener.
     pub async fn admin_get(&self, path: &str) -> Reply {
         self.send_to(self.admin, Method::GET, path, &[], Bytes::new())
+            .await
+    }
+
+    /// Any request to the admin listener, with headers.
+    pub async fn admin_send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send_to(self.admin, method, path, headers, Bytes::new())
             .await
     }
 
