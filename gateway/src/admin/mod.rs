@@ -2,10 +2,12 @@
 //! token on everything but the probes):
 //!
 //! - `GET /metrics` (Prometheus), `/healthz` (the process is up), `/readyz`
-//!   (listeners bound and not draining);
+//!   (listeners bound and not draining, critical upstreams serving, the
+//!   outbox committing);
 //! - `GET /admin/config` (the running config, secrets redacted, its version
 //!   and the reload history), `POST /admin/reload`, `GET /admin/routes`
-//!   (the compiled route table);
+//!   (the compiled route table), `GET /admin/upstreams` (endpoints, health,
+//!   ejections);
 //! - `GET /admin/events` (the event outbox per sink),
 //!   `/admin/events/dead/<sink>?limit=N` (a sink's newest dead letters).
 
@@ -26,6 +28,9 @@ use crate::reload::Reloader;
 
 mod config;
 mod events;
+mod health;
+
+pub use health::not_ready;
 
 /// Serves the admin endpoints until shutdown.
 pub async fn serve(listener: TcpListener, reloader: Arc<Reloader>, shutdown: Shutdown) {
@@ -78,12 +83,8 @@ async fn answer(reloader: &Reloader, req: &hyper::Request<Incoming>) -> Response
             gateway.metrics.render(),
         ),
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" if gateway.is_ready() => text(StatusCode::OK, "text/plain", "ready\n".into()),
-        "/readyz" => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "not ready\n".into(),
-        ),
+        "/readyz" => health::readyz(gateway),
+        "/admin/upstreams" => health::upstreams(gateway),
         "/admin/config" => config::config(reloader),
         "/admin/routes" => config::routes(reloader),
         "/admin/events" => events::status(gateway),

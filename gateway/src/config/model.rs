@@ -262,6 +262,11 @@ pub struct Upstream {
     /// Active gRPC health checks of each endpoint; off when omitted.
     #[serde(default)]
     pub health_check: Option<HealthCheck>,
+    /// The gateway is not ready (`/readyz` 503) while this upstream has no
+    /// endpoint in service: give it a `health_check` so that a dead one is
+    /// noticed before a call fails. Default false.
+    #[serde(default)]
+    pub critical: bool,
 }
 
 /// When calls to an upstream are retried. A call that cannot have reached the

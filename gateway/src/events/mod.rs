@@ -191,6 +191,11 @@ impl Events {
         })
     }
 
+    /// Whether the outbox commits appends (readiness).
+    pub fn is_writable(&self) -> bool {
+        self.outbox.is_writable()
+    }
+
     /// The sinks' names.
     pub fn sink_names(&self) -> impl Iterator<Item = &str> {
         self.sinks.keys().map(String::as_str)

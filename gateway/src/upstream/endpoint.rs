@@ -163,6 +163,26 @@ impl Endpoint {
         }
     }
 
+    /// What `/admin/upstreams` shows of it at `now`.
+    pub fn status(&self, now: Instant) -> super::status::EndpointStatus {
+        let outlier = lock(&self.outlier);
+        let (consecutive_failures, ejections, left) = outlier.snapshot(now);
+        super::status::EndpointStatus {
+            address: self.address.clone(),
+            in_service: !self.is_out_with(&outlier, now),
+            healthy: self.healthy.load(Ordering::Relaxed),
+            circuit_open: outlier.is_open(),
+            ejected_for_ms: left.map(|d| d.as_millis() as u64),
+            consecutive_failures,
+            ejections,
+            in_flight: self.in_flight(),
+        }
+    }
+
+    fn is_out_with(&self, outlier: &OutlierState, now: Instant) -> bool {
+        !self.healthy.load(Ordering::Relaxed) || outlier.is_out(now)
+    }
+
     /// Sets the active health-check verdict.
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::Relaxed);

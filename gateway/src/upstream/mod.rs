@@ -12,6 +12,7 @@ pub mod health;
 pub mod outlier;
 pub mod raw;
 pub mod retry;
+pub mod status;
 pub mod stream;
 pub mod tls;
 
@@ -166,6 +167,19 @@ impl Upstream {
     pub fn is_serving(&self) -> bool {
         let now = Instant::now();
         self.endpoints.iter().any(|e| !e.is_out(now))
+    }
+
+    /// What `/admin/upstreams` shows of it.
+    pub fn status(&self, critical: bool) -> status::UpstreamStatus {
+        let now = Instant::now();
+        let endpoints: Vec<_> = self.endpoints.iter().map(|e| e.status(now)).collect();
+        status::UpstreamStatus {
+            name: self.name.clone(),
+            serving: endpoints.iter().any(|e| e.in_service),
+            critical,
+            in_flight: endpoints.iter().map(|e| e.in_flight).sum(),
+            endpoints,
+        }
     }
 
     /// A unary call, bounded by `call.timeout` (also sent as `grpc-timeout`)

@@ -73,6 +73,16 @@ impl OutlierState {
         self.ejected_until.is_some_and(|t| now < t) || self.down_until.is_some_and(|t| now < t)
     }
 
+    /// Consecutive failures, ejections so far, and how much longer the
+    /// current ejection lasts at `now`.
+    pub fn snapshot(&self, now: Instant) -> (u32, u32, Option<Duration>) {
+        let left = self
+            .ejected_until
+            .map(|t| t.saturating_duration_since(now))
+            .filter(|d| !d.is_zero());
+        (self.consecutive, self.ejections, left)
+    }
+
     /// Whether the endpoint's circuit is open: ejected and not yet
     /// answered a call successfully since.
     pub fn is_open(&self) -> bool {

@@ -32,7 +32,7 @@
 //! sinks), the new event is dropped instead.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -78,6 +78,8 @@ pub struct Outbox {
     pub(super) wake: Arc<[Notify]>,
     /// The events each sink's last commits added (by sink index).
     tails: Arc<[Tail]>,
+    /// Set while the writer's commits fail (a full or read-only disk).
+    failing: Arc<AtomicBool>,
 }
 
 /// The outbox's bounds (`events.outbox`).
@@ -202,7 +204,9 @@ impl Outbox {
         let tails: Arc<[Tail]> = next.iter().map(|&next| Tail::new(next)).collect();
         let depth = Arc::new(AtomicUsize::new(depth));
         let meters = Meters::default();
+        let failing = Arc::new(AtomicBool::new(false));
         let thread = Writer {
+            failing: failing.clone(),
             db: db.clone(),
             tables: tables.clone(),
             next,
@@ -229,6 +233,7 @@ impl Outbox {
             max_dead_letters: limits.max_dead_letters,
             wake,
             tails,
+            failing,
         })
     }
 
@@ -255,6 +260,7 @@ impl Outbox {
             max_events,
             max_event_size: 0,
             max_dead_letters: 0,
+            failing: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -268,6 +274,13 @@ impl Outbox {
     /// event must not be lost).
     pub fn has_room(&self) -> bool {
         self.depth.load(Ordering::Acquire) < self.max_events
+    }
+
+    /// Whether appends are being committed: the writer runs and its last
+    /// commit did not fail (readiness).
+    pub fn is_writable(&self) -> bool {
+        !self.failing.load(Ordering::Acquire)
+            && self.writer.as_ref().is_some_and(|w| !w.is_closed())
     }
 
     /// Events waiting, all sinks.

@@ -5,7 +5,7 @@
 //! sinks' tails.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redb::{Database, Durability, ReadableTableMetadata};
@@ -27,6 +27,8 @@ pub(super) struct Writer {
     pub(super) meters: Meters,
     pub(super) max_events: usize,
     pub(super) flush_interval: Duration,
+    /// Set while commits fail, cleared by the next that succeeds.
+    pub(super) failing: Arc<AtomicBool>,
 }
 
 /// What the writer gathered for one commit.
@@ -110,10 +112,12 @@ impl Writer {
                 };
                 match self.commit(&batch, durable, &mut tally) {
                     Ok(()) => {
+                        self.failing.store(false, Ordering::Release);
                         unsynced = !durable;
                         self.committed(&tally, batch.appends);
                     }
                     Err(e) => {
+                        self.failing.store(true, Ordering::Release);
                         self.lost(&batch.appends, tally.reserved, &e);
                         carried = batch.removals;
                     }
