@@ -105,6 +105,13 @@ async fn a_created_order_publishes_one_cloudevent_to_jetstream() {
     assert_eq!(event["data"]["userId"], "2");
     assert_eq!(&event["id"], msg_id, "Nats-Msg-Id is the event id");
     assert!(event["time"].as_str().unwrap().ends_with('Z'), "{event}");
+    // The call's trace context (started at the edge: the client sent
+    // none), as the distributed tracing extension.
+    let traceparent = event["traceparent"].as_str().unwrap_or_default();
+    assert!(
+        traceparent.len() == 55 && traceparent.starts_with("00-"),
+        "{event}"
+    );
     // Delivered: the outbox is empty again.
     for _ in 0..100 {
         if gw.metric("switchyard_outbox_depth{sink=\"bus\"}").await == Some(0.0) {

@@ -52,6 +52,12 @@ pub struct ClientCertificate {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Consumer(pub String);
 
+/// Where `auth` also leaves the consumer's name, when the edge put one in
+/// the request's extensions: the edge reads it after the response (the
+/// access log), whichever stage answered.
+#[derive(Clone, Debug, Default)]
+pub struct ConsumerSlot(pub std::sync::Arc<std::sync::OnceLock<String>>);
+
 /// The claims of the JSON Web Token that authenticated the request, set by
 /// `auth` when its `jwt` method did (in `all` mode, the first `jwt` method
 /// listed), after the signature, `exp`/`nbf`, `iss` and `aud` checks: every

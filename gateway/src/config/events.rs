@@ -124,9 +124,11 @@ pub struct EventDefinition {
     pub on_status: Option<Vec<u16>>,
     /// CloudEvents extension attributes, each a template like `subject`
     /// that may also use `{header.<name>}`, `{claim.<name>}` and
-    /// `{consumer}`: e.g. `consumer: "{consumer}"`, `traceparent:
-    /// "{header.traceparent}"`. Names are lower-case letters and digits (at
-    /// most 20, per the spec); an attribute that renders empty is left out.
+    /// `{consumer}`: e.g. `consumer: "{consumer}"`. Names are lower-case
+    /// letters and digits (at most 20, per the spec); an attribute that
+    /// renders empty is left out. `traceparent` and `tracestate` (the
+    /// distributed tracing extension) carry the call's trace context
+    /// unless set here.
     #[serde(default)]
     pub extensions: BTreeMap<String, String>,
     /// When the outbox is full: `reject` the request with 503 before the

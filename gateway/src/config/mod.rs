@@ -1,6 +1,7 @@
 //! Configuration: the YAML model, loading with located errors, and the
 //! JSON Schema generated from the model.
 
+pub mod access_log;
 pub mod balancing;
 pub mod events;
 pub mod graphql;
@@ -12,6 +13,7 @@ pub mod tls;
 pub mod units;
 pub mod webhooks;
 
+pub use access_log::AccessLogConfig;
 pub use balancing::{Balance, HealthCheck, Outlier};
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, parse};
 pub use model::*;

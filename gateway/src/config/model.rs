@@ -68,6 +68,9 @@ pub struct Config {
     /// Config reload without a restart: the file watch, strict mode.
     #[serde(default)]
     pub reload: super::reload::Reload,
+    /// One JSON line per request, to stdout or a file; off when absent.
+    #[serde(default)]
+    pub access_log: Option<super::AccessLogConfig>,
 }
 
 /// Where the OpenAPI document is served.

@@ -11,16 +11,20 @@ use http::Method;
 
 use arc_swap::ArcSwap;
 use switchyard_plugins::error::{Code, ErrorResponse};
-use switchyard_plugins::stage::{BoxFuture, OriginalUri, Request, Response};
+use switchyard_plugins::stage::{
+    BoxFuture, ClientAddr, ConsumerSlot, OriginalUri, Request, Response,
+};
 use tower::{Service, ServiceExt};
 
 use super::Shutdown;
 use super::websocket::{self, Sessions};
-use crate::grpc::{self, GrpcMatched};
-use crate::observability::Metrics;
+use crate::grpc::{self, GrpcMatched, GrpcTarget};
+use crate::observability::{Metrics, access_log, trace};
+use crate::routing::RouteCtx;
 use crate::routing::hosts::request_host;
 use crate::routing::normalize::normalize;
 use crate::runtime::Runtime;
+use crate::transcode::binding::Binding;
 use crate::transcode::websocket::WsMatched;
 
 /// The gateway's shared state: the live runtime and process-wide metrics.
@@ -71,7 +75,31 @@ impl Gateway {
     /// Serves one request. The future is boxed with an explicit `Send` bound
     /// (see `transcode::handler::service`).
     pub fn dispatch(self: Arc<Self>, req: Request) -> BoxFuture<Result<Response, Infallible>> {
-        Box::pin(async move { self.dispatch_inner(req).await })
+        Box::pin(async move { Ok(self.serve(req).await) })
+    }
+
+    /// Every request passes here: the trace context is made sure of, the
+    /// request is served, then counted (and logged).
+    async fn serve(&self, mut req: Request) -> Response {
+        let clock = Instant::now();
+        let runtime = self.runtime();
+        trace::ensure(req.headers_mut());
+        let started = runtime
+            .access_log
+            .as_ref()
+            .map(|_| started(&mut req, clock));
+        let method = req.method().clone();
+        let (response, served) = self.dispatch_inner(&runtime, req).await;
+        self.metrics.observe_http(
+            served.label(),
+            method.as_str(),
+            response.status().as_u16(),
+            clock.elapsed(),
+        );
+        match (&runtime.access_log, started) {
+            (Some(log), Some(started)) => log.wrap(response, started, served.describe()),
+            _ => response,
+        }
     }
 
     /// A gRPC or gRPC-Web call: the route exposing the method runs it (its
@@ -83,9 +111,7 @@ impl Gateway {
         mut req: Request,
         protocol: grpc::Protocol,
         preflight: bool,
-        started: Instant,
-    ) -> Response {
-        let method = req.method().clone();
+    ) -> (Response, ServedBy) {
         let target = runtime
             .grpc
             .find(req.uri().path(), || request_host(&req))
@@ -102,9 +128,7 @@ impl Gateway {
                 },
                 Err(never) => match never {},
             };
-            self.metrics
-                .observe_http("-", method.as_str(), 200, started.elapsed());
-            return response;
+            return (response, ServedBy::Fixed("-"));
         }
         let Some(target) = target else {
             let message = format!("unknown method {}", req.uri().path());
@@ -114,13 +138,12 @@ impl Gateway {
                 .calls
                 .with_label_values(&["-", protocol.label(), Code::Unimplemented.name()])
                 .inc();
-            self.metrics
-                .observe_http("-", method.as_str(), 200, started.elapsed());
-            return grpc::status::response(protocol, code, &message, Default::default());
+            let response = grpc::status::response(protocol, code, &message, Default::default());
+            return (response, ServedBy::Fixed("-"));
         };
         let route = target.route.clone();
         req.extensions_mut().insert(GrpcMatched {
-            target,
+            target: target.clone(),
             protocol,
             preflight,
         });
@@ -130,18 +153,13 @@ impl Gateway {
         } else {
             grpc::status::ensure_grpc(protocol, response, &route.name, &self.metrics).await
         };
-        self.metrics.observe_http(
-            &route.name,
-            method.as_str(),
-            response.status().as_u16(),
-            started.elapsed(),
-        );
-        response
+        (
+            response,
+            ServedBy::Route(route, Via::Grpc(target, protocol.label())),
+        )
     }
 
-    async fn dispatch_inner(&self, mut req: Request) -> Result<Response, Infallible> {
-        let started = Instant::now();
-        let runtime = self.runtime();
+    async fn dispatch_inner(&self, runtime: &Runtime, mut req: Request) -> (Response, ServedBy) {
         let method = req.method().clone();
         let upgrade = websocket::is_upgrade(&req);
         if upgrade {
@@ -154,12 +172,9 @@ impl Gateway {
             && let Some(webhook) = runtime.webhooks.find(&req)
         {
             let mut stack = webhook.stack();
-            stack.ready().await?;
-            let response = stack.call(req).await?;
-            let status = response.status().as_u16();
-            self.metrics
-                .observe_http(webhook.name(), method.as_str(), status, started.elapsed());
-            return Ok(response);
+            let Ok(stack) = stack.ready().await;
+            let Ok(response) = stack.call(req).await;
+            return (response, ServedBy::Webhook(webhook.name().to_owned()));
         }
         // The GraphQL endpoint (`graphql.path`) comes before the route table.
         if normalized.is_ok()
@@ -168,11 +183,8 @@ impl Gateway {
                 .as_ref()
                 .filter(|g| g.serves(req.uri().path()))
         {
-            let response = graphql.call(req).await?;
-            let status = response.status().as_u16();
-            self.metrics
-                .observe_http("graphql", method.as_str(), status, started.elapsed());
-            return Ok(response);
+            let Ok(response) = graphql.call(req).await;
+            return (response, ServedBy::Fixed("graphql"));
         }
         // The OpenAPI document (`openapi:`).
         if let Some((path, json)) = &runtime.openapi
@@ -185,9 +197,7 @@ impl Gateway {
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/json"),
             );
-            self.metrics
-                .observe_http("openapi", method.as_str(), 200, started.elapsed());
-            return Ok(response);
+            return (response, ServedBy::Fixed("openapi"));
         }
         // The docs page and its assets (`openapi.docs`).
         if method == Method::GET
@@ -197,9 +207,7 @@ impl Gateway {
             && let Some(response) =
                 crate::openapi::docs::serve(docs, &openapi.path, req.uri().path(), req.headers())
         {
-            self.metrics
-                .observe_http("openapi", method.as_str(), 200, started.elapsed());
-            return Ok(response);
+            return (response, ServedBy::Fixed("openapi"));
         }
         // WebSocket clients of methods, at the methods' gRPC paths.
         if normalized.is_ok()
@@ -211,46 +219,109 @@ impl Gateway {
                 .cloned()
         {
             let route = target.route.clone();
-            req.extensions_mut().insert(WsMatched { target });
-            let response = run_route(&runtime, route.index, req).await;
-            let status = response.status().as_u16();
-            self.metrics
-                .observe_http(&route.name, method.as_str(), status, started.elapsed());
-            return Ok(response);
+            req.extensions_mut().insert(WsMatched {
+                target: target.clone(),
+            });
+            let response = run_route(runtime, route.index, req).await;
+            return (
+                response,
+                ServedBy::Route(route, Via::Grpc(target, "websocket")),
+            );
         }
         // gRPC and gRPC-Web clients, by content type (and CORS preflights
         // of gRPC-Web methods).
         if normalized.is_ok()
-            && let Some((protocol, preflight)) = grpc_request(&runtime, &req)
+            && let Some((protocol, preflight)) = grpc_request(runtime, &req)
         {
-            return Ok(self
-                .dispatch_grpc(&runtime, req, protocol, preflight, started)
-                .await);
+            return self.dispatch_grpc(runtime, req, protocol, preflight).await;
         }
-        let (route_name, response) = match normalized.and_then(|()| {
+        let matched = normalized.and_then(|()| {
             runtime.table.lookup(
                 &method,
                 request_host(&req).as_deref(),
                 req.uri().path(),
                 req.headers(),
             )
-        }) {
+        });
+        match matched {
             Ok(matched) => {
-                let route = matched.binding.route.clone();
+                let binding = matched.binding.clone();
                 req.extensions_mut().insert(matched);
-                let response = run_route(&runtime, route.index, req).await;
-                (Some(route), response)
+                let response = run_route(runtime, binding.route.index, req).await;
+                (
+                    response,
+                    ServedBy::Route(binding.route.clone(), Via::Rest(binding)),
+                )
             }
-            Err(error) => (None, error.into_response()),
+            Err(error) => (error.into_response(), ServedBy::Fixed("-")),
+        }
+    }
+}
+
+/// What served a request: the metrics' route label, and what the access
+/// log says of it.
+enum ServedBy {
+    /// No route: `-` (unmatched, gRPC built-ins), `graphql`, `openapi`.
+    Fixed(&'static str),
+    /// An inbound webhook endpoint, by name.
+    Webhook(String),
+    Route(Arc<RouteCtx>, Via),
+}
+
+/// How a route was reached.
+enum Via {
+    Rest(Arc<Binding>),
+    /// A gRPC path, by protocol (`grpc`, `grpc-web`, `websocket`).
+    Grpc(Arc<GrpcTarget>, &'static str),
+}
+
+impl ServedBy {
+    fn label(&self) -> &str {
+        match self {
+            ServedBy::Fixed(label) => label,
+            ServedBy::Webhook(name) => name,
+            ServedBy::Route(route, _) => &route.name,
+        }
+    }
+
+    fn describe(self) -> access_log::Served {
+        let fixed = |route: &str, protocol| access_log::Served {
+            route: route.to_owned(),
+            path: "-".to_owned(),
+            protocol,
+            upstream: None,
         };
-        let name = route_name.as_ref().map_or("-", |r| r.name.as_str());
-        self.metrics.observe_http(
-            name,
-            method.as_str(),
-            response.status().as_u16(),
-            started.elapsed(),
-        );
-        Ok(response)
+        match self {
+            ServedBy::Fixed(label) => fixed(label, "http"),
+            ServedBy::Webhook(name) => fixed(&name, "webhook"),
+            ServedBy::Route(route, via) => {
+                let (path, protocol) = match via {
+                    Via::Rest(binding) => (binding.template.to_string(), "rest"),
+                    Via::Grpc(target, protocol) => (target.path.to_string(), protocol),
+                };
+                access_log::Served {
+                    route: route.name.clone(),
+                    path,
+                    protocol,
+                    upstream: Some(route.upstream.name.clone()),
+                }
+            }
+        }
+    }
+}
+
+/// What the access log keeps of a request before it is served; puts the
+/// slot `auth` names the consumer in.
+fn started(req: &mut Request, clock: Instant) -> access_log::Started {
+    let consumer = ConsumerSlot::default();
+    req.extensions_mut().insert(consumer.clone());
+    access_log::Started {
+        at: std::time::SystemTime::now(),
+        clock,
+        method: req.method().clone(),
+        trace_id: trace::trace_id(req.headers()).map(str::to_owned),
+        client: req.extensions().get::<ClientAddr>().map(|a| a.0.ip()),
+        consumer: consumer.0,
     }
 }
 

@@ -241,6 +241,16 @@ impl Events {
                 .map_err(|e| at("extensions", format!("`{name}`: {e}")))?;
             extensions.push((name.clone(), template));
         }
+        // The CloudEvents distributed tracing extension: the call's trace
+        // context (the edge makes sure every request has one), unless the
+        // definition says otherwise.
+        if !definition.extensions.contains_key("traceparent") {
+            for name in ["traceparent", "tracestate"] {
+                let template = Template::compile(&format!("{{header.{name}}}"), &input, &output)
+                    .map_err(|e| at("extensions", e))?;
+                extensions.push((name.to_owned(), template));
+            }
+        }
         let on_status = match &definition.on_status {
             Some(statuses) => Some(
                 statuses

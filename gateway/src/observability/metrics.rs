@@ -74,6 +74,8 @@ pub struct Metrics {
     config_reloads: IntCounterVec,
     /// When the running config was loaded (Unix seconds).
     config_loaded_at: prometheus::Gauge,
+    /// Access log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
     /// GraphQL subscriptions open and events sent, by transport.
     pub subscriptions: SubscriptionMetrics,
     /// Domain events by sink and outcome, and the outbox depth per sink.
@@ -191,6 +193,11 @@ impl Metrics {
         )
         .expect("static metric definition");
         config_loaded_at.set(unix_now());
+        let access_log_dropped = IntCounter::new(
+            "access_log_dropped_total",
+            "Access log lines dropped because the writer thread fell behind (access_log.buffer_lines).",
+        )
+        .expect("static metric definition");
         let subscriptions = SubscriptionMetrics {
             open: IntGaugeVec::new(
                 Opts::new(
@@ -312,6 +319,7 @@ impl Metrics {
             Box::new(config_version.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_loaded_at.clone()),
+            Box::new(access_log_dropped.clone()),
             Box::new(subscriptions.open.clone()),
             Box::new(subscriptions.events.clone()),
             Box::new(subscriptions.refused.clone()),
@@ -348,6 +356,7 @@ impl Metrics {
             config_version,
             config_reloads,
             config_loaded_at,
+            access_log_dropped,
             subscriptions,
             events,
             webhooks_received,

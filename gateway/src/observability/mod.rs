@@ -1,5 +1,7 @@
-//! Observability: Prometheus metrics (and, later, tracing and access logs).
+//! Observability: Prometheus metrics, the access log, W3C trace context.
 
+pub mod access_log;
 pub mod metrics;
+pub mod trace;
 
 pub use metrics::Metrics;

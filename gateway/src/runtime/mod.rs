@@ -14,7 +14,6 @@ use switchyard_plugins::stage::HttpService;
 use crate::config::{ConfigError, KeyPath, LoadedConfig, Route};
 use crate::grpc::{GrpcMethods, GrpcTarget};
 use crate::observability::Metrics;
-use crate::protos::{self, ProtoSources};
 use crate::routing::header_match::HeaderMatcher;
 use crate::routing::{HeaderForwarding, RouteCtx, RouteTable, RouteTableBuilder};
 use crate::transcode::binding::Binding;
@@ -24,9 +23,11 @@ use crate::transcode::{handler, response};
 use crate::upstream::Upstream;
 
 mod graphql;
+mod parts;
 mod reuse;
 mod upstreams;
 use graphql::graphql_endpoint;
+use parts::{check_admin_token, check_route_names, load_protos, open_access_log, start_events};
 use upstreams::build_upstreams;
 
 /// One compiled config version.
@@ -51,6 +52,8 @@ pub struct Runtime {
     pub webhooks: crate::webhooks::Endpoints,
     /// The upstreams by name (a reload keeps the unchanged ones).
     pub upstreams: BTreeMap<String, Upstream>,
+    /// The access log (`access_log:`), when serving.
+    pub access_log: Option<Arc<crate::observability::access_log::AccessLog>>,
 }
 
 // === impl Runtime ===
@@ -104,6 +107,7 @@ impl Runtime {
         // refuse files that would not serve (the edge builds its own).
         crate::edge::tls::listeners(&loaded)?;
         let pool = load_protos(&loaded)?;
+        let access_log = open_access_log(&loaded, &metrics, purpose)?;
         let kept = reuse::kept_upstreams(&loaded, previous);
         let upstreams = build_upstreams(&loaded, &metrics, kept)?;
         let events = match previous {
@@ -199,6 +203,7 @@ impl Runtime {
             events,
             openapi: None,
             upstreams,
+            access_log,
         };
         if let Some(openapi) = &runtime.loaded.config.openapi {
             let document = crate::openapi::document(&runtime, &openapi.title);
@@ -207,80 +212,6 @@ impl Runtime {
         }
         Ok(runtime)
     }
-}
-
-/// The events side (`events:`), started on the current runtime.
-async fn start_events(
-    loaded: &LoadedConfig,
-    metrics: &Metrics,
-    purpose: Purpose,
-) -> Result<Option<Arc<crate::events::Events>>, ConfigError> {
-    let Some(config) = &loaded.config.events else {
-        return Ok(None);
-    };
-    let base_dir = loaded.source.base_dir();
-    let metrics = metrics.events.clone();
-    let started = match purpose {
-        Purpose::Serve => crate::events::Events::start(config, &base_dir, metrics).await,
-        Purpose::Check => crate::events::Events::check(config, &base_dir, metrics).await,
-    };
-    let events = started.map_err(|e| {
-        let key = e.key.iter().fold(KeyPath::root().key("events"), |k, part| {
-            k.key(part.as_str())
-        });
-        loaded.source.error_at(&key, e.message)
-    })?;
-    Ok(Some(Arc::new(events)))
-}
-
-/// Route names (a route's `name`, else its service) label metrics and keep
-/// shared rate-limit budgets apart: two routes must not share one.
-fn check_route_names(loaded: &LoadedConfig) -> Result<(), ConfigError> {
-    let mut seen = std::collections::HashMap::new();
-    for (index, route) in loaded.config.routes.iter().enumerate() {
-        let name = route.display_name();
-        if let Some(first) = seen.insert(name, index) {
-            let key = KeyPath::root().key("routes").index(index);
-            let key = if route.name.is_some() {
-                key.key("name")
-            } else {
-                key
-            };
-            return Err(loaded.source.error_at(
-                &key,
-                format!(
-                    "route name `{name}` is already used by routes[{first}]; give each route a distinct `name` (unnamed routes are named after their service)"
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// An admin token that is set must be worth asking for: an empty one (an
-/// unset `${VAR}`) or a short one is refused rather than taken.
-fn check_admin_token(loaded: &LoadedConfig) -> Result<(), ConfigError> {
-    match &loaded.config.admin.token {
-        Some(token) if token.len() < 16 => Err(loaded.source.error_at(
-            &KeyPath::root().key("admin").key("token"),
-            format!(
-                "admin.token is {} characters; use at least 16 (e.g. `openssl rand -hex 32`), or remove it",
-                token.len()
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn load_protos(loaded: &LoadedConfig) -> Result<DescriptorPool, ConfigError> {
-    let source = &loaded.source;
-    let protos = &loaded.config.protos;
-    let sources = ProtoSources {
-        sources: protos.sources.iter().map(|p| source.resolve(p)).collect(),
-        includes: protos.includes.iter().map(|p| source.resolve(p)).collect(),
-    };
-    protos::load(&sources)
-        .map_err(|e| source.error_at(&KeyPath::root().key("protos").key("sources"), e.to_string()))
 }
 
 fn route_ctx(

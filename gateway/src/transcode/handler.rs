@@ -19,6 +19,7 @@ use prost_reflect::DynamicMessage;
 use super::binding::Binding;
 use super::{request, response};
 use crate::events::Occurrence;
+use crate::observability::trace;
 use crate::routing::{HeaderForwarding, Matched, RouteCtx};
 use crate::upstream::grpc::Reply;
 use crate::upstream::{Call, UpstreamError};
@@ -199,6 +200,15 @@ pub(crate) fn forward_metadata(headers: &HeaderMap, rules: &HeaderForwarding) ->
             out.append(name.clone(), sensitive(value));
         }
     }
+    // The trace context always goes along (the edge made sure of a valid
+    // `traceparent`), so the upstream's spans join the client's trace.
+    for name in [trace::TRACEPARENT, trace::TRACESTATE] {
+        if let Some(value) = headers.get(name)
+            && !rules.forward.iter().any(|f| f == name)
+        {
+            out.insert(name, value.clone());
+        }
+    }
     if !rules.forward_prefixes.is_empty() {
         for (name, value) in headers {
             let forwarded = rules
@@ -208,6 +218,8 @@ pub(crate) fn forward_metadata(headers: &HeaderMap, rules: &HeaderForwarding) ->
             if forwarded
                 && !HeaderForwarding::is_reserved(name.as_str())
                 && !rules.forward.contains(name)
+                && name != trace::TRACEPARENT
+                && name != trace::TRACESTATE
             {
                 out.append(name.clone(), sensitive(value));
             }

@@ -77,7 +77,7 @@ pub use jwt::{Alg, JwtConfig, KeysConfig};
 use crate::error::{Code, ErrorResponse};
 use crate::metrics::{AuthCounters, PluginMetrics};
 use crate::registry::{Plugin, PluginError};
-use crate::stage::{BoxFuture, Claims, Consumer, HttpService, Request, Response};
+use crate::stage::{BoxFuture, Claims, Consumer, ConsumerSlot, HttpService, Request, Response};
 
 /// Configuration of the `auth` plugin.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -333,6 +333,9 @@ impl Shared {
         }
         for (name, value) in identity.headers {
             parts.headers.insert(name, value);
+        }
+        if let Some(ConsumerSlot(slot)) = parts.extensions.get::<ConsumerSlot>() {
+            let _ = slot.set(identity.consumer.clone());
         }
         parts.extensions.insert(Consumer(identity.consumer));
         self.counters.authenticated.inc();
