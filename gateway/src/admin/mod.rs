@@ -8,6 +8,7 @@
 //!   and the reload history), `POST /admin/reload`, `GET /admin/routes`
 //!   (the compiled route table), `GET /admin/upstreams` (endpoints, health,
 //!   ejections);
+//! - `GET /console`: the admin console, a page over the API above;
 //! - `GET /admin/events` (the event outbox per sink),
 //!   `/admin/events/dead/<sink>?limit=N` (a sink's newest dead letters).
 
@@ -27,6 +28,7 @@ use crate::edge::Shutdown;
 use crate::reload::Reloader;
 
 mod config;
+mod console;
 mod events;
 mod health;
 
@@ -59,6 +61,12 @@ pub async fn serve(listener: TcpListener, reloader: Arc<Reloader>, shutdown: Shu
 async fn answer(reloader: &Reloader, req: &hyper::Request<Incoming>) -> Response {
     let gateway = &reloader.gateway;
     let (method, path) = (req.method(), req.uri().path());
+    // The console's files hold no data: no token asked (its API calls are).
+    if method == Method::GET
+        && let Some(page) = console::serve(path)
+    {
+        return page;
+    }
     match path {
         "/healthz" | "/readyz" => {}
         _ => {

@@ -65,6 +65,11 @@ impl ConfigSource {
         }
     }
 
+    /// The file's text as read (before `${ENV}` expansion).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// The document's values after `${ENV}` expansion.
     pub fn values(&self) -> &serde_json::Value {
         &self.values

@@ -122,11 +122,11 @@ impl Reloader {
     /// The reloader of `gateway`, serving the config read from `path`.
     pub fn new(path: PathBuf, gateway: Arc<Gateway>, strict: bool) -> Arc<Reloader> {
         let runtime = gateway.runtime();
-        let text = std::fs::read(&path).ok();
-        let seen = text
-            .as_deref()
-            .map(|text| watch::fingerprint(&runtime.loaded, text));
-        let version = seen.map_or_else(|| "unknown".to_owned(), |f| hex(&f));
+        // The text the running version was compiled from.
+        let text = runtime.loaded.source.text().as_bytes();
+        let fingerprint = watch::fingerprint(&runtime.loaded, text);
+        let seen = Some(fingerprint);
+        let version = hex(&fingerprint);
         let now = now();
         let history = VecDeque::from([Attempt {
             at: now.clone(),
