@@ -64,6 +64,9 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The Markdown configuration reference instead (docs/configuration.md).
+        #[arg(long)]
+        reference: bool,
     },
     /// Print the OpenAPI 3.1 document of a config's REST routes, generated
     /// from the protos (or write it with --out).
@@ -148,7 +151,7 @@ fn main() -> ExitCode {
                 strict_reload,
             } => demo(&config, options(strict_reload)).await,
             Command::Validate { config } => validate(&config).await,
-            Command::Schema { out } => schema(out.as_deref()),
+            Command::Schema { out, reference } => schema(out.as_deref(), reference),
             Command::Openapi { config, out } => openapi(&config, out.as_deref()).await,
             Command::Graphql {
                 command: GraphqlCommand::Schema { config },
@@ -229,8 +232,12 @@ async fn validate(path: &Path) -> ExitCode {
     }
 }
 
-fn schema(out: Option<&Path>) -> ExitCode {
-    let text = config::json_schema_text();
+fn schema(out: Option<&Path>, reference: bool) -> ExitCode {
+    let text = if reference {
+        config::reference::markdown()
+    } else {
+        config::json_schema_text()
+    };
     match out {
         None => {
             print!("{text}");

@@ -7,6 +7,7 @@ pub mod events;
 pub mod graphql;
 pub mod load;
 pub mod model;
+pub mod reference;
 pub mod reload;
 pub mod span;
 pub mod tls;

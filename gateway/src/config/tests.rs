@@ -140,6 +140,36 @@ fn the_committed_schema_matches_the_config_types() {
 }
 
 #[test]
+fn the_committed_configuration_reference_matches_the_config_types() {
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/configuration.md"
+    ))
+    .expect("docs/configuration.md exists");
+    assert!(
+        committed == super::reference::markdown(),
+        "docs/configuration.md is stale: run `cargo run -p switchyard -- schema --reference --out docs/configuration.md`"
+    );
+}
+
+#[test]
+fn the_reference_names_every_top_level_key_and_a_nested_type() {
+    let reference = super::reference::markdown();
+    for key in [
+        "listeners",
+        "upstreams",
+        "routes",
+        "events",
+        "reload",
+        "access_log",
+    ] {
+        assert!(reference.contains(&format!("| `{key}` |")), "{key}");
+    }
+    assert!(reference.contains("## `Upstream`"));
+    assert!(reference.contains("| `critical` | boolean | `false` |"));
+}
+
+#[test]
 fn an_unknown_key_is_named_in_a_file_that_interpolates_variables() {
     let err = parse_err(
         "listeners: [{ address: \"${NO_SUCH_VAR_X:-127.0.0.1:8080}\" }]\nprotos: {sources: [p]}\nroutes:\n  - service: a.B\n    upstrem: users\n",
