@@ -111,3 +111,19 @@ async fn admin_upstreams_shows_health_and_an_ejected_endpoint() {
     assert_eq!(users["endpoints"][0]["circuit_open"], false);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn client_connections_are_counted_while_open_and_in_all() {
+    let gw = gateway("").await;
+    assert_eq!(gw.get("/v1/users/1").await.status, StatusCode::OK);
+    let total = gw
+        .metric("switchyard_connections_total{transport=\"tcp\"}")
+        .await;
+    assert!(total.is_some_and(|n| n >= 1.0), "{total:?}");
+    // The test client keeps its connection: it is open now.
+    let open = gw
+        .metric("switchyard_connections_open{transport=\"tcp\"}")
+        .await;
+    assert!(open.is_some_and(|n| n >= 1.0), "{open:?}");
+    gw.stop().await;
+}

@@ -92,6 +92,30 @@ async fn an_unknown_server_name_gets_the_first_certificate_or_no_handshake_as_co
     pki.connect(strict.addr, "api.example.test", &[])
         .await
         .expect("a known name");
+    // Counted by outcome (the server finishes its side a moment after the
+    // client).
+    for _ in 0..50 {
+        if strict
+            .metric("switchyard_tls_handshakes_total{outcome=\"ok\"}")
+            .await
+            == Some(1.0)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        strict
+            .metric("switchyard_tls_handshakes_total{outcome=\"ok\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        strict
+            .metric("switchyard_tls_handshakes_total{outcome=\"failed\"}")
+            .await,
+        Some(1.0)
+    );
     strict.stop().await;
 }
 
@@ -116,6 +140,11 @@ async fn a_client_that_never_finishes_its_handshake_is_closed_after_the_header_r
         started.elapsed() >= std::time::Duration::from_millis(250),
         "{:?}",
         started.elapsed()
+    );
+    assert_eq!(
+        gw.metric("switchyard_tls_handshakes_total{outcome=\"timeout\"}")
+            .await,
+        Some(1.0)
     );
     gw.stop().await;
 }

@@ -160,13 +160,21 @@ pub(super) async fn serve_worker(
                         let (builder, watcher, gateway) = (builder.clone(), graceful.watcher(), gateway.clone());
                         let timeout = settings.header_read_timeout;
                         tokio::spawn(async move {
+                            let handshakes = &gateway.metrics.tls_handshakes;
                             match tokio::time::timeout(timeout, tls.accept(stream)).await {
                                 Ok(Ok(stream)) => {
+                                    handshakes.with_label_values(&["ok"]).inc();
                                     let client = super::tls::client_certificate(stream.get_ref().1);
                                     serve_connection_watched(&builder, watcher, stream, peer, client, gateway);
                                 }
-                                Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                Ok(Err(e)) => {
+                                    handshakes.with_label_values(&["failed"]).inc();
+                                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                }
+                                Err(_) => {
+                                    handshakes.with_label_values(&["timeout"]).inc();
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                }
                             }
                         });
                     }
@@ -213,6 +221,14 @@ fn serve_connection_watched<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let transport = if client.is_some() || is_tls::<I>() {
+        "tls"
+    } else {
+        "tcp"
+    };
+    let metrics = &gateway.metrics;
+    metrics.connections.with_label_values(&[transport]).inc();
+    let open = Open::new(metrics.connections_open.with_label_values(&[transport]));
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(box_body);
         req.extensions_mut().insert(ClientAddr(peer));
@@ -224,8 +240,31 @@ fn serve_connection_watched<I>(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     let conn = watcher.watch(conn.into_owned());
     tokio::spawn(async move {
+        let _open = open;
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, %peer, "connection ended with an error");
         }
     });
+}
+
+/// Counts a connection in `connections_open` while it lives.
+struct Open(prometheus::IntGauge);
+
+impl Open {
+    fn new(gauge: prometheus::IntGauge) -> Open {
+        gauge.inc();
+        Open(gauge)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Whether connections of type `I` are TLS streams.
+fn is_tls<I: 'static>() -> bool {
+    std::any::TypeId::of::<I>()
+        == std::any::TypeId::of::<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>()
 }

@@ -76,6 +76,12 @@ pub struct Metrics {
     config_loaded_at: prometheus::Gauge,
     /// Access log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
+    /// Client connections open now and accepted so far, by transport
+    /// (`tcp`, `tls`).
+    pub connections_open: IntGaugeVec,
+    pub connections: IntCounterVec,
+    /// TLS handshakes at the edge by outcome (`ok`, `failed`, `timeout`).
+    pub tls_handshakes: IntCounterVec,
     /// GraphQL subscriptions open and events sent, by transport.
     pub subscriptions: SubscriptionMetrics,
     /// Domain events by sink and outcome, and the outbox depth per sink.
@@ -193,6 +199,30 @@ impl Metrics {
         )
         .expect("static metric definition");
         config_loaded_at.set(unix_now());
+        let connections_open = IntGaugeVec::new(
+            Opts::new(
+                "connections_open",
+                "Client connections open now, by transport (tcp, tls).",
+            ),
+            &["transport"],
+        )
+        .expect("static metric definition");
+        let connections = IntCounterVec::new(
+            Opts::new(
+                "connections_total",
+                "Client connections accepted (TLS: once the handshake succeeded), by transport.",
+            ),
+            &["transport"],
+        )
+        .expect("static metric definition");
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new(
+                "tls_handshakes_total",
+                "TLS handshakes at the edge by outcome (ok, failed, timeout).",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
         let access_log_dropped = IntCounter::new(
             "access_log_dropped_total",
             "Access log lines dropped because the writer thread fell behind (access_log.buffer_lines).",
@@ -320,6 +350,9 @@ impl Metrics {
             Box::new(config_reloads.clone()),
             Box::new(config_loaded_at.clone()),
             Box::new(access_log_dropped.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections.clone()),
+            Box::new(tls_handshakes.clone()),
             Box::new(subscriptions.open.clone()),
             Box::new(subscriptions.events.clone()),
             Box::new(subscriptions.refused.clone()),
@@ -357,6 +390,9 @@ impl Metrics {
             config_reloads,
             config_loaded_at,
             access_log_dropped,
+            connections_open,
+            connections,
+            tls_handshakes,
             subscriptions,
             events,
             webhooks_received,
