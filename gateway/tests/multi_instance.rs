@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,7 +30,7 @@ fn unique() -> String {
 
 /// The instances' shared config, but for the outbox path (each instance
 /// has its own file: it is local state, not shared).
-fn config(demo: &switchyard_demo::DemoServer, run: &str, outbox: &PathBuf) -> String {
+fn config(demo: &switchyard_demo::DemoServer, run: &str, outbox: &Path) -> String {
     let rate_limit = format!(
         r#"{{ rate_limit: {{ rate: 10/min, backend: {{ redis: {{ url: "{REDIS}", key_prefix: "sy-multi:{run}:" }} }} }} }}"#
     );
