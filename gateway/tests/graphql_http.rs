@@ -113,6 +113,16 @@ async fn mutations_lists_and_get_requests() {
         "{}",
         reply.text()
     );
+    // A named mutation, the document's only operation, without `operationName`.
+    let reply = gw
+        .get("/graphql?query=mutation%20Cancel%20%7B%20cancelOrder(id%3A%222%22)%20%7B%20id%20%7D%20%7D")
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "{}",
+        reply.text()
+    );
     gw.stop().await;
 }
 
@@ -253,6 +263,61 @@ async fn response_fields_come_in_the_order_of_the_selection() {
     assert_eq!(
         reply.text(),
         r#"{"data":{"order":{"totalCents":"7499","items":[{"sku":"A-1","qty":2},{"sku":"B-2","qty":1}],"id":"1"}}}"#
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn operations_are_counted_by_name_type_and_outcome_with_their_cost() {
+    let gw = TestGateway::demo_with("", "graphql: { limits: { max_depth: 3 } }").await;
+    let named = json!({"query": r#"query OrderOne { order(id: "1") { id } }"#});
+    assert_eq!(post(&gw, named).await.status, StatusCode::OK);
+    let failed = json!({"query": r#"query Missing { order(id: "999") { id } }"#});
+    assert_eq!(post(&gw, failed).await.status, StatusCode::OK);
+    let deep = json!({"query": r#"query Deep { order(id: "1") { user { orders { items { sku } } } } }"#, "operationName": "Deep"});
+    post(&gw, deep).await;
+    let anonymous = json!({"query": r#"{ order(id: "1") { id } }"#});
+    post(&gw, anonymous).await;
+    let count = |line: &'static str| {
+        let gw = &gw;
+        async move { gw.metric(line).await }
+    };
+    let ops = "switchyard_graphql_operations_total";
+    assert_eq!(
+        count(
+            r#"switchyard_graphql_operations_total{operation="OrderOne",outcome="ok",type="query"}"#
+        )
+        .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        count(r#"switchyard_graphql_operations_total{operation="Missing",outcome="errors",type="query"}"#).await,
+        Some(1.0)
+    );
+    assert_eq!(
+        count(
+            r#"switchyard_graphql_operations_total{operation="Deep",outcome="refused",type="-"}"#
+        )
+        .await,
+        Some(1.0),
+        "{}",
+        gw.admin_get("/metrics")
+            .await
+            .text()
+            .lines()
+            .filter(|l| l.starts_with(ops))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        count(r#"switchyard_graphql_operations_total{operation="-",outcome="ok",type="query"}"#)
+            .await,
+        Some(1.0)
+    );
+    // The three that were checked in full have a cost.
+    assert_eq!(
+        count("switchyard_graphql_query_cost_count").await,
+        Some(3.0)
     );
     gw.stop().await;
 }

@@ -213,21 +213,30 @@ async fn run(
             request_error: true,
         })
     };
-    let request = match prepare(protection, method, body)? {
-        Prepared::Ready(request, Some(OperationType::Subscription)) => {
+    let (request, operation) = match prepare(protection, method, body)? {
+        Prepared::Ready(request, operation)
+            if operation.ty == Some(OperationType::Subscription) =>
+        {
             drop(request);
+            operation.observe(protection, "refused");
             return refused(&[Refusal {
                 code: "SUBSCRIPTION_TRANSPORT",
                 message: "a subscription needs a streaming transport: a WebSocket (graphql-transport-ws) or `Accept: text/event-stream`".to_owned(),
             }]);
         }
-        Prepared::Ready(request, _) => request,
+        Prepared::Ready(request, operation) => (request, operation),
         Prepared::Refused(refusals) => return refused(&refusals),
     };
     let request = request
         .data(headers.clone())
         .data(super::joins::RequestState::new());
     let response = schema.execute(request).await;
+    let outcome = if response.errors.is_empty() {
+        "ok"
+    } else {
+        "errors"
+    };
+    operation.observe(protection, outcome);
     let request_error = response.data == async_graphql::Value::Null && !response.errors.is_empty();
     let json = serde_json::to_vec(&response).map_err(|e| {
         Rejected(

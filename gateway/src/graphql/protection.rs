@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use async_graphql::dynamic::Schema;
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+
+use crate::observability::graphql::GraphqlMetrics;
 use async_graphql::{Request as GqlRequest, Variables};
 use http::{Method, StatusCode};
 
@@ -28,6 +30,7 @@ pub struct Protection {
     pub(super) batch_max: Option<usize>,
     /// Parsed documents by query text (`graphql.document_cache`).
     documents: Mutex<Lru<Arc<ExecutableDocument>>>,
+    metrics: GraphqlMetrics,
 }
 
 /// The longest query text whose parsed document is cached: bounds the
@@ -43,6 +46,7 @@ impl Protection {
         config: &GraphqlConfig,
         schema: &Schema,
         base_dir: &Path,
+        metrics: GraphqlMetrics,
     ) -> Result<Protection, BuildError> {
         if let Some(batching) = &config.batching
             && batching.max == 0
@@ -58,6 +62,7 @@ impl Protection {
             introspection: config.introspection,
             batch_max: config.batching.as_ref().map(|b| b.max),
             documents: Mutex::new(Lru::new(config.document_cache)),
+            metrics,
         })
     }
 }
@@ -93,14 +98,58 @@ impl Protection {
 // would only add an allocation per operation.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Prepared {
-    Ready(GqlRequest, Option<OperationType>),
+    Ready(GqlRequest, Operation),
     Refused(Vec<Refusal>),
+}
+
+/// What the metrics say of an operation that passed.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Operation {
+    /// Its type, when the document parses and names one.
+    pub ty: Option<OperationType>,
+    pub name: Option<String>,
+    /// Its complexity (`graphql.limits`), when checked.
+    pub cost: Option<u64>,
+}
+
+impl Operation {
+    /// `query`, `mutation`, `subscription`, or `-`.
+    pub fn kind(&self) -> &'static str {
+        match self.ty {
+            Some(OperationType::Query) => "query",
+            Some(OperationType::Mutation) => "mutation",
+            Some(OperationType::Subscription) => "subscription",
+            None => "-",
+        }
+    }
+
+    /// Counts it in `graphql_operations_total` with `outcome`.
+    pub fn observe(&self, protection: &Protection, outcome: &str) {
+        protection
+            .metrics
+            .observe(self.name.as_deref(), self.kind(), outcome, self.cost);
+    }
 }
 
 /// Persisted query, limits and introspection: the request to execute, its
 /// operation type when the document parses (one that does not is left to
 /// the executor, which reports it), or the refusals.
 pub(crate) fn prepare(
+    protection: &Protection,
+    method: &Method,
+    body: Body,
+) -> Result<Prepared, Rejected> {
+    let name = body.operation_name.clone();
+    let prepared = prepare_checked(protection, method, body);
+    if let Ok(Prepared::Refused(_)) = &prepared {
+        protection
+            .metrics
+            .observe(name.as_deref(), "-", "refused", None);
+    }
+    prepared
+}
+
+fn prepare_checked(
     protection: &Protection,
     method: &Method,
     body: Body,
@@ -144,10 +193,11 @@ pub(crate) fn prepare(
             .check_document(document, operation.as_deref(), &variables)
     });
     request.variables = variables;
-    request.operation_name = operation;
+    let mut cost = None;
     match checked {
         Some(Err(refusals)) => return Ok(Prepared::Refused(refusals)),
-        Some(Ok(())) => {
+        Some(Ok(checked)) => {
+            cost = Some(checked);
             if let Some(hash) = resolved.register {
                 protection.persisted.register(hash, &request.query);
             }
@@ -160,7 +210,9 @@ pub(crate) fn prepare(
     if !protection.introspection {
         request = request.disable_introspection();
     }
-    Ok(Prepared::Ready(request, ty))
+    let name = operation.clone().or_else(|| single_name(&mut request));
+    request.operation_name = operation;
+    Ok(Prepared::Ready(request, Operation { ty, name, cost }))
 }
 
 fn build(
@@ -183,6 +235,17 @@ fn build(
     Ok(request)
 }
 
+/// The name of a document's only operation, when it has one.
+fn single_name(request: &mut GqlRequest) -> Option<String> {
+    match &request.parsed_query().ok()?.operations {
+        DocumentOperations::Single(_) => None,
+        DocumentOperations::Multiple(ops) if ops.len() == 1 => {
+            ops.keys().next().map(|n| n.to_string())
+        }
+        DocumentOperations::Multiple(_) => None,
+    }
+}
+
 /// The type of the operation that would run, if the document parses and
 /// names it unambiguously.
 fn operation_type(request: &mut GqlRequest) -> Option<OperationType> {
@@ -192,6 +255,10 @@ fn operation_type(request: &mut GqlRequest) -> Option<OperationType> {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
         (DocumentOperations::Multiple(ops), Some(name)) => {
             ops.get(name.as_str()).map(|op| op.node.ty)
+        }
+        // One named operation and no `operationName`: that one runs.
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
         }
         (DocumentOperations::Multiple(_), None) => None,
     }

@@ -76,6 +76,8 @@ pub struct Metrics {
     config_loaded_at: prometheus::Gauge,
     /// Access log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
+    /// GraphQL operations and their cost.
+    pub graphql: super::graphql::GraphqlMetrics,
     /// Client connections open now and accepted so far, by transport
     /// (`tcp`, `tls`).
     pub connections_open: IntGaugeVec,
@@ -370,6 +372,10 @@ impl Metrics {
                 .register(collector)
                 .expect("metric names are unique");
         }
+        let graphql = super::graphql::GraphqlMetrics::new();
+        graphql
+            .register(&registry)
+            .expect("metric names are unique");
         let plugins = PluginMetrics::new();
         plugins
             .register(&registry)
@@ -390,6 +396,7 @@ impl Metrics {
             config_reloads,
             config_loaded_at,
             access_log_dropped,
+            graphql,
             connections_open,
             connections,
             tls_handshakes,

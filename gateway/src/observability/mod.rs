@@ -1,6 +1,7 @@
 //! Observability: Prometheus metrics, the access log, W3C trace context.
 
 pub mod access_log;
+pub mod graphql;
 pub mod metrics;
 pub mod trace;
 

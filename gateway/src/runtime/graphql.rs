@@ -59,8 +59,13 @@ pub(super) async fn graphql_endpoint(
         });
     }
     let schema = graphql::schema(pool, config, &exposed).map_err(at)?;
-    let protection =
-        graphql::protection::Protection::new(config, &schema, &source.base_dir()).map_err(at)?;
+    let protection = graphql::protection::Protection::new(
+        config,
+        &schema,
+        &source.base_dir(),
+        metrics.graphql.clone(),
+    )
+    .map_err(at)?;
     let subscriptions = graphql::subscriptions::Subscriptions::new(
         &config.subscriptions,
         metrics.subscriptions.clone(),

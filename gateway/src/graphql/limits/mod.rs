@@ -209,25 +209,27 @@ impl Limits {
     }
 
     /// The limits on the operation that would run (all of them when which
-    /// one cannot be told; the executor then refuses the request anyway).
+    /// one cannot be told; the executor then refuses the request anyway);
+    /// its cost (the highest of those checked).
     pub fn check_document(
         &self,
         doc: &ExecutableDocument,
         operation: Option<&str>,
         variables: &Variables,
-    ) -> Result<(), Vec<Refusal>> {
+    ) -> Result<u64, Vec<Refusal>> {
         let ops: Vec<&OperationDefinition> = match (&doc.operations, operation) {
             (DocumentOperations::Single(op), _) => vec![&op.node],
             (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(&Name::new(name)) {
                 Some(op) => vec![&op.node],
-                None => return Ok(()),
+                None => return Ok(0),
             },
             (DocumentOperations::Multiple(ops), None) => ops.values().map(|op| &op.node).collect(),
         };
+        let mut cost = 0;
         for op in ops {
-            self.check_operation(doc, op, variables)?;
+            cost = cost.max(self.check_operation(doc, op, variables)?);
         }
-        Ok(())
+        Ok(cost)
     }
 
     fn check_operation(
@@ -235,7 +237,7 @@ impl Limits {
         doc: &ExecutableDocument,
         op: &OperationDefinition,
         variables: &Variables,
-    ) -> Result<(), Vec<Refusal>> {
+    ) -> Result<u64, Vec<Refusal>> {
         let root = match op.ty {
             OperationType::Query => &self.roots[0],
             OperationType::Mutation => &self.roots[1],
@@ -311,7 +313,7 @@ impl Limits {
             );
         }
         if refusals.is_empty() {
-            Ok(())
+            Ok(stats.cost)
         } else {
             Err(refusals)
         }

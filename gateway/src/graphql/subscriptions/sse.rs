@@ -38,7 +38,10 @@ pub fn wanted(headers: &HeaderMap) -> bool {
 /// Runs one operation as an event stream.
 pub(crate) fn serve(served: &Served, parts: &http::request::Parts, body: Body) -> Response {
     let request = match prepare(&served.protection, &parts.method, body) {
-        Ok(Prepared::Ready(request, _)) => request,
+        Ok(Prepared::Ready(request, operation)) => {
+            operation.observe(&served.protection, "ok");
+            request
+        }
         Ok(Prepared::Refused(refusals)) => return refused(StatusCode::BAD_REQUEST, &refusals),
         Err(rejected) => return reject(rejected, false),
     };

@@ -250,7 +250,10 @@ impl Session {
             }]));
         }
         let request = match prepare(&self.served.protection, &Method::POST, payload) {
-            Ok(Prepared::Ready(request, _)) => request,
+            Ok(Prepared::Ready(request, operation)) => {
+                operation.observe(&self.served.protection, "ok");
+                request
+            }
             Ok(Prepared::Refused(list)) => return Err(refusals(&list)),
             Err(Rejected(_, message)) => {
                 return Err(serde_json::json!([{ "message": message }]));
