@@ -168,3 +168,67 @@ fn the_image_and_the_unit_provide_what_the_manifests_and_docs_expect() {
         assert!(unit.contains(needed), "switchyard.service lacks {needed:?}");
     }
 }
+
+/// The metric names an expression uses (`switchyard_…`), histogram series
+/// (`_bucket`, `_sum`, `_count`) named by their family.
+fn metric_names(expr: &str, known: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("switchyard_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| known.iter().any(|k| k == f))
+            })
+            .map_or(name.clone(), str::to_owned);
+        out.push(family);
+    }
+    out
+}
+
+#[test]
+fn the_grafana_dashboard_uses_only_metrics_the_gateway_has() {
+    let path = common::repo_root().join("deploy/grafana/switchyard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let metrics = switchyard::observability::Metrics::new();
+    let known = metrics.names();
+    let mut used = std::collections::BTreeSet::new();
+    let mut panels = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let Some(targets) = panel["targets"].as_array() else {
+            continue; // a row
+        };
+        panels += 1;
+        assert!(!targets.is_empty(), "{}", panel["title"]);
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap();
+            for name in metric_names(expr, known) {
+                assert!(
+                    known.contains(&name),
+                    "panel {:?} uses {name}, which the gateway does not have",
+                    panel["title"]
+                );
+                used.insert(name);
+            }
+        }
+    }
+    assert!(panels >= 20, "{panels} panels");
+    // The RED metrics, upstream, GraphQL, events and reloads are all there.
+    for needed in [
+        "switchyard_http_requests_total",
+        "switchyard_http_request_duration_seconds",
+        "switchyard_upstream_requests_total",
+        "switchyard_graphql_operations_total",
+        "switchyard_outbox_depth",
+        "switchyard_config_reload_total",
+    ] {
+        assert!(used.contains(needed), "the dashboard lacks {needed}");
+    }
+}

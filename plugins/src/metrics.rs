@@ -100,6 +100,20 @@ impl PluginMetrics {
     }
 
     /// Registers the families (once per registry).
+    /// The names of its metrics (without the registry's prefix).
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        [
+            self.auth.desc(),
+            self.rate_limit.desc(),
+            self.idempotency.desc(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| d.fq_name.clone())
+        .collect()
+    }
+
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.auth.clone()))?;
         registry.register(Box::new(self.rate_limit.clone()))?;

@@ -51,6 +51,16 @@ impl GraphqlMetrics {
         }
     }
 
+    /// The names of its metrics (without the registry's prefix).
+    pub(super) fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        [self.operations.desc(), self.cost.desc()]
+            .into_iter()
+            .flatten()
+            .map(|d| d.fq_name.clone())
+            .collect()
+    }
+
     pub(super) fn register(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.operations.clone()))?;
         registry.register(Box::new(self.cost.clone()))

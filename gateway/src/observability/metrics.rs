@@ -59,6 +59,8 @@ pub struct GrpcMetrics {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// Every metric's name, `switchyard_` prefix included.
+    names: Vec<String>,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     upstream_requests: IntCounterVec,
@@ -336,6 +338,7 @@ impl Metrics {
             "Rate-limit decisions taken by the local fallback while Redis was unavailable.",
         )
         .expect("static metric definition");
+        let mut names: Vec<String> = Vec::new();
         for collector in [
             Box::new(rate_limit_redis_errors.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rate_limit_redis_fallbacks.clone()),
@@ -368,6 +371,7 @@ impl Metrics {
             Box::new(grpc.calls.clone()),
             Box::new(grpc.open_streams.clone()),
         ] {
+            names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
             registry
                 .register(collector)
                 .expect("metric names are unique");
@@ -380,9 +384,16 @@ impl Metrics {
         plugins
             .register(&registry)
             .expect("metric names are unique");
+        names.extend(graphql.names());
+        names.extend(plugins.names());
+        let names = names
+            .into_iter()
+            .map(|n| format!("switchyard_{n}"))
+            .collect();
         Metrics {
             plugins,
             registry,
+            names,
             http_requests,
             http_duration,
             upstream_requests,
@@ -409,6 +420,12 @@ impl Metrics {
             tls_reloads,
             mirror: std::sync::Mutex::new(()),
         }
+    }
+
+    /// Every metric's name (`switchyard_…`), whether or not it has a value
+    /// yet (the dashboards' names are checked against it).
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Counts a reload attempt; a successful one also sets the load time.
