@@ -4,40 +4,16 @@
 //! the page shows the route with its traffic figures and the upstream in
 //! service; it saves a screenshot (`target/admin-console.png`). The script
 //! fails on any console error, uncaught exception, CSP violation, failed
-//! or non-2xx request, or request to another host (no CDN). Needs what
-//! `graphiql_browser.rs` needs (`scripts/test.sh` installs it).
+//! or non-2xx request, or request to another host (no CDN); see
+//! `common::browser` for what it needs.
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
-
-use common::TestGateway;
+use common::{TestGateway, browser};
 use http::StatusCode;
-use tokio::process::Command;
-
-/// Longest the whole browser run may take (the script gives up at 30 s).
-const DEADLINE: Duration = Duration::from_secs(45);
-
-fn chromium() -> PathBuf {
-    std::env::var_os("SWITCHYARD_CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), Into::into)
-}
-
-fn browser_dir() -> PathBuf {
-    std::env::var_os("SWITCHYARD_BROWSER_DIR").map_or_else(
-        || common::repo_root().join("gateway/tests/browser"),
-        Into::into,
-    )
-}
 
 #[tokio::test]
 async fn the_console_shows_a_route_with_traffic_and_an_upstream_in_service() {
-    let (chromium, dir) = (chromium(), browser_dir());
-    assert!(
-        chromium.is_file() && dir.join("node_modules/playwright-core").is_dir(),
-        "needs Chromium ({chromium:?}) and playwright-core in {dir:?}: run scripts/test.sh"
-    );
     let gw = TestGateway::demo_with(
         "",
         "reload: { watch_interval: 0s }\nplugins: [{ request_id: {} }]",
@@ -49,30 +25,8 @@ async fn the_console_shows_a_route_with_traffic_and_an_upstream_in_service() {
     }
     let url = format!("http://{}/console", gw.admin);
     let shot = common::repo_root().join("target/admin-console.png");
-    let script = dir.join("console.mjs");
-    let child = Command::new("node")
-        .arg(&script)
-        .args([url.as_str(), "users", "users"])
-        .arg(&shot)
-        .env("SWITCHYARD_CHROMIUM", &chromium)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node {script:?}: {e}"));
-    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("the browser run took longer than {DEADLINE:?}"))
-        .expect("wait for node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "{script:?} {url} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
+    let shot_path = shot.display().to_string();
+    let stdout = browser::run("console.mjs", &[&url, "users", "users", &shot_path]).await;
     assert!(stdout.contains("ready: ready"), "{stdout}");
     let route = stdout.lines().find(|l| l.starts_with("route: ")).unwrap();
     // name | service | upstream | plugins | bindings | req/s | errors | p99

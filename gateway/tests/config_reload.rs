@@ -515,3 +515,63 @@ async fn an_empty_or_short_admin_token_is_refused() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn an_open_stream_keeps_its_version_across_a_reload_that_drops_its_method() {
+    use http_body_util::{BodyExt, Empty};
+    let dir = scratch("stream");
+    let both = format!("{USERS}\n{ORDERS}");
+    let gw = start(&dir, |d| yaml(d, &protos(), &both, ""), Default::default()).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let url = format!("http://{}/v1/users/1/orders:watch", gw.addr);
+    let res = client
+        .request(http::Request::get(&url).body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let mut seen = String::new();
+    // The snapshot's first order arrives on the version the stream began on.
+    while !seen.contains('\n') {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("the snapshot")
+            .expect("a frame")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+    // The next version no longer exposes WatchOrders.
+    let without_watch = both.replace(
+        "upstream: orders }",
+        "upstream: orders, methods: [GetOrder, CreateOrder, ListOrders, CancelOrder] }",
+    );
+    write(&dir, &config_of(&gw, &without_watch, ""));
+    assert_eq!(reload(&gw).await.status, StatusCode::OK);
+    assert_eq!(
+        gw.get("/v1/users/1/orders:watch").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The open stream still gets what happens next.
+    let created = gw
+        .post_json(
+            "/v1/orders",
+            r#"{"userId":"1","items":[{"sku":"B-2","qty":1}]}"#,
+        )
+        .await
+        .json();
+    let id = created["id"].as_str().unwrap().to_owned();
+    while !seen.contains(&format!("\"id\":\"{id}\"")) {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("the created order streams to the old version's client")
+            .expect("a frame")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+    drop(body);
+    gw.stop().await;
+}

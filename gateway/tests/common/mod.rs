@@ -17,6 +17,7 @@ use switchyard::app::{self, Running};
 use switchyard::config;
 use switchyard_demo::{DemoServer, Service};
 
+pub mod browser;
 pub mod nats;
 pub mod pki;
 pub mod scripted;
