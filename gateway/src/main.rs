@@ -129,7 +129,6 @@ enum GraphqlCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,7 +140,18 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match cli.command {
+        // `tracing:` is bound at start: read before the subscriber is set.
+        let spans = match &cli.command {
+            Command::Run { config, .. } | Command::Demo { config, .. } => config::load(config)
+                .ok()
+                .and_then(|loaded| loaded.config.tracing),
+            _ => None,
+        };
+        let provider = match init_tracing(&cli.log, spans.as_ref()) {
+            Ok(provider) => provider,
+            Err(e) => return fail(&e),
+        };
+        let code = match cli.command {
             Command::Run {
                 config,
                 strict_reload,
@@ -162,21 +172,42 @@ fn main() -> ExitCode {
                 json,
                 command,
             } => events(&config, admin.as_deref(), json, command).await,
+        };
+        if let Some(provider) = provider {
+            // Sends the spans still queued.
+            let _ = provider.shutdown();
         }
+        code
     })
 }
 
-fn init_tracing(filter: &str) {
+/// Logs to stdout, filtered by `--log`; with `tracing:`, spans exported
+/// over OTLP too (the provider to shut down at exit).
+fn init_tracing(
+    filter: &str,
+    spans: Option<&config::tracing::TracingConfig>,
+) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>, String> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: logs piped to files or collectors stay plain.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let logs = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_ansi(ansi)
-        .init();
+        .with_filter(filter);
+    let (otel, provider) = match spans {
+        Some(config) => {
+            let (layer, provider) = switchyard::observability::otel::layer(config)?;
+            (Some(layer), Some(provider))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(otel).with(logs).init();
+    Ok(provider)
 }
 
 fn options(strict_reload: bool) -> app::StartOptions {

@@ -11,6 +11,7 @@ pub mod reference;
 pub mod reload;
 pub mod span;
 pub mod tls;
+pub mod tracing;
 pub mod units;
 pub mod webhooks;
 

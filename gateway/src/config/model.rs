@@ -71,6 +71,9 @@ pub struct Config {
     /// One JSON line per request, to stdout or a file; off when absent.
     #[serde(default)]
     pub access_log: Option<super::AccessLogConfig>,
+    /// The gateway's own spans, exported over OTLP; off when absent.
+    #[serde(default)]
+    pub tracing: Option<super::tracing::TracingConfig>,
 }
 
 /// Where the OpenAPI document is served.

@@ -19,13 +19,14 @@ use tower::{Service, ServiceExt};
 use super::Shutdown;
 use super::websocket::{self, Sessions};
 use crate::grpc::{self, GrpcMatched, GrpcTarget};
-use crate::observability::{Metrics, access_log, trace};
+use crate::observability::{Metrics, access_log, otel, trace};
 use crate::routing::RouteCtx;
 use crate::routing::hosts::request_host;
 use crate::routing::normalize::normalize;
 use crate::runtime::Runtime;
 use crate::transcode::binding::Binding;
 use crate::transcode::websocket::WsMatched;
+use tracing::Instrument as _;
 
 /// The gateway's shared state: the live runtime and process-wide metrics.
 pub struct Gateway {
@@ -83,19 +84,31 @@ impl Gateway {
     async fn serve(&self, mut req: Request) -> Response {
         let clock = Instant::now();
         let runtime = self.runtime();
-        trace::ensure(req.headers_mut());
+        let method = req.method().clone();
+        // A span of its own when spans are exported (its context becomes
+        // the request's `traceparent`), else the client's trace context
+        // kept or one started.
+        let span = otel::request_span(&method, req.headers_mut());
+        if span.is_disabled() {
+            trace::ensure(req.headers_mut());
+        }
         let started = runtime
             .access_log
             .as_ref()
             .map(|_| started(&mut req, clock));
-        let method = req.method().clone();
-        let (response, served) = self.dispatch_inner(&runtime, req).await;
-        self.metrics.observe_http(
-            served.label(),
-            method.as_str(),
-            response.status().as_u16(),
-            clock.elapsed(),
-        );
+        let (response, served) = self
+            .dispatch_inner(&runtime, req)
+            .instrument(span.clone())
+            .await;
+        let status = response.status().as_u16();
+        if !span.is_disabled() {
+            let path = served.path();
+            otel::rename(&span, format!("{method} {path}"));
+            span.record("http.route", path);
+            span.record("http.response.status_code", status);
+        }
+        self.metrics
+            .observe_http(served.label(), method.as_str(), status, clock.elapsed());
         match (&runtime.access_log, started) {
             (Some(log), Some(started)) => log.wrap(response, started, served.describe()),
             _ => response,
@@ -284,6 +297,15 @@ impl ServedBy {
         }
     }
 
+    /// The route's template or gRPC path (`-` without a route).
+    fn path(&self) -> String {
+        match self {
+            ServedBy::Route(_, Via::Rest(binding)) => binding.template.to_string(),
+            ServedBy::Route(_, Via::Grpc(target, _)) => target.path.to_string(),
+            _ => "-".to_owned(),
+        }
+    }
+
     fn describe(self) -> access_log::Served {
         let fixed = |route: &str, protocol| access_log::Served {
             route: route.to_owned(),
@@ -294,10 +316,11 @@ impl ServedBy {
         match self {
             ServedBy::Fixed(label) => fixed(label, "http"),
             ServedBy::Webhook(name) => fixed(&name, "webhook"),
-            ServedBy::Route(route, via) => {
-                let (path, protocol) = match via {
-                    Via::Rest(binding) => (binding.template.to_string(), "rest"),
-                    Via::Grpc(target, protocol) => (target.path.to_string(), protocol),
+            ServedBy::Route(ref route, ref via) => {
+                let path = self.path();
+                let protocol = match via {
+                    Via::Rest(_) => "rest",
+                    Via::Grpc(_, protocol) => protocol,
                 };
                 access_log::Served {
                     route: route.name.clone(),

@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod graphql;
 pub mod metrics;
+pub mod otel;
 pub mod trace;
 
 pub use metrics::Metrics;

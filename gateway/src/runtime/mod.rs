@@ -27,7 +27,9 @@ mod parts;
 mod reuse;
 mod upstreams;
 use graphql::graphql_endpoint;
-use parts::{check_admin_token, check_route_names, load_protos, open_access_log, start_events};
+use parts::{
+    check_admin_token, check_route_names, check_tracing, load_protos, open_access_log, start_events,
+};
 use upstreams::build_upstreams;
 
 /// One compiled config version.
@@ -103,6 +105,7 @@ impl Runtime {
         let config = &loaded.config;
         check_route_names(&loaded)?;
         check_admin_token(&loaded)?;
+        check_tracing(&loaded)?;
         // The listeners' certificates and keys, so `validate` and a reload
         // refuse files that would not serve (the edge builds its own).
         crate::edge::tls::listeners(&loaded)?;

@@ -10,6 +10,33 @@ use crate::config::{ConfigError, KeyPath, LoadedConfig};
 use crate::observability::Metrics;
 use crate::protos::{self, ProtoSources};
 
+/// `tracing:` checked (the exporter itself starts with the process).
+pub(super) fn check_tracing(loaded: &LoadedConfig) -> Result<(), ConfigError> {
+    let Some(config) = &loaded.config.tracing else {
+        return Ok(());
+    };
+    let key = KeyPath::root().key("tracing");
+    if !(0.0..=1.0).contains(&config.sample_ratio) {
+        return Err(loaded.source.error_at(
+            &key.key("sample_ratio"),
+            format!(
+                "sample_ratio is {}; use a share from 0 to 1",
+                config.sample_ratio
+            ),
+        ));
+    }
+    match config.otlp_endpoint.parse::<http::Uri>() {
+        Ok(uri) if uri.scheme().is_some() && uri.authority().is_some() => Ok(()),
+        _ => Err(loaded.source.error_at(
+            &key.key("otlp_endpoint"),
+            format!(
+                "{:?} is not a URL like http://127.0.0.1:4317",
+                config.otlp_endpoint
+            ),
+        )),
+    }
+}
+
 /// The access log, opened to serve (a check does not touch its file).
 pub(super) fn open_access_log(
     loaded: &LoadedConfig,

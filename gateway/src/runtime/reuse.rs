@@ -3,7 +3,7 @@
 //!
 //! Settings bound when the process starts (the listeners' sockets and
 //! TLS, the admin listener, the worker threads, the connection limits, the
-//! events outbox and its relays) are not rebuilt by a reload: a reload that
+//! span exporter, the events outbox and its relays) are not rebuilt by a reload: a reload that
 //! changes one of them is refused with the key that changed, and the
 //! running version keeps serving. Sections are compared by value after
 //! defaults are applied (their `Debug` forms), so writing out a default
@@ -55,6 +55,7 @@ pub(super) fn check_restart_only(
         &EdgeSettings::from(&new.limits),
         &EdgeSettings::from(&old.limits),
     )?;
+    changed(root.key("tracing"), &new.tracing, &old.tracing)?;
     changed(root.key("events"), &new.events, &old.events)
 }
 

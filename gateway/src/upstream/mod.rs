@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use http::Uri;
 use http::uri::PathAndQuery;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
+use tracing::Instrument as _;
 
 use balance::Balancer;
 use endpoint::{ConnSettings, Endpoint};
@@ -194,14 +195,27 @@ impl Upstream {
         let _permit = self.admit()?;
         let timeout = call.timeout;
         let deadline = Instant::now() + timeout;
+        let span = crate::observability::otel::upstream_span(&self.name, call.path.as_str());
         // Boxed so the call state is not copied each time the enclosing futures move.
         let work = Box::pin(self.attempts(call, message, deadline));
-        match tokio::time::timeout(timeout, work).await {
+        let result = match tokio::time::timeout(timeout, work)
+            .instrument(span.clone())
+            .await
+        {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Status(tonic::Status::deadline_exceeded(
                 format!("upstream `{}` did not answer within {timeout:?}", self.name),
             ))),
+        };
+        if !span.is_disabled() {
+            let code = match &result {
+                Ok(_) => 0,
+                Err(UpstreamError::Status(status)) => status.code() as i32,
+                Err(_) => tonic::Code::Unavailable as i32,
+            };
+            span.record("rpc.grpc.status_code", code);
         }
+        result
     }
 
     /// A server-streaming call: `call.timeout` bounds the wait for the
