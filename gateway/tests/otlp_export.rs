@@ -2,9 +2,10 @@
 //! `switchyard run` (spans need the process's subscriber) in front of a
 //! scripted upstream, exporting over OTLP/gRPC to a collector in this test
 //! (the generated OTLP `TraceService`). A request with a `traceparent`
-//! gives a server span `request` whose parent is the client's span, a
-//! client span `upstream` under it, and the upstream receives the gateway's
-//! span as its parent: one trace from the client through the upstream.
+//! gives a server span named after its route whose parent is the client's
+//! span, a span per plugin stage inside it, the upstream call's client span
+//! inside that, and the upstream receives the gateway's span as its
+//! parent: one trace from the client through the upstream.
 
 mod common;
 
@@ -94,7 +95,7 @@ listeners: [{{ address: "127.0.0.1:{public}" }}]
 admin: {{ address: "127.0.0.1:{admin}" }}
 protos: {{ sources: ["{proto}"] }}
 upstreams: {{ users: {{ endpoints: ["http://{upstream}"], timeout: 2s }} }}
-routes: [{{ name: users, service: demo.users.v1.UserService, upstream: users }}]
+routes: [{{ name: users, service: demo.users.v1.UserService, upstream: users, plugins: [{{ request_id: {{}} }}] }}]
 tracing: {{ otlp_endpoint: "http://{otlp}", export_interval: 100ms, service_name: gw-test }}
 "#,
             proto = common::repo_root().join("proto").display(),
@@ -125,7 +126,7 @@ tracing: {{ otlp_endpoint: "http://{otlp}", export_interval: 100ms, service_name
     let mut spans = Vec::new();
     for _ in 0..100 {
         spans = collector.0.lock().unwrap().clone();
-        if spans.len() >= 2 {
+        if spans.len() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -138,6 +139,7 @@ tracing: {{ otlp_endpoint: "http://{otlp}", export_interval: 100ms, service_name
             .clone()
     };
     let request = named("GET /v1/users/{id}");
+    let plugin = named("request_id");
     let call = named("demo.users.v1.UserService/GetUser");
     assert_eq!(hex(&request.trace_id), TRACE, "the client's trace");
     assert_eq!(
@@ -145,10 +147,14 @@ tracing: {{ otlp_endpoint: "http://{otlp}", export_interval: 100ms, service_name
         CLIENT_SPAN,
         "under the client's span"
     );
+    assert_eq!(
+        plugin.parent_span_id, request.span_id,
+        "the plugin's stage is under the request"
+    );
     assert_eq!(hex(&call.trace_id), TRACE);
     assert_eq!(
-        call.parent_span_id, request.span_id,
-        "the call is under the request"
+        call.parent_span_id, plugin.span_id,
+        "the call is inside the plugin's stage"
     );
     // The upstream was told the gateway's span is its parent.
     let sent = upstream.recorded("GetUser")[0].metadata["traceparent"]

@@ -20,6 +20,7 @@ pub mod redis_conn;
 pub mod registry;
 pub mod request_id;
 pub mod stage;
+pub mod traced;
 pub mod units;
 
 pub use error::ErrorResponse;

@@ -189,7 +189,7 @@ pub async fn build_stack(
 ) -> Result<HttpService, PluginError> {
     let mut service = handler;
     for plugin in in_phase_order(plugins).into_iter().rev() {
-        service = plugin.wrap(service, ctx).await?;
+        service = crate::traced::traced(plugin.name(), plugin.wrap(service, ctx).await?);
     }
     Ok(service)
 }

@@ -29,8 +29,8 @@ use tracing_subscriber::{Layer, Registry};
 
 use crate::config::tracing::TracingConfig;
 
-/// The target of the gateway's spans.
-pub const TARGET: &str = "switchyard::otel";
+/// The target of the gateway's spans (the plugins' spans share it).
+pub const TARGET: &str = switchyard_plugins::traced::SPAN_TARGET;
 
 /// The OpenTelemetry layer for the process's subscriber, exporting as
 /// `config` says, and its provider (shut it down to send what is left).
