@@ -96,6 +96,7 @@ admin: {{ address: "127.0.0.1:{admin}" }}
 protos: {{ sources: ["{proto}"] }}
 upstreams: {{ users: {{ endpoints: ["http://{upstream}"], timeout: 2s }} }}
 routes: [{{ name: users, service: demo.users.v1.UserService, upstream: users, plugins: [{{ request_id: {{}} }}] }}]
+graphql: {{}}
 tracing: {{ otlp_endpoint: "http://{otlp}", export_interval: 100ms, service_name: gw-test }}
 "#,
             proto = common::repo_root().join("proto").display(),
@@ -122,11 +123,22 @@ tracing: {{ otlp_endpoint: "http://{otlp}", export_interval: 100ms, service_name
     assert_eq!(res.status(), 200);
     let _ = res.into_body().collect().await;
 
+    // A GraphQL query: its field's resolver is a span, its call under it.
+    let req = http::Request::post(format!("http://127.0.0.1:{public}/graphql"))
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(
+            r#"{"query":"{ user(id: \"8\") { id name } }"}"#,
+        )))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let _ = res.into_body().collect().await;
+
     // The spans arrive within a few export intervals.
     let mut spans = Vec::new();
     for _ in 0..100 {
         spans = collector.0.lock().unwrap().clone();
-        if spans.len() >= 3 {
+        if spans.len() >= 6 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -155,6 +167,24 @@ tracing: {{ otlp_endpoint: "http://{otlp}", export_interval: 100ms, service_name
     assert_eq!(
         call.parent_span_id, plugin.span_id,
         "the call is inside the plugin's stage"
+    );
+    let resolve = spans
+        .iter()
+        .find(|s| s.name == "user")
+        .unwrap_or_else(|| panic!("no resolver span in {spans:#?}"))
+        .clone();
+    let graphql = named("POST graphql");
+    assert_eq!(
+        resolve.parent_span_id, graphql.span_id,
+        "the resolver is under its request"
+    );
+    let calls: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "demo.users.v1.UserService/GetUser")
+        .collect();
+    assert!(
+        calls.iter().any(|c| c.parent_span_id == resolve.span_id),
+        "the resolver's call is under it: {spans:#?}"
     );
     // The upstream was told the gateway's span is its parent.
     let sent = upstream.recorded("GetUser")[0].metadata["traceparent"]

@@ -102,9 +102,8 @@ impl Gateway {
             .await;
         let status = response.status().as_u16();
         if !span.is_disabled() {
-            let path = served.path();
-            otel::rename(&span, format!("{method} {path}"));
-            span.record("http.route", path);
+            otel::rename(&span, format!("{method} {}", served.span_name()));
+            span.record("http.route", served.path());
             span.record("http.response.status_code", status);
         }
         self.metrics
@@ -303,6 +302,15 @@ impl ServedBy {
             ServedBy::Route(_, Via::Rest(binding)) => binding.template.to_string(),
             ServedBy::Route(_, Via::Grpc(target, _)) => target.path.to_string(),
             _ => "-".to_owned(),
+        }
+    }
+
+    /// What a span calls the exchange: its template or gRPC path, else
+    /// what served it (`graphql`, `openapi`, a webhook endpoint).
+    fn span_name(&self) -> String {
+        match self {
+            ServedBy::Route(..) => self.path(),
+            other => other.label().to_owned(),
         }
     }
 

@@ -12,6 +12,7 @@ use http::HeaderMap;
 use http::uri::PathAndQuery;
 use prost_reflect::{DeserializeOptions, DynamicMessage, MethodDescriptor};
 use switchyard_plugins::error::{Code, ErrorResponse};
+use tracing::Instrument as _;
 
 use super::BuildError;
 use super::field_mask::MaskPlan;
@@ -100,8 +101,17 @@ impl Operation {
         let started = ctx
             .data_opt::<RequestState>()
             .map_or_else(Instant::now, RequestState::started);
+        // A span per resolved field, when spans are exported.
+        let span = tracing::trace_span!(
+            target: crate::observability::otel::TARGET,
+            "resolve",
+            otel.name = %ctx.field().name(),
+            otel.kind = "internal",
+            graphql.field.path = %ctx.path_node.map(|p| p.to_string()).unwrap_or_default(),
+        );
         let reply = self
             .call(&message, ctx.data_opt::<RequestHeaders>(), started)
+            .instrument(span)
             .await?;
         root::reply_value(self, reply)
     }
