@@ -1,11 +1,12 @@
 //! A span around each plugin's stage, for the gateway's exported traces.
 //!
-//! The span is a `tracing` span of target [`SPAN_TARGET`] at TRACE level,
-//! enabled only when the gateway exports spans (`tracing:`); otherwise the
-//! stage's own future is returned as it is (no allocation, one static level
-//! check per stage).
+//! The span is a `tracing` span of target [`SPAN_TARGET`] at TRACE level.
+//! Stages are wrapped only in a process that exports spans (the gateway
+//! calls [`enable`] at start when its config has `tracing:`); elsewhere the
+//! stack is exactly the plugins' services, with nothing added per request.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use tower::Service;
@@ -16,8 +17,19 @@ use crate::stage::{BoxFuture, HttpService, Request, Response};
 /// The target of the gateway's exported spans.
 pub const SPAN_TARGET: &str = "switchyard::otel";
 
-/// `inner`, each call inside a span named after the plugin.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Stacks built from now on wrap each stage in a span.
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// `inner`, each call inside a span named after the plugin, when spans are
+/// exported; else `inner` itself.
 pub fn traced(name: &'static str, inner: HttpService) -> HttpService {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return inner;
+    }
     HttpService::new(Traced { name, inner })
 }
 

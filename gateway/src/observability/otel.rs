@@ -64,6 +64,7 @@ pub fn layer(
         .with_resource(resource)
         .with_sampler(sampler)
         .build();
+    switchyard_plugins::traced::enable();
     let layer = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("switchyard"))
         .with_filter(Targets::new().with_target(TARGET, Level::TRACE));
