@@ -45,14 +45,7 @@ async fn upstream() -> Scripted {
 }
 
 fn scratch() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir =
-        std::env::temp_dir().join(format!("switchyard-access-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch_dir("access")
 }
 
 async fn gateway(upstream: &Scripted, log: &Path, access: &str, plugins: &str) -> TestGateway {

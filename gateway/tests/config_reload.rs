@@ -21,21 +21,9 @@ use hyper_util::rt::TokioExecutor;
 use switchyard::app::StartOptions;
 use switchyard_demo::{DemoServer, Service};
 
-/// A directory of its own under the system's temp dir.
+/// A directory of its own for one test's files.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "switchyard-reload-{name}-{}-{}",
-        std::process::id(),
-        fastrand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn fastrand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    common::scratch_dir(&format!("reload-{name}"))
 }
 
 async fn demo() -> DemoServer {
@@ -450,11 +438,7 @@ plugins:
 async fn sighup_reloads_the_running_binary() {
     let dir = scratch("sighup");
     let demo = demo().await;
-    let port = |_: ()| {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let (public, admin) = (port(()), port(()));
+    let (public, admin) = (common::nats::free_port(), common::nats::free_port());
     let text = yaml(&demo, &protos(), USERS, "")
         .replacen(r#""127.0.0.1:0""#, &format!("\"127.0.0.1:{public}\""), 1)
         .replacen(r#""127.0.0.1:0""#, &format!("\"127.0.0.1:{admin}\""), 1);

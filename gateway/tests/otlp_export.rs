@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::nats::free_port;
 use common::scripted::{self, Fallible};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -50,14 +51,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
@@ -84,8 +77,7 @@ async fn a_request_is_one_trace_from_the_client_through_the_gateway_to_the_upstr
     let upstream = scripted::start_fallible(pool, HashMap::from([("GetUser", get)])).await;
     // The gateway, as a process.
     let (public, admin) = (free_port(), free_port());
-    let dir = std::env::temp_dir().join(format!("switchyard-otlp-{}-{public}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("otlp");
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,

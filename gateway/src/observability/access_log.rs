@@ -129,8 +129,8 @@ impl AccessLog {
         started: Started,
         served: Served,
     ) -> Response {
-        let failed = response.status().is_server_error()
-            || grpc_status(response.headers()).is_some_and(|s| s != 0);
+        let head_status = grpc_status(response.headers());
+        let failed = response.status().is_server_error() || head_status.is_some_and(|s| s != 0);
         if !failed && self.sample < 1.0 && fastrand::f64() >= self.sample {
             return response;
         }
@@ -143,7 +143,7 @@ impl AccessLog {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             status: parts.status.as_u16(),
-            grpc_status: grpc_status(&parts.headers),
+            grpc_status: head_status,
             started,
             served,
             bytes: 0,

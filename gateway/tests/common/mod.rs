@@ -58,6 +58,18 @@ pub async fn config_error(yaml: &str) -> String {
     }
 }
 
+/// A new directory of its own under the system's temp dir, named
+/// `switchyard-{name}-…` (unique per process and call).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-{name}-{}-{:x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
 /// The demo services, each on an ephemeral port.
 pub async fn spawn_demo() -> DemoServer {
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
