@@ -9,6 +9,7 @@
 //! from a request (the body type, the error shape) is defined here.
 
 pub mod auth;
+pub mod body_deadline;
 pub mod cors;
 pub mod error;
 pub mod headers;

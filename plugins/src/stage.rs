@@ -94,12 +94,14 @@ where
 /// Reads a whole request body, refusing more than `limit` bytes with 413: up
 /// front from `content-length`, and while reading for chunked bodies.
 /// `limit_name` says whose limit it is in the message ("the route's limit").
+/// A body past its [`crate::body_deadline::DeadlineBody`] deadline is 408.
 pub async fn read_body_limited(
     headers: &http::HeaderMap,
     mut body: Body,
     limit: usize,
     limit_name: &str,
 ) -> Result<Bytes, crate::error::ErrorResponse> {
+    use crate::body_deadline::BodyTimedOut;
     use crate::error::{Code, ErrorResponse};
     let too_large = || {
         ErrorResponse::with_status(
@@ -117,11 +119,16 @@ pub async fn read_body_limited(
     }
     let mut buf = bytes::BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ErrorResponse::new(
+        let frame = frame.map_err(|e| match e.downcast_ref::<BodyTimedOut>() {
+            Some(timed_out) => ErrorResponse::with_status(
+                http::StatusCode::REQUEST_TIMEOUT,
+                Code::DeadlineExceeded,
+                timed_out.to_string(),
+            ),
+            None => ErrorResponse::new(
                 Code::InvalidArgument,
                 format!("could not read the request body: {e}"),
-            )
+            ),
         })?;
         if let Some(data) = frame.data_ref() {
             if buf.len() + data.len() > limit {

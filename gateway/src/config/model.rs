@@ -188,6 +188,13 @@ pub struct Limits {
     /// handshake.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: HumanDuration,
+    /// Time a client has, once its request head is in, to send the whole
+    /// body of a request the gateway reads whole (REST, GraphQL, inbound
+    /// webhooks): 408 past it (slow POST defence). gRPC and WebSocket
+    /// streams are not bound by it. Applies to connections opened after a
+    /// reload.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout: HumanDuration,
     /// HTTP/2 concurrent streams per connection.
     #[serde(default = "default_h2_streams")]
     pub h2_max_concurrent_streams: u32,
@@ -489,6 +496,10 @@ fn default_header_read_timeout() -> HumanDuration {
     HumanDuration::from_secs(10)
 }
 
+fn default_body_read_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
 fn default_h2_streams() -> u32 {
     200
 }
@@ -573,6 +584,7 @@ impl Default for Limits {
             max_headers: default_max_headers(),
             max_header_bytes: default_max_header_bytes(),
             header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
             h2_max_concurrent_streams: default_h2_streams(),
             max_upstream_message: default_max_upstream_message(),
             shutdown_grace: default_shutdown_grace(),

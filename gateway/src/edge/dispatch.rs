@@ -172,6 +172,9 @@ impl Gateway {
     }
 
     async fn dispatch_inner(&self, runtime: &Runtime, mut req: Request) -> (Response, ServedBy) {
+        if let Some(refused) = super::head::refusal(&req) {
+            return (refused, ServedBy::Fixed("-"));
+        }
         let method = req.method().clone();
         let upgrade = websocket::is_upgrade(&req);
         if upgrade {

@@ -2,6 +2,7 @@
 //! limits and timers, dispatch into the live runtime, and graceful drain.
 
 pub mod dispatch;
+pub mod head;
 pub mod pages;
 pub mod server;
 pub mod tls;

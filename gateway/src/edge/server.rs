@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use switchyard_plugins::body_deadline::DeadlineBody;
 use switchyard_plugins::stage::{ClientAddr, ClientCertificate, box_body};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -229,8 +230,14 @@ fn serve_connection_watched<I>(
     let metrics = &gateway.metrics;
     metrics.connections.with_label_values(&[transport]).inc();
     let open = Open::new(metrics.connections_open.with_label_values(&[transport]));
+    // Read from the runtime of the connection's start: a reload reaches new connections.
+    let body_timeout = gateway.runtime().loaded.config.limits.body_read_timeout.0;
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let mut req = req.map(box_body);
+        let mut req = if is_stream(&req) {
+            req.map(box_body)
+        } else {
+            req.map(|body| box_body(DeadlineBody::new(body, body_timeout)))
+        };
         req.extensions_mut().insert(ClientAddr(peer));
         if let Some(client) = &client {
             req.extensions_mut().insert(client.clone());
@@ -245,6 +252,14 @@ fn serve_connection_watched<I>(
             tracing::debug!(error = %e, %peer, "connection ended with an error");
         }
     });
+}
+
+/// A gRPC or gRPC-Web call (by content type), whose body is a stream of
+/// messages with no deadline but the call's own.
+fn is_stream(req: &hyper::Request<Incoming>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Counts a connection in `connections_open` while it lives.

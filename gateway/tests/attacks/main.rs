@@ -1,0 +1,28 @@
+//! The attack suite: what the open internet sends a gateway, through the
+//! real gateway in front of the real demo services. Each case asserts the
+//! exact answer, whether the connection was closed, and that the upstream
+//! saw nothing it should not (the demo services count the calls they get).
+//! HTTP/1 attacks go over raw sockets (`raw.rs`), so nothing between the
+//! test and the gateway tidies them up. The rules they hold the gateway to
+//! are written in docs/security.md.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod http1;
+mod limits;
+mod paths;
+mod raw;
+
+use std::time::Duration;
+
+use common::TestGateway;
+use switchyard_demo::Service;
+
+/// How long a raw exchange waits for more bytes before deciding the gateway
+/// keeps the connection open.
+const QUIET: Duration = Duration::from_millis(400);
+
+/// Calls every demo service has received so far.
+fn upstream_calls(gw: &TestGateway) -> usize {
+    Service::ALL.iter().map(|s| gw.demo.calls(*s)).sum()
+}
