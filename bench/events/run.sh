@@ -9,7 +9,9 @@
 #                so its CPU over `plain` is the outbox append cost alone
 # Each row: its own gateway process and a fresh outbox file, warm-up, then
 # wrk -c64 for BENCH_DURATION s; CPU per request of gateway and upstream from
-# /proc/PID/stat; the `events` row then waits until every appended event was
+# /proc/PID/stat (and of nats-server, and of the whole machine from
+# /proc/stat: at saturation the throughput ratio follows the machine's CPU
+# per request); the `events` row then waits until every appended event was
 # published (acknowledged by JetStream) and fails if one was not.
 # Two more rows, plain@rate and events@rate, send a fixed rate (oha, open
 # loop, latency-corrected) well below saturation: the latency a client sees
@@ -28,6 +30,7 @@ for v in DURATION WARMUP CONNS RATE; do [[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v
 need wrk wrk; need curl curl; need taskset util-linux
 need_oha
 (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || die "no NATS on 127.0.0.1:4222 (scripts/test.sh starts one: nats-server -js)"
+NATS_PID=$(pgrep -o -x nats-server) || die "no nats-server process to measure"
 
 STARTED=() # only the processes started here are killed
 trap 'rc=$?; trap - EXIT; stop "${STARTED[@]}"; exit $rc' EXIT
@@ -76,11 +79,11 @@ run_row() { # run_row ID CONFIG NATS-URL [wrk|oha]
     [[ $tool == oha ]] && wflag=(-z "${WARMUP}s") dflag=(-z "${DURATION}s")
     ((WARMUP > 0)) && { "${LOAD_PIN[@]}" "${load[@]}" "${wflag[@]}" >"$RAW/$id.warmup.txt" 2>&1 || die "$id: warm-up failed"; }
     sleep 0.5
-    local g0 u0 g1 u1 out=$RAW/$id.$tool.txt
-    g0=$(ticks $gw); u0=$(ticks $DEMO_PID)
+    local g0 u0 g1 u1 n0 n1 m0 m1 out=$RAW/$id.$tool.txt
+    g0=$(ticks $gw); u0=$(ticks $DEMO_PID); n0=$(ticks $NATS_PID); m0=$(machine_ticks)
     "${LOAD_PIN[@]}" "${load[@]}" "${dflag[@]}" >"$out" 2>&1 || die "$id: $tool failed: $(tail -3 "$out")"
     sleep 0.3
-    g1=$(ticks $gw); u1=$(ticks $DEMO_PID)
+    g1=$(ticks $gw); u1=$(ticks $DEMO_PID); n1=$(ticks $NATS_PID); m1=$(machine_ticks)
     local n rps p50 p99 e
     read -r n rps p50 p99 e < <("${tool}_summary" "$out") || die "$id: cannot read $tool's output (see $out)"
     ((n > 0)) || die "$id: no requests (see $out)"
@@ -94,8 +97,9 @@ run_row() { # run_row ID CONFIG NATS-URL [wrk|oha]
         say "$id: all $appended events published"
     fi
     ROW[$id]=$(awk -v id="$id" -v n="$n" -v g=$((g1 - g0)) -v u=$((u1 - u0)) -v hz="$HZ" -v ev="$appended" \
-        -v rps="$rps" -v p50="$p50" -v p99="$p99" -v e="$e" \
-        'BEGIN {printf "%-12s %8.0f %8s %8s %7d %10.1f %10.1f %9d", id, rps, p50, p99, e, g / hz * 1e6 / n, u / hz * 1e6 / n, ev}')
+        -v rps="$rps" -v p50="$p50" -v p99="$p99" -v e="$e" -v nt=$((n1 - n0)) -v mt=$((${m1% *} - ${m0% *})) \
+        'BEGIN {printf "%-12s %8.0f %8s %8s %7d %10.1f %10.1f %10.1f %10.1f %9d", id, rps, p50, p99, e,
+                g / hz * 1e6 / n, u / hz * 1e6 / n, nt / hz * 1e6 / n, mt / hz * 1e6 / n, ev}')
     ORDER+=("$id"); say "${ROW[$id]}"
     stop "$gw"; STARTED=("$DEMO_PID")
     rm -f "$outbox"
@@ -112,6 +116,9 @@ RPS_RATIO=$(awk -v a="$(col events 2)" -v b="$(col plain 2)" 'BEGIN {printf "%.3
 P99_DIFF=$(awk -v a="$(col events 4)" -v b="$(col plain 4)" 'BEGIN {printf "%+.3f", a - b}')
 CPU_EVENTS=$(awk -v a="$(col events 6)" -v b="$(col plain 6)" 'BEGIN {printf "%+.1f", a - b}')
 CPU_APPEND=$(awk -v a="$(col outbox-only 6)" -v b="$(col plain 6)" 'BEGIN {printf "%+.1f", a - b}')
+CPU_NATS=$(awk -v a="$(col events 8)" -v b="$(col plain 8)" 'BEGIN {printf "%+.1f", a - b}')
+CPU_BOX=$(awk -v a="$(col events 9)" -v b="$(col plain 9)" 'BEGIN {printf "%+.1f", a - b}')
+BOX_BUDGET=$(awk -v b="$(col plain 9)" 'BEGIN {printf "%.1f", b / 9}')
 RATE_P99=$(awk -v a="$(col events@rate 4)" -v b="$(col plain@rate 4)" 'BEGIN {printf "%+.3f", a - b}')
 RATE_P50=$(awk -v a="$(col events@rate 3)" -v b="$(col plain@rate 3)" 'BEGIN {printf "%+.3f", a - b}')
 RATE_OK=$(awk -v d="$RATE_P99" 'BEGIN {print (d < 1 ? "MET" : "NOT MET")}')
@@ -121,7 +128,8 @@ P99_OK=$(awk -v d="$P99_DIFF" 'BEGIN {print (d < 1 ? "MET" : "NOT MET")}')
     echo "Event cost, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs,"
     echo "wrk -c$CONNS, ${WARMUP}s warm-up + ${DURATION}s per row, wrk on CPU 0, gateway + upstream on CPU 1, NATS unpinned"
     echo
-    printf '%-12s %8s %8s %8s %7s %10s %10s %9s\n' config req/s "p50 ms" "p99 ms" errors "gw us/req" "up us/req" events
+    printf '%-12s %8s %8s %8s %7s %10s %10s %10s %10s %9s\n' config req/s "p50 ms" "p99 ms" errors "gw us/req" "up us/req" \
+        "nats us/req" "box us/req" events
     for id in "${ORDER[@]}"; do echo "${ROW[$id]}"; done
     echo
     echo "plain       = no event; events = one CloudEvent per CreateOrder to JetStream (all published, checked);"
@@ -133,6 +141,8 @@ P99_OK=$(awk -v d="$P99_DIFF" 'BEGIN {print (d < 1 ? "MET" : "NOT MET")}')
     echo "at $RATE req/s, with - without:     p50 $RATE_P50 ms, p99 $RATE_P99 ms  (target < 1 ms: $RATE_OK)"
     echo "gateway CPU per event, published:  $CPU_EVENTS us  (append + relay + JetStream publish and ack)"
     echo "gateway CPU per event, append:     $CPU_APPEND us  (outbox append cost alone)"
+    echo "nats-server CPU per event:         $CPU_NATS us  (the broker, on the same CPUs)"
+    echo "whole machine CPU per event:       $CPU_BOX us  (a 10% loss at saturation allows $BOX_BUDGET us)"
     echo
     echo "Reproduce: BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNS BENCH_RATE=$RATE bench/events/run.sh"
     echo "Load commands: ${LOAD_PIN[*]} ${WRK[*]} -d ${DURATION}s"
