@@ -9,6 +9,7 @@
 //!   runs any kind of method over a WebSocket (JSON text frames).
 
 pub mod binding;
+pub mod duplicates;
 pub mod field_path;
 pub mod handler;
 pub mod http_rule;

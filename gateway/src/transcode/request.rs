@@ -98,12 +98,13 @@ fn parse_json(
     decode_json(desc, body, options).map_err(|e| invalid(format!("invalid JSON body: {e}")))
 }
 
-/// One JSON document (nothing after it) as a `desc` message.
+/// One JSON document (nothing after it, no key given twice) as a `desc` message.
 pub(super) fn decode_json(
     desc: &MessageDescriptor,
     json: &[u8],
     options: &DeserializeOptions,
 ) -> Result<DynamicMessage, serde_json::Error> {
+    super::duplicates::check(desc, json)?;
     let mut de = serde_json::Deserializer::from_slice(json);
     let message = DynamicMessage::deserialize_with_options(desc.clone(), &mut de, options)?;
     de.end()?;

@@ -9,6 +9,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod http1;
+mod http2;
+mod json;
 mod limits;
 mod paths;
 mod raw;

@@ -44,7 +44,7 @@ const OTHER_PATH: &[&str] = &[
 
 async fn get(gw: &TestGateway, path: &str, key: Option<&str>) -> (u16, String) {
     let key = key.map_or_else(String::new, |k| format!("x-api-key: {k}\r\n"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n{key}\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{key}\r\n");
     let got = exchange(gw.addr, request.as_bytes(), QUIET).await;
     let reply = got.only();
     (reply.status, reply.text())
@@ -103,7 +103,8 @@ async fn no_spelling_of_an_admin_path_steps_around_the_admin_token() {
         "/admin/events/dead-letters",
     ] {
         for method in ["GET", "POST", "HEAD"] {
-            let request = format!("{method} {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+            let request =
+                format!("{method} {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
             let got = exchange(gw.admin, request.as_bytes(), QUIET).await;
             let status = got.only().status;
             assert_eq!(

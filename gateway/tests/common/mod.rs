@@ -58,6 +58,19 @@ pub async fn config_error(yaml: &str) -> String {
     }
 }
 
+/// The Python of the test peers: `$SWITCHYARD_PYTHON`, else the repo's
+/// `.venv` (both set up by `scripts/test.sh`), else `python3`.
+pub fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("SWITCHYARD_PYTHON") {
+        return python.into();
+    }
+    let venv = repo_root().join(".venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    "python3".into()
+}
+
 /// A new directory of its own under the system's temp dir, named
 /// `switchyard-{name}-…` (unique per process and call).
 pub fn scratch_dir(name: &str) -> PathBuf {
