@@ -187,25 +187,30 @@ fn prepare_checked(
     // The document is parsed once (the executor reuses it).
     let variables = std::mem::take(&mut request.variables);
     let operation = request.operation_name.take();
-    let checked = request.parsed_query().ok().map(|document| {
-        protection
-            .limits
-            .check_document(document, operation.as_deref(), &variables)
-    });
-    request.variables = variables;
-    let mut cost = None;
-    match checked {
-        Some(Err(refusals)) => return Ok(Prepared::Refused(refusals)),
-        Some(Ok(checked)) => {
-            cost = Some(checked);
-            if let Some(hash) = resolved.register {
-                protection.persisted.register(hash, &request.query);
-            }
-            if !hit {
-                protection.cache_document(&mut request);
-            }
+    let checked = match request.parsed_query() {
+        Ok(document) => {
+            protection
+                .limits
+                .check_document(document, operation.as_deref(), &variables)
         }
-        None => {}
+        // A syntax error, or nesting past the parser's recursion limit.
+        Err(e) => {
+            return Ok(Prepared::Refused(vec![Refusal {
+                code: "GRAPHQL_PARSE_FAILED",
+                message: parse_failure(&e),
+            }]));
+        }
+    };
+    request.variables = variables;
+    let cost = match checked {
+        Err(refusals) => return Ok(Prepared::Refused(refusals)),
+        Ok(checked) => Some(checked),
+    };
+    if let Some(hash) = resolved.register {
+        protection.persisted.register(hash, &request.query);
+    }
+    if !hit {
+        protection.cache_document(&mut request);
     }
     if !protection.introspection {
         request = request.disable_introspection();
@@ -213,6 +218,27 @@ fn prepare_checked(
     let name = operation.clone().or_else(|| single_name(&mut request));
     request.operation_name = operation;
     Ok(Prepared::Ready(request, Operation { ty, name, cost }))
+}
+
+/// A parse error in a line: the parser's own message quotes the query's
+/// line with a caret under the column, which for a one-line query of a
+/// megabyte is a megabyte or two of error.
+fn parse_failure(e: &async_graphql::ServerError) -> String {
+    let gist = e
+        .message
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .trim_start_matches("= ");
+    let gist: String = gist.chars().take(200).collect();
+    match e.locations.first() {
+        Some(at) => format!(
+            "syntax error at line {}, column {}: {gist}",
+            at.line, at.column
+        ),
+        None => format!("cannot parse the query: {gist}"),
+    }
 }
 
 fn build(
