@@ -15,7 +15,9 @@
 #   - tansu, a Kafka-protocol broker, on 127.0.0.1:19092, for the Kafka sink
 #     tests (cargo-installed once per machine, 18-30 min; started if none
 #     answers);
-# then checks formatting and lints, and runs every test in the workspace.
+#   - oha (cargo-installed once per machine), the load of the closing soak;
+# then checks formatting and lints, runs every test in the workspace, and
+# (without arguments) a 60 s soak at twice saturation (bench/soak/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -208,4 +210,13 @@ set -e
 # and the last is often a crate's empty doc-test run).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "\nworkspace: %d passed, %d failed\n", p, f }' "$log"
-exit "$status"
+[ "$status" = 0 ] || exit "$status"
+
+# A short soak at twice saturation (bench/soak/run.sh; 10 minutes there by
+# default): memory levels off, no descriptor leak, overload answered 200 or
+# 503. The debug build the tests used, to stay quick. SWITCHYARD_SOAK_SECONDS=0 skips it.
+soak=${SWITCHYARD_SOAK_SECONDS:-60}
+if [ "$soak" != 0 ] && [ $# = 0 ]; then
+  say "soak: ${soak}s at twice saturation (bench/soak/run.sh)"
+  SOAK_SECONDS=$soak SOAK_BUILD=debug SOAK_PROFILE=debug bash bench/soak/run.sh
+fi
