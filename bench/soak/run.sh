@@ -4,8 +4,9 @@
 # finds the rate the machine carries; then oha offers twice that, open loop,
 # on up to 512 connections, for SOAK_SECONDS, while the gateway's RSS and
 # open file descriptors are sampled every 5 s. Passes when:
-#   - every answer is 200 or 503 (load shed, `max_concurrent` per upstream),
-#     no connection error and no other status;
+#   - every answer is 200 or 503 (load shed), no connection error and no
+#     other status;
+#   - no collapse: it serves at least half the saturation rate with 200s;
 #   - memory levels off: the RSS of the last third of the run is at most
 #     10% + 8 MiB over the highest RSS of the middle third;
 #   - no descriptor leak: 5 s after the load, the gateway holds at most 16
@@ -100,6 +101,7 @@ FD_MAX=$(awk '$3 > m {m = $3} END {print m + 0}' "$RAW/samples.txt")
     echo "Soak at 2x saturation, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs, $PROFILE build"
     echo "saturation (oha -c64, closed loop):  $SAT req/s;  offered: $RATE req/s for ${DURATION}s on 512 connections"
     echo "answered:   $SERVED x 200, $SHED x 503 (shed), $OTHER other, $ERRORS connection errors;  $RPS req/s"
+    echo "goodput:    $((SERVED / DURATION)) x 200 per second, $(awk -v g=$((SERVED / DURATION)) -v s="$SAT" 'BEGIN {printf "%.2f", g / s}') of saturation"
     echo "latency:    p50 $P50 ms, p99 $P99 ms, p99.9 $P999 ms"
     echo "RSS:        start $RSS0 KiB, middle third max $MID_MAX KiB, last third max $LAST_MAX KiB, after $RSS1 KiB"
     echo "open fds:   before $FD0, max under load $FD_MAX, 5 s after $FD1"
@@ -109,7 +111,8 @@ FD_MAX=$(awk '$3 > m {m = $3} END {print m + 0}' "$RAW/samples.txt")
 } | tee "$OUT/soak.txt"
 
 ((OTHER == 0 && ERRORS == 0)) || die "answers other than 200/503, or connection errors (see $RAW/soak.json)"
-((SERVED > 0)) || die "nothing was served"
+GOODPUT=$((SERVED / DURATION))
+((GOODPUT * 2 >= SAT)) || die "goodput collapsed: $GOODPUT x 200 per second against a saturation of $SAT"
 ((LAST_MAX <= MID_MAX * 110 / 100 + 8192)) || die "RSS kept growing: $MID_MAX KiB in the middle third, $LAST_MAX KiB in the last"
 ((FD1 <= FD0 + 16)) || die "descriptors leaked: $FD0 before, $FD1 after"
 [[ $code == 200 && $ready == 200 ]] || die "the gateway does not serve after the soak (GET $code, /readyz $ready)"
