@@ -4,9 +4,8 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::{Reply, TestGateway};
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::{Value, json};
 use switchyard_demo::Service;
 
@@ -125,18 +124,8 @@ async fn gateway(graphql: &str) -> TestGateway {
     TestGateway::demo_with("", &format!("graphql: {graphql}")).await
 }
 
-/// POST accepting `application/graphql-response+json`.
 async fn post(gw: &TestGateway, body: Value) -> Reply {
-    gw.send(
-        Method::POST,
-        "/graphql",
-        &[
-            ("content-type", "application/json"),
-            ("accept", "application/graphql-response+json"),
-        ],
-        Bytes::from(body.to_string()),
-    )
-    .await
+    gw.post_graphql(&body).await
 }
 
 async fn query(gw: &TestGateway, text: &str) -> Reply {

@@ -5,24 +5,14 @@
 //! limit made for it, not the size limit in front of it; each is a 400
 //! naming its limit, before any upstream call.
 
-use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::{Reply, TestGateway};
 use crate::upstream_calls;
 
 async fn post(gw: &TestGateway, body: &Value) -> Reply {
-    gw.send(
-        Method::POST,
-        "/graphql",
-        &[
-            ("content-type", "application/json"),
-            ("accept", "application/graphql-response+json"),
-        ],
-        Bytes::from(body.to_string()),
-    )
-    .await
+    gw.post_graphql(body).await
 }
 
 /// The first 300 characters of a reply (bombs make long error messages).

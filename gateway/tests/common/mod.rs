@@ -255,6 +255,21 @@ impl TestGateway {
     }
 
     /// An h2c channel to the public listener, for gRPC clients.
+    /// POST to `/graphql`, asking for `application/graphql-response+json`
+    /// (so refusals are 400s, not 200s).
+    pub async fn post_graphql(&self, body: &serde_json::Value) -> Reply {
+        self.send(
+            Method::POST,
+            "/graphql",
+            &[
+                ("content-type", "application/json"),
+                ("accept", "application/graphql-response+json"),
+            ],
+            Bytes::from(body.to_string()),
+        )
+        .await
+    }
+
     pub async fn grpc_channel(&self) -> tonic::transport::Channel {
         tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
             .expect("uri")
