@@ -8,6 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod faults;
 mod forwarded;
 mod graphql;
 mod http1;
