@@ -9,7 +9,8 @@
 //!   `%5C` and `\` are ordinary characters;
 //! - unreserved characters that were percent-encoded (`%41` → `A`) are decoded
 //!   and hex digits of the remaining escapes are upper-cased, so `/v1/us%65rs`
-//!   and `/v1/users` are the same path;
+//!   and `/v1/users` are the same path; raw non-ASCII bytes are escaped
+//!   (`/ü` is `/%C3%BC`), so the normal form is ASCII;
 //! - a malformed escape (`%G1`, a trailing `%`), a NUL, or a path not starting
 //!   with `/` is an error (400).
 //!
@@ -70,6 +71,7 @@ fn is_normal(path: &str) -> Result<bool, NormalizeError> {
         match b {
             0 => return Err(NormalizeError::Nul),
             b'%' => normal = false,
+            0x80.. => normal = false,
             b'/' if bytes.get(i + 1) == Some(&b'/') => normal = false,
             b'.' if bytes[i - 1] == b'/' => {
                 let rest = &bytes[i + 1..];
@@ -96,6 +98,15 @@ fn canonical_segment(raw: &str) -> Result<String, NormalizeError> {
         if b == 0 {
             return Err(NormalizeError::Nul);
         }
+        if b >= 0x80 {
+            // A raw byte of a UTF-8 character: escaped, so the normal form
+            // is ASCII and one spelling (`/ü` is `/%C3%BC`).
+            out.push('%');
+            out.push(HEX_DIGITS[usize::from(b >> 4)] as char);
+            out.push(HEX_DIGITS[usize::from(b & 0xF)] as char);
+            i += 1;
+            continue;
+        }
         if b != b'%' {
             out.push(b as char);
             i += 1;
@@ -120,6 +131,8 @@ fn canonical_segment(raw: &str) -> Result<String, NormalizeError> {
     }
     Ok(out)
 }
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789ABCDEF";
 
 fn hex(digit: u8) -> u8 {
     match digit {
@@ -157,9 +170,18 @@ mod tests {
             ("/v1/orders/1:cancel", "/v1/orders/1:cancel"),
             ("/..", "/"),
             ("/.", "/"),
+            ("/v1/users/ü", "/v1/users/%C3%BC"),
+            ("/v1/users/%c3%bc", "/v1/users/%C3%BC"),
+            // Found by fuzz/path_normalize: raw UTF-8 was copied byte by
+            // byte as Latin-1, and a second pass changed it again.
+            (
+                "/\u{e}/.a/%2F/z\u{1c}\u{49c}2e",
+                "/\u{e}/.a/%2F/z\u{1c}%D2%9C2e",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(normalize(input).as_deref(), Ok(want), "{input}");
+            assert_eq!(normalize(want).as_deref(), Ok(want), "idempotent: {want}");
         }
     }
 

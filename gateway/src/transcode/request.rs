@@ -54,7 +54,7 @@ pub fn build_message(
 }
 
 /// Deserialization options for a route's JSON (`json.unknown_fields`).
-pub(super) fn deserialize_options(json: &JsonOptions) -> DeserializeOptions {
+pub fn deserialize_options(json: &JsonOptions) -> DeserializeOptions {
     DeserializeOptions::new().deny_unknown_fields(json.unknown_fields == UnknownFields::Reject)
 }
 
@@ -99,7 +99,7 @@ fn parse_json(
 }
 
 /// One JSON document (nothing after it, no key given twice) as a `desc` message.
-pub(super) fn decode_json(
+pub fn decode_json(
     desc: &MessageDescriptor,
     json: &[u8],
     options: &DeserializeOptions,

@@ -40,6 +40,7 @@ const OTHER_PATH: &[&str] = &[
     "/v1/%e0%80%ae/users/1",
     "/V1/users/1",
     "/v1/users/1%00",
+    "/v1/üsers/1",
 ];
 
 async fn get(gw: &TestGateway, path: &str, key: Option<&str>) -> (u16, String) {
