@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Latency against offered load, plotted: GetUser{id: "1"} as REST/JSON
+# through the gateway (GET /v1/users/1, HTTP/1.1) and as gRPC straight to
+# the upstream (h2c), each at the same fixed rates, open loop with latency
+# correction (oha -q), 64 connections. The rates are fractions of the
+# gateway's saturation, measured first (oha -c64, closed loop). Writes
+# bench/out/latency.csv and bench/out/latency.png (gnuplot) and prints the
+# table; bench/latency.png is the committed copy of a run.
+# Knobs: BENCH_DURATION=8 (s per point) BENCH_BUILD=1 BENCH_OUT=bench/out
+#        LAT_FRACTIONS="0.1 0.25 0.5 0.7 0.85 1.0 1.2"
+set -Eeuo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd); cd "$ROOT"
+DURATION=${BENCH_DURATION:-8} FRACTIONS=${LAT_FRACTIONS:-"0.1 0.25 0.5 0.7 0.85 1.0 1.2"}
+BIN=$ROOT/target/release OUT=${BENCH_OUT:-$ROOT/bench/out}; RAW=$OUT/raw-latency
+die() { printf 'latency/run.sh: FAILED: %s\n' "$*" >&2; exit 1; }
+say() { printf 'latency/run.sh: %s\n' "$*" >&2; }
+source "$ROOT/bench/lib.sh"
+[[ $DURATION =~ ^[0-9]+$ ]] && ((DURATION > 0 && DURATION <= 60)) || die "BENCH_DURATION must be 1..60 s"
+need curl curl; need gnuplot gnuplot-nox; need taskset util-linux
+need_oha
+if [[ ${BENCH_BUILD:-1} != 0 ]]; then
+    say "cargo build --release"; cargo build --release --locked -p switchyard -p switchyard-demo >&2
+fi
+[[ -x $BIN/switchyard && -x $BIN/switchyard-demo ]] || die "no binaries in $BIN"
+
+STARTED=()
+trap 'rc=$?; trap - EXIT; stop "${STARTED[@]}"; exit $rc' EXIT
+trap 'exit 130' INT; trap 'exit 143' TERM HUP
+if (($(getconf _NPROCESSORS_ONLN) >= 2)); then LOAD_PIN=(taskset -c 0) SRV_PIN=(taskset -c 1); else LOAD_PIN=() SRV_PIN=(); fi
+BUSY=" $(listening_ports | tr '\n' ' ') "
+pick_port GW_PORT 8080; pick_port ADMIN_PORT 9090; pick_port USERS_PORT 50051
+pick_port ORDERS_PORT 50052; pick_port INV_PORT 50053
+mkdir -p "$RAW"; rm -f "$RAW"/*
+start_demo "$RAW/demo.log"
+( export SWITCHYARD_LISTEN=127.0.0.1:$GW_PORT SWITCHYARD_ADMIN=127.0.0.1:$ADMIN_PORT \
+    DEMO_USERS_ADDR=127.0.0.1:$USERS_PORT DEMO_ORDERS_ADDR=127.0.0.1:$ORDERS_PORT \
+    DEMO_INVENTORY_ADDR=127.0.0.1:$INV_PORT
+  exec "${SRV_PIN[@]}" "$BIN/switchyard" --log warn run --config bench/gateway.yaml >"$RAW/gateway.log" 2>&1 ) &
+GW=$!; STARTED+=("$GW")
+for _ in $(seq 300); do curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz" 2>/dev/null && break
+    kill -0 $GW 2>/dev/null || die "switchyard exited: $(cat "$RAW/gateway.log")"; sleep 0.1; done
+
+REST=http://127.0.0.1:$GW_PORT/v1/users/1
+GRPC=http://127.0.0.1:$USERS_PORT/demo.users.v1.UserService/GetUser
+printf '\x00\x00\x00\x00\x03\x0a\x011' >"$RAW/get-user.bin" # GetUserRequest{id: "1"}, one gRPC frame
+curl -fsS "$REST" | grep -q '"id":"1"' || die "GET /v1/users/1 does not answer user 1"
+curl -fsS --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' \
+    --data-binary @"$RAW/get-user.bin" -D "$RAW/grpc.head" -o "$RAW/grpc.body" "$GRPC"
+grep -aq 'Ada Lovelace' "$RAW/grpc.body" || die "the direct gRPC call does not answer user 1"
+REST_LOAD=(oha --no-tui --output-format json -c 64 "$REST")
+GRPC_LOAD=(oha --no-tui --output-format json -c 64 --http2 -m POST -H 'content-type: application/grpc'
+           -H 'te: trailers' -D "$RAW/get-user.bin" "$GRPC")
+
+say "saturation of the gateway (closed loop, 5 s)"
+"${LOAD_PIN[@]}" "${REST_LOAD[@]}" -z 5s >"$RAW/saturation.json"
+SAT=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["summary"]["requestsPerSec"]))' "$RAW/saturation.json")
+((SAT > 0)) || die "no requests while finding saturation"
+
+point() { # point NAME RATE: one fixed-rate run, a CSV line
+    local name=$1 rate=$2 out=$RAW/$1-$2.json load
+    if [[ $name == gateway ]]; then load=("${REST_LOAD[@]}"); else load=("${GRPC_LOAD[@]}"); fi
+    "${LOAD_PIN[@]}" "${load[@]}" -q "$rate" --latency-correction -z "${DURATION}s" >"$out" || die "$name at $rate/s: oha failed"
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+codes = d.get("statusCodeDistribution", {})
+errors = {e: n for e, n in d.get("errorDistribution", {}).items() if e != "aborted due to deadline"}
+bad = sum(n for c, n in codes.items() if not c.startswith("2")) + sum(errors.values())
+p = d["latencyPercentiles"]
+print("%s,%s,%.0f,%.3f,%.3f,%.3f,%d" % (sys.argv[2], sys.argv[3], d["summary"]["requestsPerSec"],
+      p["p50"] * 1000, p["p90"] * 1000, p["p99"] * 1000, bad))
+' "$out" "$name" "$rate"
+}
+CSV=$OUT/latency.csv
+echo "target,offered,achieved,p50_ms,p90_ms,p99_ms,errors" >"$CSV"
+for f in $FRACTIONS; do
+    rate=$(awk -v s="$SAT" -v f="$f" 'BEGIN {printf "%d", s * f}')
+    for name in gateway direct; do
+        line=$(point "$name" "$rate"); echo "$line" >>"$CSV"; say "$line"
+    done
+done
+
+gnuplot <<EOF
+set terminal pngcairo size 900,560 font "sans,10"
+set output "$OUT/latency.png"
+set datafile separator ","
+set title "GetUser: latency against offered load (open loop, 64 connections, $(nproc) CPUs)"
+set xlabel "offered load, requests/s (gateway saturation: $SAT/s)"
+set ylabel "latency, ms (log scale)"
+set logscale y
+set key top left
+set grid
+plot "< grep '^gateway' $CSV" using 2:6 with linespoints lw 2 title "Switchyard REST->gRPC p99", \
+     "< grep '^gateway' $CSV" using 2:4 with linespoints lw 2 dt 2 title "Switchyard REST->gRPC p50", \
+     "< grep '^direct' $CSV" using 2:6 with linespoints lw 2 title "direct gRPC p99", \
+     "< grep '^direct' $CSV" using 2:4 with linespoints lw 2 dt 2 title "direct gRPC p50"
+EOF
+{
+    echo "Latency against offered load, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs"
+    echo "gateway saturation (oha -c64, closed loop): $SAT req/s; ${DURATION}s per point; oha on CPU 0, gateway and upstream on CPU 1"
+    column -t -s, "$CSV"
+    echo "plot: $OUT/latency.png"
+    echo "Reproduce: BENCH_DURATION=$DURATION LAT_FRACTIONS=\"$FRACTIONS\" bench/latency/run.sh"
+} | tee "$OUT/latency.txt"
