@@ -2,6 +2,8 @@
 //! the reply message, a frame cut short, HTML instead of gRPC) or resets
 //! the stream after its headers. Each call ends in a 5xx with the JSON error
 //! shape well within the route's deadline, and the gateway goes on serving.
+//! A server stream that breaks after its first message (reset, or garbage)
+//! ends its SSE response with an `event: error` carrying the status.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -20,7 +22,14 @@ enum Fault {
     Html,
     /// gRPC headers, then RST_STREAM.
     ResetAfterHeaders,
+    /// One good `Order`, then RST_STREAM (for a server stream).
+    ResetMidStream,
+    /// One good `Order`, then bytes that are not one (for a server stream).
+    GarbageMidStream,
 }
+
+/// `Order{id: "1"}`, one gRPC frame.
+const ONE_ORDER: &[u8] = b"\x00\x00\x00\x00\x03\x0a\x011";
 
 /// An HTTP/2 upstream on an ephemeral port that answers every call with `fault`.
 async fn faulty(fault: Fault) -> SocketAddr {
@@ -32,37 +41,54 @@ async fn faulty(fault: Fault) -> SocketAddr {
                 let Ok(mut conn) = h2::server::handshake(socket).await else {
                     return;
                 };
-                while let Some(Ok((_request, mut respond))) = conn.accept().await {
-                    let content_type = match fault {
-                        Fault::Html => "text/html",
-                        _ => "application/grpc",
-                    };
-                    let head = http::Response::builder()
-                        .header("content-type", content_type)
-                        .body(())
-                        .unwrap();
-                    let Ok(mut body) = respond.send_response(head, false) else {
-                        continue;
-                    };
-                    let data: &[u8] = match fault {
-                        // Field 1 as a varint where `id` is a string: not a User.
-                        Fault::NotTheMessage => b"\x00\x00\x00\x00\x03\x08\xff\x01",
-                        Fault::CutShort => b"\x00\x00\x00\x00\x64\x0a\x081234567",
-                        Fault::Html => b"<html><body>502 Bad Gateway</body></html>",
-                        Fault::ResetAfterHeaders => {
-                            body.send_reset(h2::Reason::INTERNAL_ERROR);
-                            continue;
-                        }
-                    };
-                    let _ = body.send_data(Bytes::from_static(data), false);
-                    let mut trailers = http::HeaderMap::new();
-                    trailers.insert("grpc-status", "0".parse().unwrap());
-                    let _ = body.send_trailers(trailers);
+                // Each call on a task of its own: the connection is driven
+                // by `accept`, and must go on flushing while a call waits.
+                while let Some(Ok((_request, respond))) = conn.accept().await {
+                    tokio::spawn(answer(fault, respond));
                 }
             });
         }
     });
     addr
+}
+
+/// Answers one call with `fault`.
+async fn answer(fault: Fault, mut respond: h2::server::SendResponse<Bytes>) {
+    let content_type = match fault {
+        Fault::Html => "text/html",
+        _ => "application/grpc",
+    };
+    let head = http::Response::builder()
+        .header("content-type", content_type)
+        .body(())
+        .unwrap();
+    let Ok(mut body) = respond.send_response(head, false) else {
+        return;
+    };
+    let data: &[u8] = match fault {
+        // Field 1 as a varint where `id` is a string: not a User.
+        Fault::NotTheMessage => b"\x00\x00\x00\x00\x03\x08\xff\x01",
+        Fault::CutShort => b"\x00\x00\x00\x00\x64\x0a\x081234567",
+        Fault::Html => b"<html><body>502 Bad Gateway</body></html>",
+        Fault::ResetAfterHeaders => {
+            body.send_reset(h2::Reason::INTERNAL_ERROR);
+            return;
+        }
+        Fault::ResetMidStream | Fault::GarbageMidStream => {
+            let _ = body.send_data(Bytes::from_static(ONE_ORDER), false);
+            // The first message reaches the client before the fault.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Fault::ResetMidStream = fault {
+                body.send_reset(h2::Reason::INTERNAL_ERROR);
+                return;
+            }
+            b"\x00\x00\x00\x00\x03\x08\xff\x01"
+        }
+    };
+    let _ = body.send_data(Bytes::from_static(data), false);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", "0".parse().unwrap());
+    let _ = body.send_trailers(trailers);
 }
 
 #[tokio::test]
@@ -98,6 +124,45 @@ async fn garbage_or_a_reset_from_the_upstream_is_a_5xx_within_the_deadline() {
                 started.elapsed()
             );
         }
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_server_stream_that_breaks_midway_ends_its_sse_with_an_error_event() {
+    for (fault, code) in [(Fault::ResetMidStream, 14), (Fault::GarbageMidStream, 13)] {
+        let addr = faulty(fault).await;
+        let yaml = common::one_route_config(
+            None,
+            "demo.orders.v1.OrderService",
+            &format!("\"http://{addr}\""),
+            "",
+            "",
+        );
+        let gw = TestGateway::start_yaml(common::spawn_demo().await, &yaml).await;
+        let request = b"GET /v1/users/1/orders:watch HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n";
+        let started = Instant::now();
+        let got = crate::raw::exchange(gw.addr, request, Duration::from_secs(5)).await;
+        assert!(got.closed, "{fault:?}: the stream did not end");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{fault:?}: took {:?}",
+            started.elapsed()
+        );
+        let reply = got.only();
+        assert_eq!(reply.status, 200, "{fault:?}: {}", reply.text());
+        let text = reply.text();
+        let events: Vec<&str> = text
+            .split("\n\n")
+            .filter(|e| !e.trim().is_empty())
+            .collect();
+        assert!(events[0].contains(r#""id":"1""#), "{fault:?}: {text}");
+        let last = events.last().unwrap();
+        assert!(last.starts_with("event: error"), "{fault:?}: {text}");
+        assert!(
+            last.contains(&format!(r#""code":{code}"#)),
+            "{fault:?}: {text}"
+        );
         gw.stop().await;
     }
 }
