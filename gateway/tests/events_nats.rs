@@ -219,6 +219,62 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_or
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_killed_under_load_fails_no_request_and_loses_no_event() {
+    let dir = temp_dir("events-kill-under-load");
+    let mut nats = OwnNats::start(free_port(), &dir.join("js"));
+    nats.ready().await;
+    let url = format!("nats://127.0.0.1:{}", nats.port);
+    let (stream, subject) = ("KILLED", "killed.orders.created");
+    let gw = std::sync::Arc::new(gateway(&url, stream, subject, &dir, "").await);
+    let rss_before = common::rss_kib();
+    // 16 clients creating orders back to back until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (gw, stop) = (gw.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, order) = create_order(&gw, "7").await;
+                    assert_eq!(status, StatusCode::OK, "{order}");
+                    ids.push(order["id"].as_str().unwrap().to_owned());
+                }
+                ids
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    nats.stop(); // SIGKILL, mid-burst
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    nats.restart();
+    nats.ready().await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = std::collections::HashSet::new();
+    for client in clients {
+        sent.extend(client.await.expect("every request was 200"));
+    }
+    assert!(sent.len() > 50, "only {} requests under load", sent.len());
+    // A duplicate would take the place of a missing one: the sets below tell.
+    let got = consume(&url, stream, sent.len(), Duration::from_secs(5)).await;
+    let delivered: std::collections::HashSet<String> = got
+        .iter()
+        .map(|(_, e)| e["data"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        got.len(),
+        sent.len(),
+        "each event once (JetStream dedupes on the event id)"
+    );
+    assert_eq!(delivered, sent, "every acknowledged request's event");
+    let grown = common::rss_kib().saturating_sub(rss_before);
+    assert!(grown < 64 * 1024, "memory grew by {grown} KiB");
+    drop(gw);
+    drop(nats);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn a_full_outbox_refuses_must_deliver_requests_with_503_before_the_upstream_acts() {
     let dir = temp_dir("events-full");

@@ -32,7 +32,7 @@ const ENHANCE_YOUR_CALM: u64 = 0xb;
 /// must be served. Also checks the process's resident memory grew by less
 /// than 64 MiB.
 async fn attack(gw: &TestGateway, name: &str, count: u32) -> Outcome {
-    let rss_before = rss_kib();
+    let rss_before = common::rss_kib();
     let script = common::repo_root().join("gateway/tests/peers/python/h2_attacks.py");
     let run = tokio::process::Command::new(common::python())
         .arg(&script)
@@ -68,7 +68,7 @@ async fn attack(gw: &TestGateway, name: &str, count: u32) -> Outcome {
     let json: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
     // Served after the attack, too.
     assert_eq!(gw.get("/v1/users/1").await.status, StatusCode::OK);
-    let grown = rss_kib().saturating_sub(rss_before);
+    let grown = common::rss_kib().saturating_sub(rss_before);
     assert!(grown < 64 * 1024, "{name}: memory grew by {grown} KiB");
     Outcome {
         sent: json["sent"].as_u64().unwrap(),
@@ -76,16 +76,6 @@ async fn attack(gw: &TestGateway, name: &str, count: u32) -> Outcome {
         closed: json["closed"].as_bool().unwrap(),
         refused: json["refused"].as_u64().unwrap(),
     }
-}
-
-/// This process's resident set, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
 }
 
 #[tokio::test]

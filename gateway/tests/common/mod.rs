@@ -71,6 +71,16 @@ pub fn python() -> PathBuf {
     "python3".into()
 }
 
+/// This process's resident set, in KiB (from `/proc/self/status`).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("/proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
 /// A new directory of its own under the system's temp dir, named
 /// `switchyard-{name}-…` (unique per process and call).
 pub fn scratch_dir(name: &str) -> PathBuf {
