@@ -15,7 +15,9 @@
 # published (acknowledged by JetStream) and fails if one was not.
 # Two more rows, plain@rate and events@rate, send a fixed rate (oha, open
 # loop, latency-corrected) well below saturation: the latency a client sees
-# at a load the machine carries, with and without the event.
+# at a load the machine carries, with and without the event. A last row,
+# outage@rate, is events@rate with its broker (a private nats-server)
+# killed for the middle third of the window.
 # Knobs: BENCH_DURATION=10 BENCH_WARMUP=3 BENCH_CONNECTIONS=64 BENCH_RATE=4000
 #        BENCH_BUILD=1 BENCH_OUT=bench/out
 set -Eeuo pipefail
@@ -33,7 +35,7 @@ need_oha
 NATS_PID=$(pgrep -o -x nats-server) || die "no nats-server process to measure"
 
 STARTED=() # only the processes started here are killed
-trap 'rc=$?; trap - EXIT; stop "${STARTED[@]}"; exit $rc' EXIT
+trap 'rc=$?; trap - EXIT; stop "${STARTED[@]}" $(cat "$RAW/private-nats.pid" 2>/dev/null); exit $rc' EXIT
 trap 'exit 130' INT; trap 'exit 143' TERM HUP
 if (($(getconf _NPROCESSORS_ONLN) >= 2)); then LOAD_PIN=(taskset -c 0) SRV_PIN=(taskset -c 1); else LOAD_PIN=() SRV_PIN=(); fi
 
@@ -46,7 +48,7 @@ fi
 BUSY=" $(listening_ports | tr '\n' ' ') "
 pick_port GW_PORT 8080; pick_port ADMIN_PORT 9090; pick_port USERS_PORT 50051
 pick_port ORDERS_PORT 50052; pick_port INV_PORT 50053
-mkdir -p "$RAW"; rm -f "$RAW"/*
+mkdir -p "$RAW"; rm -rf "${RAW:?}"/*
 URL=http://127.0.0.1:$GW_PORT/v1/orders
 BODY='{"userId":"1","items":[{"sku":"A-1","qty":1}]}'
 
@@ -81,7 +83,10 @@ run_row() { # run_row ID CONFIG NATS-URL [wrk|oha]
     sleep 0.5
     local g0 u0 g1 u1 n0 n1 m0 m1 out=$RAW/$id.$tool.txt
     g0=$(ticks $gw); u0=$(ticks $DEMO_PID); n0=$(ticks $NATS_PID); m0=$(machine_ticks)
+    local outage_pid=
+    if [[ $id == outage* ]]; then outage & outage_pid=$!; fi
     "${LOAD_PIN[@]}" "${load[@]}" "${dflag[@]}" >"$out" 2>&1 || die "$id: $tool failed: $(tail -3 "$out")"
+    [[ -z $outage_pid ]] || wait "$outage_pid"
     sleep 0.3
     g1=$(ticks $gw); u1=$(ticks $DEMO_PID); n1=$(ticks $NATS_PID); m1=$(machine_ticks)
     local n rps p50 p99 e
@@ -89,7 +94,7 @@ run_row() { # run_row ID CONFIG NATS-URL [wrk|oha]
     ((n > 0)) || die "$id: no requests (see $out)"
     local appended published
     appended=$(metric 'switchyard_events_total{outcome="appended",sink="bus",')
-    if [[ $id == events* ]]; then
+    if [[ $id == events* || $id == outage* ]]; then
         for _ in $(seq 600); do
             published=$(metric 'switchyard_events_total{outcome="published",sink="bus",')
             [[ $published == "$appended" ]] && break; sleep 0.1; done
@@ -105,11 +110,27 @@ run_row() { # run_row ID CONFIG NATS-URL [wrk|oha]
     rm -f "$outbox"
 }
 
+# The outage row's broker: a private nats-server on a spare port (the
+# machine's own is never stopped), SIGKILLed a third into the measured
+# window and started again on the same store two thirds in.
+pick_port PNATS_PORT 14222
+PNATS=(nats-server -js -a 127.0.0.1 -p "$PNATS_PORT" -sd "$RAW/private-js")
+start_private_nats() { "${PNATS[@]}" >>"$RAW/private-nats.log" 2>&1 & echo $! >"$RAW/private-nats.pid"; STARTED+=("$(<"$RAW/private-nats.pid")"); }
+outage() {
+    sleep $((DURATION / 3)); kill -KILL "$(<"$RAW/private-nats.pid")"
+    sleep $((DURATION / 3)); start_private_nats
+}
+
 run_row plain bench/events/gateway-plain.yaml -
 run_row events bench/events/gateway.yaml nats://127.0.0.1:4222
 run_row outbox-only bench/events/gateway.yaml nats://127.0.0.1:1
 run_row plain@rate bench/events/gateway-plain.yaml - oha
 run_row events@rate bench/events/gateway.yaml nats://127.0.0.1:4222 oha
+command -v nats-server >/dev/null || die "no nats-server binary for the outage row"
+start_private_nats
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PNATS_PORT") 2>/dev/null && break; sleep 0.1; done
+run_row outage@rate bench/events/gateway.yaml "nats://127.0.0.1:$PNATS_PORT" oha
+stop "$(<"$RAW/private-nats.pid")"
 
 col() { awk -v c="$2" '{print $c}' <<<"${ROW[$1]}"; }
 RPS_RATIO=$(awk -v a="$(col events 2)" -v b="$(col plain 2)" 'BEGIN {printf "%.3f", a / b}')
@@ -122,6 +143,8 @@ BOX_BUDGET=$(awk -v b="$(col plain 9)" 'BEGIN {printf "%.1f", b / 9}')
 RATE_P99=$(awk -v a="$(col events@rate 4)" -v b="$(col plain@rate 4)" 'BEGIN {printf "%+.3f", a - b}')
 RATE_P50=$(awk -v a="$(col events@rate 3)" -v b="$(col plain@rate 3)" 'BEGIN {printf "%+.3f", a - b}')
 RATE_OK=$(awk -v d="$RATE_P99" 'BEGIN {print (d < 1 ? "MET" : "NOT MET")}')
+OUTAGE_P99=$(awk -v a="$(col outage@rate 4)" -v b="$(col events@rate 4)" 'BEGIN {printf "%+.3f", a - b}')
+OUTAGE_P50=$(awk -v a="$(col outage@rate 3)" -v b="$(col events@rate 3)" 'BEGIN {printf "%+.3f", a - b}')
 LOSS_OK=$(awk -v r="$RPS_RATIO" 'BEGIN {print (r > 0.9 ? "MET" : "NOT MET")}')
 P99_OK=$(awk -v d="$P99_DIFF" 'BEGIN {print (d < 1 ? "MET" : "NOT MET")}')
 {
@@ -135,10 +158,12 @@ P99_OK=$(awk -v d="$P99_DIFF" 'BEGIN {print (d < 1 ? "MET" : "NOT MET")}')
     echo "plain       = no event; events = one CloudEvent per CreateOrder to JetStream (all published, checked);"
     echo "outbox-only = the event appended but its sink unreachable (append + batched fsync, no publish)"
     echo "@rate       = a fixed $RATE req/s (oha -c16, open loop, latency-corrected) instead of saturation"
+    echo "outage@rate = events@rate to a private nats-server SIGKILLed at ${DURATION}/3 s and restarted at 2x${DURATION}/3 s (every event published after, checked)"
     echo
     echo "throughput with events / without:  $RPS_RATIO  (target loss < 10%: $LOSS_OK)"
     echo "p99 with events - without:         $P99_DIFF ms  (target < 1 ms: $P99_OK) at saturation"
     echo "at $RATE req/s, with - without:     p50 $RATE_P50 ms, p99 $RATE_P99 ms  (target < 1 ms: $RATE_OK)"
+    echo "broker killed a third in, back two thirds in, against up:  p50 $OUTAGE_P50 ms, p99 $OUTAGE_P99 ms  (outage@rate - events@rate)"
     echo "gateway CPU per event, published:  $CPU_EVENTS us  (append + relay + JetStream publish and ack)"
     echo "gateway CPU per event, append:     $CPU_APPEND us  (outbox append cost alone)"
     echo "nats-server CPU per event:         $CPU_NATS us  (the broker, on the same CPUs)"
