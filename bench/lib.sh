@@ -1,6 +1,7 @@
 # Shell functions shared by the benchmark scripts (bench/run.sh,
-# bench/graphql/run.sh, bench/plugins.sh, bench/events/run.sh). Source it after defining `say` and
-# `die` (each script prints its own prefix).
+# bench/graphql/run.sh, bench/plugins.sh, bench/events/run.sh, bench/soak,
+# bench/memory, bench/latency). Source it after defining `say` and `die`
+# (each script prints its own prefix).
 
 APT_UPDATED=0
 need() { # need COMMAND DEBIAN-PACKAGE
@@ -57,6 +58,30 @@ stop() { # stop PID...: TERM, wait up to 5 s each, then KILL
 }
 ticks() { # ticks PID: user + system CPU ticks of the process
     local s; s=$(<"/proc/$1/stat") || die "process $1 is gone"; s=${s##*) }; set -- $s; echo $((${12} + ${13}))
+}
+pick_demo_ports() { # GW_PORT ADMIN_PORT USERS_PORT ORDERS_PORT INV_PORT: the demo's, or free ones
+    BUSY=" $(listening_ports | tr '\n' ' ') "
+    pick_port GW_PORT 8080; pick_port ADMIN_PORT 9090; pick_port USERS_PORT 50051
+    pick_port ORDERS_PORT 50052; pick_port INV_PORT 50053
+}
+build_binaries() { # build_binaries release|debug|none: switchyard and switchyard-demo
+    case $1 in
+        release) say "cargo build --release"; cargo build --release --locked -p switchyard -p switchyard-demo >&2 || die "cargo build failed" ;;
+        debug) say "cargo build"; cargo build --locked -p switchyard -p switchyard-demo >&2 || die "cargo build failed" ;;
+        none) ;;
+        *) die "unknown build $1 (release, debug or none)" ;;
+    esac
+    [[ -x $BIN/switchyard && -x $BIN/switchyard-demo ]] || die "no binaries in $BIN"
+}
+start_gateway() { # start_gateway CONFIG LOG: $BIN/switchyard on $GW_PORT/$ADMIN_PORT in front of the demo's ports, under ${SRV_PIN[@]}; sets GW once /readyz answers
+    ( export SWITCHYARD_LISTEN=127.0.0.1:$GW_PORT SWITCHYARD_ADMIN=127.0.0.1:$ADMIN_PORT \
+        DEMO_USERS_ADDR=127.0.0.1:$USERS_PORT DEMO_ORDERS_ADDR=127.0.0.1:$ORDERS_PORT \
+        DEMO_INVENTORY_ADDR=127.0.0.1:$INV_PORT
+      exec "${SRV_PIN[@]}" "$BIN/switchyard" --log warn run --config "$1" >"$2" 2>&1 ) &
+    GW=$!; STARTED+=("$GW")
+    for _ in $(seq 300); do curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz" 2>/dev/null && return
+        kill -0 $GW 2>/dev/null || die "switchyard exited: $(cat "$2")"; sleep 0.1; done
+    die "switchyard did not get ready: $(tail -5 "$2")"
 }
 start_demo() { # start_demo LOG: switchyard-demo on $USERS_PORT/$ORDERS_PORT/$INV_PORT under ${SRV_PIN[@]}; sets DEMO_PID
     say "starting switchyard-demo (${SRV_PIN[*]:-unpinned})"

@@ -18,27 +18,16 @@ source "$ROOT/bench/lib.sh"
 [[ $DURATION =~ ^[0-9]+$ ]] && ((DURATION > 0 && DURATION <= 60)) || die "BENCH_DURATION must be 1..60 s"
 need curl curl; need gnuplot gnuplot-nox; need taskset util-linux
 need_oha
-if [[ ${BENCH_BUILD:-1} != 0 ]]; then
-    say "cargo build --release"; cargo build --release --locked -p switchyard -p switchyard-demo >&2
-fi
-[[ -x $BIN/switchyard && -x $BIN/switchyard-demo ]] || die "no binaries in $BIN"
+if [[ ${BENCH_BUILD:-1} != 0 ]]; then build_binaries release; else build_binaries none; fi
 
 STARTED=()
 trap 'rc=$?; trap - EXIT; stop "${STARTED[@]}"; exit $rc' EXIT
 trap 'exit 130' INT; trap 'exit 143' TERM HUP
 if (($(getconf _NPROCESSORS_ONLN) >= 2)); then LOAD_PIN=(taskset -c 0) SRV_PIN=(taskset -c 1); else LOAD_PIN=() SRV_PIN=(); fi
-BUSY=" $(listening_ports | tr '\n' ' ') "
-pick_port GW_PORT 8080; pick_port ADMIN_PORT 9090; pick_port USERS_PORT 50051
-pick_port ORDERS_PORT 50052; pick_port INV_PORT 50053
+pick_demo_ports
 mkdir -p "$RAW"; rm -f "$RAW"/*
 start_demo "$RAW/demo.log"
-( export SWITCHYARD_LISTEN=127.0.0.1:$GW_PORT SWITCHYARD_ADMIN=127.0.0.1:$ADMIN_PORT \
-    DEMO_USERS_ADDR=127.0.0.1:$USERS_PORT DEMO_ORDERS_ADDR=127.0.0.1:$ORDERS_PORT \
-    DEMO_INVENTORY_ADDR=127.0.0.1:$INV_PORT
-  exec "${SRV_PIN[@]}" "$BIN/switchyard" --log warn run --config bench/gateway.yaml >"$RAW/gateway.log" 2>&1 ) &
-GW=$!; STARTED+=("$GW")
-for _ in $(seq 300); do curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz" 2>/dev/null && break
-    kill -0 $GW 2>/dev/null || die "switchyard exited: $(cat "$RAW/gateway.log")"; sleep 0.1; done
+start_gateway bench/gateway.yaml "$RAW/gateway.log"
 
 REST=http://127.0.0.1:$GW_PORT/v1/users/1
 GRPC=http://127.0.0.1:$USERS_PORT/demo.users.v1.UserService/GetUser

@@ -15,27 +15,17 @@ source "$ROOT/bench/lib.sh"
 for v in IDLE SSE; do [[ ${!v} =~ ^[0-9]+$ ]] && ((${!v} > 0 && ${!v} <= 15000)) || die "MEM_$v must be 1..15000"; done
 ((IDLE + SSE + 100 < $(ulimit -n))) || die "ulimit -n $(ulimit -n) is too low for $IDLE + $SSE connections"
 need curl curl
-if [[ ${BENCH_BUILD:-1} != 0 ]]; then
-    say "cargo build --release"; cargo build --release --locked -p switchyard -p switchyard-demo >&2
-fi
-[[ -x $BIN/switchyard && -x $BIN/switchyard-demo ]] || die "no binaries in $BIN"
+if [[ ${BENCH_BUILD:-1} != 0 ]]; then build_binaries release; else build_binaries none; fi
 
 STARTED=()
 trap 'rc=$?; trap - EXIT; stop "${STARTED[@]}"; exit $rc' EXIT
 trap 'exit 130' INT; trap 'exit 143' TERM HUP
 SRV_PIN=()
-BUSY=" $(listening_ports | tr '\n' ' ') "
-pick_port GW_PORT 8080; pick_port ADMIN_PORT 9090; pick_port USERS_PORT 50051
-pick_port ORDERS_PORT 50052; pick_port INV_PORT 50053
+pick_demo_ports
 mkdir -p "$RAW"; rm -f "$RAW"/*
 start_demo "$RAW/demo.log"
-start_gateway() { # a fresh gateway per row, so one row's freed memory is not the next row's baseline
-    ( export SWITCHYARD_LISTEN=127.0.0.1:$GW_PORT SWITCHYARD_ADMIN=127.0.0.1:$ADMIN_PORT \
-        DEMO_USERS_ADDR=127.0.0.1:$USERS_PORT DEMO_ORDERS_ADDR=127.0.0.1:$ORDERS_PORT
-      exec "$BIN/switchyard" --log warn run --config bench/memory/gateway.yaml >"$RAW/gateway.log" 2>&1 ) &
-    GW=$!; STARTED+=("$GW")
-    for _ in $(seq 300); do curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz" 2>/dev/null && break
-        kill -0 $GW 2>/dev/null || die "switchyard exited: $(cat "$RAW/gateway.log")"; sleep 0.1; done
+fresh_gateway() { # a fresh gateway per row, so one row's freed memory is not the next row's baseline
+    start_gateway bench/memory/gateway.yaml "$RAW/gateway.log"
     # Warm: every path the held connections take, a few hundred times.
     for _ in $(seq 200); do curl -fsS -o /dev/null "http://127.0.0.1:$GW_PORT/v1/users/1"; done
     timeout 2 curl -sSN -o /dev/null -H 'accept: text/event-stream' "http://127.0.0.1:$GW_PORT/v1/users/1/orders:watch" || true
@@ -45,7 +35,7 @@ rss() { awk '/^VmRSS:/ {print $2}' "/proc/$GW/status"; }
 declare -A ROWS
 hold() { # hold KIND COUNT: RSS before, with, and after COUNT held connections
     local kind=$1 count=$2 before with after
-    start_gateway
+    fresh_gateway
     sleep 2; before=$(rss)
     coproc HOLD { exec python3 bench/memory/hold.py "$GW_PORT" "$kind" "$count" 2>"$RAW/hold-$kind.err"; }
     local pid=$HOLD_PID; STARTED+=("$pid")

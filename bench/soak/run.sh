@@ -26,31 +26,18 @@ source "$ROOT/bench/lib.sh"
 need curl curl
 need_oha
 
-case ${SOAK_BUILD:-$PROFILE} in
-    release) say "cargo build --release"; cargo build --release --locked -p switchyard -p switchyard-demo >&2 ;;
-    debug) say "cargo build"; cargo build --locked -p switchyard -p switchyard-demo >&2 ;;
-    none) ;;
-    *) die "SOAK_BUILD must be release, debug or none" ;;
-esac
-[[ -x $BIN/switchyard && -x $BIN/switchyard-demo ]] || die "no binaries in $BIN"
+build_binaries "${SOAK_BUILD:-$PROFILE}"
 
 STARTED=()
 trap 'rc=$?; trap - EXIT; stop "${STARTED[@]}"; exit $rc' EXIT
 trap 'exit 130' INT; trap 'exit 143' TERM HUP
 SRV_PIN=()
-BUSY=" $(listening_ports | tr '\n' ' ') "
-pick_port GW_PORT 8080; pick_port ADMIN_PORT 9090; pick_port USERS_PORT 50051
-pick_port ORDERS_PORT 50052; pick_port INV_PORT 50053
+pick_demo_ports
 mkdir -p "$RAW"; rm -f "$RAW"/*
 URL=http://127.0.0.1:$GW_PORT/v1/users/1
 
 start_demo "$RAW/demo.log"
-( export SWITCHYARD_LISTEN=127.0.0.1:$GW_PORT SWITCHYARD_ADMIN=127.0.0.1:$ADMIN_PORT \
-    DEMO_USERS_ADDR=127.0.0.1:$USERS_PORT DEMO_ORDERS_ADDR=127.0.0.1:$ORDERS_PORT
-  exec "$BIN/switchyard" --log warn run --config bench/soak/gateway.yaml >"$RAW/gateway.log" 2>&1 ) &
-GW=$!; STARTED+=("$GW")
-for _ in $(seq 300); do curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz" 2>/dev/null && break
-    kill -0 $GW 2>/dev/null || die "switchyard exited: $(cat "$RAW/gateway.log")"; sleep 0.1; done
+start_gateway bench/soak/gateway.yaml "$RAW/gateway.log"
 curl -fsS -o /dev/null "$URL" || die "the gateway does not serve $URL"
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$GW/status"; }
