@@ -233,7 +233,9 @@ fn serve_connection_watched<I>(
     // Read from the runtime of the connection's start: a reload reaches new connections.
     let body_timeout = gateway.runtime().loaded.config.limits.body_read_timeout.0;
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let mut req = if is_stream(&req) {
+        // gRPC and gRPC-Web bodies are streams of messages, bound by the
+        // call's deadline, not by `body_read_timeout`.
+        let mut req = if crate::grpc::Protocol::of(req.headers()).is_some() {
             req.map(box_body)
         } else {
             req.map(|body| box_body(DeadlineBody::new(body, body_timeout)))
@@ -252,14 +254,6 @@ fn serve_connection_watched<I>(
             tracing::debug!(error = %e, %peer, "connection ended with an error");
         }
     });
-}
-
-/// A gRPC or gRPC-Web call (by content type), whose body is a stream of
-/// messages with no deadline but the call's own.
-fn is_stream(req: &hyper::Request<Incoming>) -> bool {
-    req.headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Counts a connection in `connections_open` while it lives.

@@ -236,8 +236,8 @@ pub(super) fn check_head(parts: &http::response::Parts) -> Result<Option<bool>, 
     }
     // Messages follow: they must be gRPC's (an HTML error page from a proxy
     // in between would otherwise be read as frames).
-    let content_type = parts.headers.get(CONTENT_TYPE);
-    if !content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")) {
+    if crate::grpc::Protocol::of(&parts.headers) != Some(crate::grpc::Protocol::Native) {
+        let content_type = parts.headers.get(CONTENT_TYPE);
         return Err(UpstreamError::Protocol(format!(
             "upstream answered content-type {:?}, not gRPC",
             content_type.map_or("(none)", |v| v.to_str().unwrap_or("(not text)"))
