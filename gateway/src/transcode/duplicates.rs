@@ -12,6 +12,7 @@
 //! in would be ignored.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
@@ -60,12 +61,40 @@ impl Shape {
 }
 
 /// How a key is told apart from the others of its object.
-#[derive(PartialEq)]
+#[derive(PartialEq, Eq, Hash)]
 enum Identity<'de> {
     Field(u32),
     /// A member of a oneof: one per object, whichever it is.
     Oneof(u32),
     Key(Cow<'de, str>),
+}
+
+/// The keys of one object so far: a list while it is short (most objects,
+/// no allocation past the list's), a set past [`Seen::LIST`], so an object
+/// of a million keys costs no million-squared comparisons.
+#[derive(Default)]
+struct Seen<'de> {
+    few: Vec<Identity<'de>>,
+    many: HashSet<Identity<'de>>,
+}
+
+impl<'de> Seen<'de> {
+    const LIST: usize = 16;
+
+    /// `false` when `identity` was there already.
+    fn insert(&mut self, identity: Identity<'de>) -> bool {
+        if self.many.is_empty() {
+            if self.few.contains(&identity) {
+                return false;
+            }
+            if self.few.len() < Self::LIST {
+                self.few.push(identity);
+                return true;
+            }
+            self.many.extend(self.few.drain(..));
+        }
+        self.many.insert(identity)
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Shape {
@@ -84,7 +113,7 @@ impl<'de> Visitor<'de> for Shape {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: Vec<Identity<'de>> = Vec::new();
+        let mut seen = Seen::default();
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let (identity, value) = match &self {
                 Shape::Message(desc) => match desc
@@ -97,16 +126,15 @@ impl<'de> Visitor<'de> for Shape {
                 Shape::Map(value) => (Identity::Key(key.clone()), (**value).clone()),
                 Shape::Raw => (Identity::Key(key.clone()), Shape::Raw),
             };
-            if seen.contains(&identity) {
-                let what = match identity {
-                    Identity::Oneof(_) => "a second member of its oneof",
-                    _ => "a field may be given once",
-                };
+            let what = match identity {
+                Identity::Oneof(_) => "a second member of its oneof",
+                _ => "a field may be given once",
+            };
+            if !seen.insert(identity) {
                 return Err(de::Error::custom(format_args!(
                     "duplicate key {key:?} ({what})"
                 )));
             }
-            seen.push(identity);
             map.next_value_seed(value)?;
         }
         Ok(())
@@ -219,6 +247,21 @@ mod tests {
         ] {
             assert_eq!(refused(json), None, "{json}");
         }
+    }
+
+    #[test]
+    fn a_key_repeated_far_apart_in_a_large_object_is_found() {
+        let keys: String = (0..100_000).map(|i| format!(r#""k{i}":1,"#)).collect();
+        assert_eq!(
+            refused(&format!(r#"{{"unknown":{{{keys}"end":1}}}}"#)),
+            None
+        );
+        let error = refused(&format!(r#"{{"unknown":{{{keys}"k7":2}}}}"#)).expect("refused");
+        assert!(error.starts_with(r#"duplicate key "k7""#), "{error}");
+        // Past the short list, a oneof is still one field.
+        let many: String = (0..20).map(|i| format!(r#""u{i}":1,"#)).collect();
+        let error = refused(&format!(r#"{{{many}"byName":"a","byId":"1"}}"#)).expect("refused");
+        assert!(error.contains("oneof"), "{error}");
     }
 
     #[test]
