@@ -103,13 +103,13 @@ pub(crate) enum Prepared {
 }
 
 /// What the metrics say of an operation that passed.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Operation {
-    /// Its type, when the document parses and names one.
+    /// Its type, when the document names the operation to run unambiguously.
     pub ty: Option<OperationType>,
     pub name: Option<String>,
-    /// Its complexity (`graphql.limits`), when checked.
-    pub cost: Option<u64>,
+    /// Its complexity (`graphql.limits`).
+    pub cost: u64,
 }
 
 impl Operation {
@@ -127,13 +127,13 @@ impl Operation {
     pub fn observe(&self, protection: &Protection, outcome: &str) {
         protection
             .metrics
-            .observe(self.name.as_deref(), self.kind(), outcome, self.cost);
+            .observe(self.name.as_deref(), self.kind(), outcome, Some(self.cost));
     }
 }
 
-/// Persisted query, limits and introspection: the request to execute, its
-/// operation type when the document parses (one that does not is left to
-/// the executor, which reports it), or the refusals.
+/// Persisted query, parsing, limits and introspection: the request to
+/// execute with what the metrics say of it, or the refusals (a document
+/// that does not parse is one: `GRAPHQL_PARSE_FAILED`).
 pub(crate) fn prepare(
     protection: &Protection,
     method: &Method,
@@ -204,7 +204,7 @@ fn prepare_checked(
     request.variables = variables;
     let cost = match checked {
         Err(refusals) => return Ok(Prepared::Refused(refusals)),
-        Ok(checked) => Some(checked),
+        Ok(cost) => cost,
     };
     if let Some(hash) = resolved.register {
         protection.persisted.register(hash, &request.query);
