@@ -104,25 +104,20 @@ async fn mutations_lists_and_get_requests() {
         json!([{"id": "1"}, {"id": "3"}])
     );
 
-    let reply = gw
-        .get("/graphql?query=mutation%20%7B%20cancelOrder(id%3A%222%22)%20%7B%20id%20%7D%20%7D")
-        .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "{}",
-        reply.text()
-    );
-    // A named mutation, the document's only operation, without `operationName`.
-    let reply = gw
-        .get("/graphql?query=mutation%20Cancel%20%7B%20cancelOrder(id%3A%222%22)%20%7B%20id%20%7D%20%7D")
-        .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "{}",
-        reply.text()
-    );
+    // An anonymous mutation, and a named one that is the document's only
+    // operation, without `operationName`.
+    for query in [
+        "mutation%20%7B%20cancelOrder(id%3A%222%22)%20%7B%20id%20%7D%20%7D",
+        "mutation%20Cancel%20%7B%20cancelOrder(id%3A%222%22)%20%7B%20id%20%7D%20%7D",
+    ] {
+        let reply = gw.get(&format!("/graphql?query={query}")).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{query}: {}",
+            reply.text()
+        );
+    }
     gw.stop().await;
 }
 
