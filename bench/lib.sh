@@ -56,6 +56,9 @@ stop() { # stop PID...: TERM, wait up to 5 s each, then KILL
     for p in "$@"; do for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 }
+rss_kib() { # rss_kib PID: the process's resident set, KiB
+    awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
+}
 ticks() { # ticks PID: user + system CPU ticks of the process
     local s; s=$(<"/proc/$1/stat") || die "process $1 is gone"; s=${s##*) }; set -- $s; echo $((${12} + ${13}))
 }

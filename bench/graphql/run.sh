@@ -339,7 +339,7 @@ done
 curl -fsS -o /dev/null "http://127.0.0.1:$HIVE_PORT/readiness" || die "Hive Gateway not ready after 30 s: $(tail -20 "$RAW/hive.log")"
 [[ $(tr '\0' ' ' <"/proc/$HIVE_PID/cmdline") == *hive-gateway* ]] || die "pid $HIVE_PID is not the Hive Gateway process"
 HIVE_URL=http://127.0.0.1:$HIVE_PORT/graphql
-IDLE_RSS=("Hive $(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$HIVE_PID/status") MiB")
+IDLE_RSS=("Hive $(awk -v k="$(rss_kib $HIVE_PID)" 'BEGIN {printf "%.1f", k / 1024}') MiB")
 
 # ----------------------------------------------------------- Hive: check ---
 B_HIVE_SINGLE=$(body_file hive-single "$Q_HIVE_SINGLE")
@@ -406,7 +406,7 @@ if [[ $WITH_SY != 0 ]]; then
         sy_unavailable "switchyard: GraphQL endpoint not available yet (the gateway did not start: $(tail -3 "$RAW/switchyard.log" | tr '\n' ' ' | cut -c1-300))"
     else
         SY_URL=http://127.0.0.1:$SY_PORT/graphql
-        IDLE_RSS+=("Switchyard $(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$SY_PID/status") MiB")
+        IDLE_RSS+=("Switchyard $(awk -v k="$(rss_kib $SY_PID)" 'BEGIN {printf "%.1f", k / 1024}') MiB")
         code=$(post "$(body_file probe '{ __typename }')" "$SY_URL" "$RAW/switchyard-probe.json") || code=000
         if [[ $code == 404 || $code == 000 ]]; then
             sy_unavailable "switchyard: GraphQL endpoint not available yet (POST /graphql answered $code)"

@@ -30,20 +30,19 @@ fresh_gateway() { # a fresh gateway per row, so one row's freed memory is not th
     for _ in $(seq 200); do curl -fsS -o /dev/null "http://127.0.0.1:$GW_PORT/v1/users/1"; done
     timeout 2 curl -sSN -o /dev/null -H 'accept: text/event-stream' "http://127.0.0.1:$GW_PORT/v1/users/1/orders:watch" || true
 }
-rss() { awk '/^VmRSS:/ {print $2}' "/proc/$GW/status"; }
 
 declare -A ROWS
 hold() { # hold KIND COUNT: RSS before, with, and after COUNT held connections
     local kind=$1 count=$2 before with after
     fresh_gateway
-    sleep 2; before=$(rss)
+    sleep 2; before=$(rss_kib $GW)
     coproc HOLD { exec python3 bench/memory/hold.py "$GW_PORT" "$kind" "$count" 2>"$RAW/hold-$kind.err"; }
     local pid=$HOLD_PID; STARTED+=("$pid")
     local line; read -r -t 120 line <&"${HOLD[0]}" || die "$kind: the clients did not get ready: $(cat "$RAW/hold-$kind.err")"
     [[ $line == "ready $count" ]] || die "$kind: $line"
-    sleep 3; with=$(rss)
+    sleep 3; with=$(rss_kib $GW)
     exec {HOLD[1]}>&-; wait "$pid" 2>/dev/null || true
-    sleep 3; after=$(rss)
+    sleep 3; after=$(rss_kib $GW)
     stop "$GW"; STARTED=("$DEMO_PID")
     ROWS[$kind]=$(awk -v k="$kind" -v n="$count" -v b="$before" -v w="$with" -v a="$after" \
         'BEGIN {printf "%-6s %7d %12d %12d %12d %10.1f", k, n, b, w, a, (w - b) / n}')

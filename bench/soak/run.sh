@@ -40,7 +40,6 @@ start_demo "$RAW/demo.log"
 start_gateway bench/soak/gateway.yaml "$RAW/gateway.log"
 curl -fsS -o /dev/null "$URL" || die "the gateway does not serve $URL"
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$GW/status"; }
 fds() { find "/proc/$GW/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 say "finding saturation (oha -c64, 5 s, closed loop)"
@@ -49,7 +48,7 @@ SAT=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["summa
 ((SAT > 0)) || die "no requests served while finding saturation"
 RATE=$((SAT * 2))
 sleep 2
-FD0=$(fds); RSS0=$(rss_kib)
+FD0=$(fds); RSS0=$(rss_kib $GW)
 say "saturation $SAT req/s; offering $RATE req/s for ${DURATION}s (oha -c512, open loop); fds $FD0, RSS ${RSS0} KiB"
 LOAD=(oha --no-tui --output-format json -c 512 -q "$RATE" -z "${DURATION}s" "$URL")
 "${LOAD[@]}" >"$RAW/soak.json" &
@@ -58,13 +57,13 @@ LOAD_PID=$!; STARTED+=("$LOAD_PID")
 start=$(date +%s)
 while kill -0 $LOAD_PID 2>/dev/null; do
     kill -0 $GW 2>/dev/null || die "the gateway died under load: $(tail -5 "$RAW/gateway.log")"
-    echo "$(($(date +%s) - start)) $(rss_kib) $(fds)" >>"$RAW/samples.txt"
+    echo "$(($(date +%s) - start)) $(rss_kib $GW) $(fds)" >>"$RAW/samples.txt"
     sleep 5
 done
 wait $LOAD_PID || die "oha failed"
 STARTED=("$DEMO_PID" "$GW")
 sleep 5
-FD1=$(fds); RSS1=$(rss_kib)
+FD1=$(fds); RSS1=$(rss_kib $GW)
 code=$(curl -sS -o /dev/null -w '%{http_code}' "$URL")
 ready=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/readyz")
 
