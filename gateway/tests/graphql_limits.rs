@@ -7,7 +7,6 @@ mod common;
 use common::{Reply, TestGateway};
 use http::StatusCode;
 use serde_json::{Value, json};
-use switchyard_demo::Service;
 
 /// GraphiQL's introspection query, exactly as the GraphiQL bundled in the
 /// gateway sends it (graphql-js `getIntrospectionQuery()` with GraphiQL's
@@ -152,13 +151,6 @@ fn assert_ok(reply: &Reply) -> Value {
     json
 }
 
-fn calls(gw: &TestGateway) -> usize {
-    [Service::Users, Service::Orders, Service::Inventory]
-        .into_iter()
-        .map(|s| gw.demo.calls(s))
-        .sum()
-}
-
 #[tokio::test]
 async fn query_size_in_bytes_is_checked_before_parsing() {
     let gw = gateway("{ limits: { max_query_bytes: 100 } }").await;
@@ -167,7 +159,7 @@ async fn query_size_in_bytes_is_checked_before_parsing() {
     assert_eq!(fits.len(), 100);
     assert_ok(&query(&gw, &fits).await);
 
-    let before = calls(&gw);
+    let before = gw.upstream_calls();
     let over = format!("{fits} ");
     assert_refused(
         &query(&gw, &over).await,
@@ -181,7 +173,7 @@ async fn query_size_in_bytes_is_checked_before_parsing() {
         "QUERY_TOO_LARGE",
         "max_query_bytes",
     );
-    assert_eq!(calls(&gw), before, "no upstream call");
+    assert_eq!(gw.upstream_calls(), before, "no upstream call");
 
     // With application/json the refusal is a 200 carrying the error.
     let reply = gw
@@ -202,13 +194,13 @@ async fn query_tokens_are_counted_before_parsing() {
     // { order ( id : "1" ) { id } } is 11 tokens; comments and commas are none.
     let fits = "{ order(id: \"1\") { id, __typename } } # a comment { { {";
     assert_ok(&query(&gw, fits).await);
-    let before = calls(&gw);
+    let before = gw.upstream_calls();
     assert_refused(
         &query(&gw, "{ order(id: \"1\") { id __typename __typename } }").await,
         "QUERY_TOO_LARGE",
         "limits.max_query_tokens (12)",
     );
-    assert_eq!(calls(&gw), before, "no upstream call");
+    assert_eq!(gw.upstream_calls(), before, "no upstream call");
     gw.stop().await;
 }
 
@@ -223,7 +215,7 @@ async fn depth_counts_expanded_fragments() {
         )
         .await,
     );
-    let before = calls(&gw);
+    let before = gw.upstream_calls();
     assert_refused(
         &query(&gw, "{ orders { orders { items { sku } } } }").await,
         "QUERY_TOO_DEEP",
@@ -238,7 +230,7 @@ async fn depth_counts_expanded_fragments() {
         "QUERY_TOO_DEEP",
         "query depth 4 exceeds limits.max_depth (3)",
     );
-    assert_eq!(calls(&gw), before, "no upstream call");
+    assert_eq!(gw.upstream_calls(), before, "no upstream call");
     gw.stop().await;
 }
 
@@ -252,7 +244,7 @@ async fn aliases_are_limited() {
         )
         .await,
     );
-    let before = calls(&gw);
+    let before = gw.upstream_calls();
     assert_refused(
         &query(
             &gw,
@@ -272,7 +264,7 @@ async fn aliases_are_limited() {
         "TOO_MANY_ALIASES",
         "alias count 4 exceeds limits.max_aliases (2)",
     );
-    assert_eq!(calls(&gw), before, "no upstream call");
+    assert_eq!(gw.upstream_calls(), before, "no upstream call");
     gw.stop().await;
 }
 
@@ -286,7 +278,7 @@ async fn root_fields_are_limited() {
         )
         .await,
     );
-    let before = calls(&gw);
+    let before = gw.upstream_calls();
     assert_refused(
         &query(
             &gw,
@@ -305,7 +297,7 @@ async fn root_fields_are_limited() {
         "TOO_MANY_ROOT_FIELDS",
         "root field count 3",
     );
-    assert_eq!(calls(&gw), before, "no upstream call");
+    assert_eq!(gw.upstream_calls(), before, "no upstream call");
     gw.stop().await;
 }
 
@@ -316,7 +308,7 @@ async fn complexity_multiplies_lists_by_their_page_size() {
     let page =
         |n: &str| format!("{{ orders(pageSize: {n}) {{ orders {{ id items {{ sku }} }} }} }}");
     assert_ok(&query(&gw, &page("5")).await);
-    let before = calls(&gw);
+    let before = gw.upstream_calls();
     assert_refused(
         &query(&gw, &page("6")).await,
         "QUERY_TOO_COMPLEX",
@@ -337,7 +329,7 @@ async fn complexity_multiplies_lists_by_their_page_size() {
         "QUERY_TOO_COMPLEX",
         "query complexity 122",
     );
-    assert_eq!(calls(&gw), before, "no upstream call");
+    assert_eq!(gw.upstream_calls(), before, "no upstream call");
     gw.stop().await;
 }
 
@@ -365,13 +357,13 @@ async fn a_cached_document_is_checked_again_with_each_requests_variables() {
 async fn per_field_costs_come_from_the_config() {
     let gw = gateway(r#"{ limits: { max_complexity: 52, costs: { "Query.order": 50 } } }"#).await;
     assert_ok(&query(&gw, r#"{ order(id: "1") { id status } }"#).await);
-    let before = calls(&gw);
+    let before = gw.upstream_calls();
     assert_refused(
         &query(&gw, r#"{ order(id: "1") { id status totalCents } }"#).await,
         "QUERY_TOO_COMPLEX",
         "query complexity 53 exceeds limits.max_complexity (52)",
     );
-    assert_eq!(calls(&gw), before, "no upstream call");
+    assert_eq!(gw.upstream_calls(), before, "no upstream call");
     gw.stop().await;
 }
 
@@ -426,13 +418,13 @@ async fn introspection_can_be_turned_off() {
         "{ ...F } fragment F on Query { __schema { types { name } } }",
         GRAPHIQL_INTROSPECTION,
     ] {
-        let before = calls(&gw);
+        let before = gw.upstream_calls();
         assert_refused(
             &query(&gw, text).await,
             "INTROSPECTION_DISABLED",
             "graphql.introspection: false",
         );
-        assert_eq!(calls(&gw), before, "no upstream call: {text}");
+        assert_eq!(gw.upstream_calls(), before, "no upstream call: {text}");
     }
     // `__typename` stays allowed.
     let json = assert_ok(&query(&gw, r#"{ __typename order(id: "1") { __typename id } }"#).await);
@@ -445,7 +437,7 @@ async fn introspection_can_be_turned_off() {
 async fn batching_is_off_by_default() {
     let gw = gateway("{}").await;
     let batch = json!([{"query": r#"{ order(id: "1") { id } }"#}]);
-    let before = calls(&gw);
+    let before = gw.upstream_calls();
     let reply = post(&gw, batch.clone()).await;
     assert_refused(&reply, "BATCHING_DISABLED", "graphql.batching is off");
     let reply = gw.post_json("/graphql", &batch.to_string()).await;
@@ -454,7 +446,7 @@ async fn batching_is_off_by_default() {
         StatusCode::BAD_REQUEST,
         "a 400 with application/json too"
     );
-    assert_eq!(calls(&gw), before, "no upstream call");
+    assert_eq!(gw.upstream_calls(), before, "no upstream call");
     gw.stop().await;
 }
 
@@ -475,7 +467,7 @@ async fn batches_run_up_to_the_maximum() {
     assert_eq!(json[1]["data"]["user"]["name"], "Ada Lovelace", "{json}");
 
     // Each operation meets the limits on its own.
-    let before = calls(&gw);
+    let before = gw.upstream_calls();
     let reply = post(
         &gw,
         json!([
@@ -490,9 +482,9 @@ async fn batches_run_up_to_the_maximum() {
         "{json}"
     );
     assert_eq!(json[1]["data"]["order"]["id"], "1", "{json}");
-    assert_eq!(calls(&gw), before + 1, "only the second ran");
+    assert_eq!(gw.upstream_calls(), before + 1, "only the second ran");
 
-    let before = calls(&gw);
+    let before = gw.upstream_calls();
     let one = json!({"query": r#"{ order(id: "1") { id } }"#});
     let reply = post(&gw, json!([one, one, one])).await;
     assert_refused(
@@ -500,6 +492,6 @@ async fn batches_run_up_to_the_maximum() {
         "BATCH_TOO_LARGE",
         "batch of 3 operations exceeds graphql.batching.max (2)",
     );
-    assert_eq!(calls(&gw), before, "no upstream call");
+    assert_eq!(gw.upstream_calls(), before, "no upstream call");
     gw.stop().await;
 }

@@ -9,7 +9,6 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::{Reply, TestGateway};
-use crate::upstream_calls;
 
 async fn post(gw: &TestGateway, body: &Value) -> Reply {
     gw.post_graphql(body).await
@@ -85,7 +84,7 @@ async fn each_bomb_meets_its_own_limit_before_any_upstream_call() {
         .map(|_| json!({ "query": "{ __typename }" }))
         .collect();
     assert_refused(&post(&gw, &Value::Array(batch)).await, "BATCH_TOO_LARGE");
-    assert_eq!(upstream_calls(&gw), 0);
+    assert_eq!(gw.upstream_calls(), 0);
     gw.stop().await;
 }
 
@@ -97,6 +96,6 @@ async fn a_one_megabyte_query_is_refused_on_its_size_by_default() {
         &post(&gw, &json!({ "query": query })).await,
         "QUERY_TOO_LARGE",
     );
-    assert_eq!(upstream_calls(&gw), 0);
+    assert_eq!(gw.upstream_calls(), 0);
     gw.stop().await;
 }

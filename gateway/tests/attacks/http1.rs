@@ -4,9 +4,9 @@
 
 use switchyard_demo::Service;
 
+use crate::QUIET;
 use crate::common::TestGateway;
 use crate::raw::exchange;
-use crate::{QUIET, upstream_calls};
 
 /// A request that must be served if it is ever read: pipelined behind the
 /// attack, it proves the attack's bytes did not leave the connection usable.
@@ -71,7 +71,7 @@ async fn duplicate_or_invalid_content_length_is_400_and_closes() {
         assert_eq!(got.statuses(), [400], "{headers:?}");
         assert!(got.closed, "{headers:?}: the connection stays open");
     }
-    assert_eq!(upstream_calls(&gw), 0, "the upstream was called");
+    assert_eq!(gw.upstream_calls(), 0, "the upstream was called");
     // Equal values are one length (RFC 9110 §8.6): read once, and the next
     // request, right after the 2 bytes, is served.
     let attack = post("Content-Length: 2\r\nContent-Length: 2\r\n", "{}");
@@ -114,7 +114,7 @@ async fn a_transfer_encoding_other_than_final_chunked_is_400_and_closes() {
             );
         }
     }
-    assert_eq!(upstream_calls(&gw), 0, "the upstream was called");
+    assert_eq!(gw.upstream_calls(), 0, "the upstream was called");
     gw.stop().await;
 }
 
@@ -140,7 +140,7 @@ async fn a_malformed_chunk_size_is_400_and_closes() {
         );
         assert!(got.closed, "{chunks:?}: the connection stays open");
     }
-    assert_eq!(upstream_calls(&gw), 0, "the upstream was called");
+    assert_eq!(gw.upstream_calls(), 0, "the upstream was called");
     gw.stop().await;
 }
 
@@ -194,7 +194,7 @@ async fn a_missing_doubled_or_invalid_host_is_400_and_the_next_request_is_served
         assert_eq!(got.responses[0].message(), message);
     }
     // Only the well-formed requests reached the upstream.
-    assert_eq!(upstream_calls(&gw), 5);
+    assert_eq!(gw.upstream_calls(), 5);
     // HTTP/1.0 may leave Host out.
     let got = exchange(gw.addr, b"GET /v1/users/1 HTTP/1.0\r\n\r\n", QUIET).await;
     assert_eq!(got.statuses(), [200]);

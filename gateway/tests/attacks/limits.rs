@@ -9,9 +9,9 @@ use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::QUIET;
 use crate::common::TestGateway;
 use crate::raw::{exchange, read_all};
-use crate::{QUIET, upstream_calls};
 
 #[tokio::test]
 async fn too_many_headers_or_too_large_a_head_is_431() {
@@ -25,7 +25,7 @@ async fn too_many_headers_or_too_large_a_head_is_431() {
         assert_eq!(got.statuses(), [431]);
         assert!(got.closed);
     }
-    assert_eq!(upstream_calls(&gw), 0);
+    assert_eq!(gw.upstream_calls(), 0);
     gw.stop().await;
 }
 
@@ -46,7 +46,7 @@ async fn a_body_over_the_route_limit_is_413_before_it_is_sent_or_while_it_stream
     );
     let got = exchange(gw.addr, attack.as_bytes(), QUIET).await;
     assert_eq!(got.statuses(), [413]);
-    assert_eq!(upstream_calls(&gw), 0);
+    assert_eq!(gw.upstream_calls(), 0);
     gw.stop().await;
 }
 
@@ -103,7 +103,7 @@ async fn slowloris_heads_are_closed_at_the_header_timeout_while_others_are_serve
             "closed after {took:?}, not at the 600 ms timeout"
         );
     }
-    assert_eq!(upstream_calls(&gw), 5, "only the normal client's calls");
+    assert_eq!(gw.upstream_calls(), 5, "only the normal client's calls");
     gw.stop().await;
 }
 
@@ -145,6 +145,6 @@ async fn a_slow_body_is_408_at_the_body_timeout_while_others_are_served() {
             "answered after {took:?}, not at the 600 ms timeout"
         );
     }
-    assert_eq!(upstream_calls(&gw), 5, "only the normal client's calls");
+    assert_eq!(gw.upstream_calls(), 5, "only the normal client's calls");
     gw.stop().await;
 }

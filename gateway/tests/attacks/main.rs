@@ -20,14 +20,6 @@ mod raw;
 
 use std::time::Duration;
 
-use common::TestGateway;
-use switchyard_demo::Service;
-
 /// How long a raw exchange waits for more bytes before deciding the gateway
 /// keeps the connection open.
 const QUIET: Duration = Duration::from_millis(400);
-
-/// Calls every demo service has received so far.
-fn upstream_calls(gw: &TestGateway) -> usize {
-    Service::ALL.iter().map(|s| gw.demo.calls(*s)).sum()
-}

@@ -5,9 +5,9 @@
 //! `gateway/src/routing/normalize.rs` and docs/security.md). Neither a
 //! route's auth nor the admin token can be stepped around by an encoding.
 
+use crate::QUIET;
 use crate::common::{self, TestGateway};
 use crate::raw::exchange;
-use crate::{QUIET, upstream_calls};
 
 /// Every demo route wants this API key.
 const KEY_PLUGIN: &str = ", plugins: [ { auth: { methods: [ { api_key: { header: x-api-key, keys: [ { consumer: partner, sha256: a52782e3a2d4dd2f95f640b9abfb3b2a6b8e722c65f55be830f6e5f619f7f873 } ] } } ] } } ]";
@@ -61,7 +61,7 @@ async fn no_spelling_of_a_path_steps_around_its_routes_auth() {
             "{path} without a key answered {status}: {body}"
         );
     }
-    assert_eq!(upstream_calls(&gw), 0, "a call passed without the key");
+    assert_eq!(gw.upstream_calls(), 0, "a call passed without the key");
     // With the key, the same spellings reach user 1, and the others do not.
     for path in SAME_PATH {
         let (status, body) = get(&gw, path, Some(KEY)).await;

@@ -265,6 +265,12 @@ impl TestGateway {
     }
 
     /// An h2c channel to the public listener, for gRPC clients.
+    /// Calls the demo services have received in all (health checks not
+    /// counted): what reached the upstreams.
+    pub fn upstream_calls(&self) -> usize {
+        Service::ALL.iter().map(|s| self.demo.calls(*s)).sum()
+    }
+
     /// POST to `/graphql`, asking for `application/graphql-response+json`
     /// (so refusals are 400s, not 200s).
     pub async fn post_graphql(&self, body: &serde_json::Value) -> Reply {
