@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod balancing;
+pub mod edge;
 pub mod events;
 pub mod graphql;
 pub mod load;
@@ -17,6 +18,7 @@ pub mod webhooks;
 
 pub use access_log::AccessLogConfig;
 pub use balancing::{Balance, HealthCheck, Outlier};
+pub use edge::{EdgeRule, Split};
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, parse};
 pub use model::*;
 pub use span::KeyPath;

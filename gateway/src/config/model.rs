@@ -74,6 +74,10 @@ pub struct Config {
     /// The gateway's own spans, exported over OTLP; off when absent.
     #[serde(default)]
     pub tracing: Option<super::tracing::TracingConfig>,
+    /// Redirects, fixed answers and rewrites decided at the edge, before any
+    /// route (docs/edge-logic.md); tried in order, the first match applies.
+    #[serde(default)]
+    pub edge_rules: Vec<super::edge::EdgeRule>,
 }
 
 /// Where the OpenAPI document is served.
@@ -328,6 +332,11 @@ pub struct Route {
     pub methods: Option<Vec<String>>,
     /// The upstream (a key of `upstreams`) that serves the service.
     pub upstream: String,
+    /// Send a share of the route's requests to other upstreams (canary,
+    /// A/B), sticky by a key, with header or cookie overrides; all to
+    /// `upstream` when omitted (docs/edge-logic.md).
+    #[serde(default)]
+    pub split: Option<super::edge::Split>,
     /// Deadline for calls on this route; the upstream's `timeout` when omitted.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,

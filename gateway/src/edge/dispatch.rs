@@ -182,6 +182,13 @@ impl Gateway {
         }
         // One normal form of the path for everything below (a malformed one is a 400).
         let normalized = normalize_uri(&mut req);
+        // Edge rules (`edge_rules:`): answered here, or rewritten and routed.
+        if normalized.is_ok()
+            && let super::rules::Applied::Answered(response, rule) =
+                runtime.edge_rules.apply(&mut req)
+        {
+            return (response, ServedBy::Edge(rule));
+        }
         // Inbound webhooks (`webhooks:`) come before GraphQL and the routes.
         if normalized.is_ok()
             && let Some(webhook) = runtime.webhooks.find(&req)
@@ -280,6 +287,8 @@ enum ServedBy {
     Fixed(&'static str),
     /// An inbound webhook endpoint, by name.
     Webhook(String),
+    /// An edge rule that answered, by name.
+    Edge(Arc<str>),
     Route(Arc<RouteCtx>, Via),
 }
 
@@ -295,6 +304,7 @@ impl ServedBy {
         match self {
             ServedBy::Fixed(label) => label,
             ServedBy::Webhook(name) => name,
+            ServedBy::Edge(name) => name,
             ServedBy::Route(route, _) => &route.name,
         }
     }
@@ -327,6 +337,7 @@ impl ServedBy {
         match self {
             ServedBy::Fixed(label) => fixed(label, "http"),
             ServedBy::Webhook(name) => fixed(&name, "webhook"),
+            ServedBy::Edge(name) => fixed(&name, "edge"),
             ServedBy::Route(ref route, ref via) => {
                 let path = self.path();
                 let protocol = match via {
@@ -349,6 +360,8 @@ impl ServedBy {
 fn started(req: &mut Request, clock: Instant) -> access_log::Started {
     let consumer = ConsumerSlot::default();
     req.extensions_mut().insert(consumer.clone());
+    let variant = crate::routing::VariantSlot::default();
+    req.extensions_mut().insert(variant.clone());
     access_log::Started {
         at: std::time::SystemTime::now(),
         clock,
@@ -356,6 +369,7 @@ fn started(req: &mut Request, clock: Instant) -> access_log::Started {
         trace_id: trace::trace_id(req.headers()).map(str::to_owned),
         client: req.extensions().get::<ClientAddr>().map(|a| a.0.ip()),
         consumer: consumer.0,
+        variant,
     }
 }
 

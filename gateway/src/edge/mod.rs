@@ -4,6 +4,7 @@
 pub mod dispatch;
 pub mod head;
 pub mod pages;
+pub mod rules;
 pub mod server;
 pub mod tls;
 pub mod websocket;

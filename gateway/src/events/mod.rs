@@ -412,6 +412,9 @@ pub struct Occurrence<'a> {
     pub consumer: Option<&'a str>,
     /// The caller's verified JWT claims (`{claim.<name>}`).
     pub claims: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// The variant of the route's split that served the call (the
+    /// `variant` attribute, unless an extension of that name is declared).
+    pub variant: Option<&'a str>,
     /// How messages become JSON (the route's `json:` options).
     pub options: &'a SerializeOptions,
 }
@@ -433,6 +436,7 @@ impl<'a> Occurrence<'a> {
             headers: &parts.headers,
             consumer: parts.extensions.get::<Consumer>().map(|c| c.0.as_str()),
             claims: parts.extensions.get::<Claims>().map(|c| &*c.0),
+            variant: None,
             options,
         }
     }
@@ -507,12 +511,17 @@ impl EventSpec {
         let id = std::str::from_utf8(&id).unwrap_or_default();
         let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let subject = self.subject.as_ref().map(|t| t.render(call));
-        let extensions: Vec<(String, String)> = self
+        let mut extensions: Vec<(String, String)> = self
             .extensions
             .iter()
             .map(|(name, template)| (name.clone(), template.render(call)))
             .filter(|(_, value)| !value.is_empty())
             .collect();
+        if let Some(variant) = call.variant
+            && !self.extensions.iter().any(|(name, _)| name == "variant")
+        {
+            extensions.push(("variant".to_owned(), variant.to_owned()));
+        }
         let attributes = cloudevent::Attributes {
             id,
             source: &self.source,

@@ -22,6 +22,7 @@ use super::joins::RequestState;
 use super::root::{self, Root};
 use crate::events::Occurrence;
 use crate::routing::RouteCtx;
+use crate::routing::split::{Caller as SplitCaller, Chosen};
 use crate::transcode::handler;
 use crate::upstream::Call;
 
@@ -41,6 +42,21 @@ impl RequestHeaders {
             caller: Caller::of(extensions),
         }
     }
+}
+
+/// The upstream serving a call of `route` for this GraphQL request: its
+/// split's choice by the request's headers and caller.
+fn choose<'r>(route: &'r RouteCtx, request: Option<&RequestHeaders>) -> Chosen<'r> {
+    if route.split.is_none() {
+        return route.choose_unsplit();
+    }
+    let empty = HeaderMap::new();
+    let caller = SplitCaller {
+        headers: request.map_or(&empty, |r| &r.headers),
+        consumer: request.and_then(|r| r.caller.consumer()),
+        client_ip: request.and_then(|r| r.caller.client_ip()),
+    };
+    route.choose(&caller, None)
 }
 
 /// An exposed method.
@@ -149,7 +165,8 @@ impl Operation {
         // The route's events for this method, as on REST.
         let method = self.method.name();
         route.events.admit(method).map_err(graphql_error)?;
-        let result = handler::call_upstream(route, call, message).await;
+        let chosen = choose(route, headers);
+        let result = handler::call_upstream(route, chosen.upstream, call, message).await;
         if route.events.any(method) {
             let no_headers = HeaderMap::new();
             let call = Occurrence {
@@ -159,6 +176,7 @@ impl Operation {
                 headers: headers.map_or(&no_headers, |h| &h.headers),
                 consumer: headers.and_then(|h| h.caller.consumer()),
                 claims: headers.and_then(|h| h.caller.claims()),
+                variant: chosen.variant.map(|v| &**v),
                 options: &route.serialize,
             };
             route.events.emit(method, &call);
@@ -187,8 +205,9 @@ impl Operation {
             idempotent: false,
         };
         let started = Instant::now();
-        let opened = route.upstream.server_stream(call, &message).await;
-        handler::observe_upstream(route, started, &opened);
+        let upstream = choose(route, ctx.data_opt::<RequestHeaders>()).upstream;
+        let opened = upstream.server_stream(call, &message).await;
+        handler::observe_upstream(route, upstream, started, &opened);
         let messages = opened.map_err(|e| graphql_error(handler::upstream_error(route, e)))?;
         let op = self.clone();
         let request = ctx.data_opt::<RequestState>().cloned();

@@ -58,6 +58,11 @@ impl Caller {
         self.claims.as_ref().map(|c| &*c.0)
     }
 
+    /// The connection's peer address.
+    pub fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.addr.map(|a| a.0.ip())
+    }
+
     pub fn of(extensions: &http::Extensions) -> Caller {
         Caller {
             addr: extensions.get().copied(),

@@ -58,6 +58,7 @@ pub async fn handle(req: switchyard_plugins::stage::Request, matched: GrpcMatche
     let route = &target.route;
     let metrics = &route.metrics.grpc;
     let (parts, body) = req.into_parts();
+    let upstream = route.choose_for(&parts.headers, &parts.extensions).upstream;
     let mut headers = upstream_headers(parts.headers);
     let unary = target.is_unary();
     let deadline = unary.then(|| {
@@ -71,7 +72,6 @@ pub async fn handle(req: switchyard_plugins::stage::Request, matched: GrpcMatche
         Protocol::WebText => web::decode_text(body),
         Protocol::Native | Protocol::Web => body,
     };
-    let upstream = &route.upstream;
     let aborted = Arc::new(OnceLock::new());
     let mut limit = MessageLimit::new(route.max_body);
     // What the client has sent already: usually a unary call's whole body.

@@ -15,6 +15,9 @@
 //!  "status":200,"grpc_status":0,"upstream":"users","duration_ms":1.84,
 //!  "bytes":87,"consumer":"ci","client":"10.0.0.7"}
 //! ```
+//!
+//! A route with a `split` adds `"variant"` (and `upstream` is the
+//! variant's).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -56,6 +59,8 @@ pub struct Started {
     pub client: Option<IpAddr>,
     /// Filled by `auth` when it admits the request.
     pub consumer: Arc<OnceLock<String>>,
+    /// Filled with the variant and its upstream when a split route chose.
+    pub variant: crate::routing::VariantSlot,
 }
 
 /// What the dispatcher learnt serving it.
@@ -79,6 +84,9 @@ struct Line<'a> {
     status: u16,
     grpc_status: Option<i32>,
     upstream: Option<&'a str>,
+    /// The variant of a split route (`routes[].split`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
     duration_ms: f64,
     bytes: u64,
     consumer: Option<&'a str>,
@@ -210,7 +218,11 @@ impl Pending {
             protocol: self.served.protocol,
             status: self.status,
             grpc_status: self.grpc_status,
-            upstream: self.served.upstream.as_deref(),
+            upstream: match started.variant.0.get() {
+                Some((_, upstream)) => Some(upstream.as_str()),
+                None => self.served.upstream.as_deref(),
+            },
+            variant: started.variant.0.get().map(|(variant, _)| &**variant),
             duration_ms: (started.clock.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
             bytes: self.bytes,
             consumer: started.consumer.get().map(String::as_str),

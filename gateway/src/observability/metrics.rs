@@ -103,6 +103,10 @@ pub struct Metrics {
     /// Auth outcomes and rate-limit decisions, counted by the plugins.
     pub plugins: PluginMetrics,
     tls_reloads: IntCounterVec,
+    /// Requests of split routes by route and the variant that served them.
+    pub split_requests: IntCounterVec,
+    /// Requests an edge rule answered or rewrote, by rule and action.
+    pub edge_rules: IntCounterVec,
 }
 
 // === impl Metrics ===
@@ -338,9 +342,27 @@ impl Metrics {
             "Rate-limit decisions taken by the local fallback while Redis was unavailable.",
         )
         .expect("static metric definition");
+        let split_requests = IntCounterVec::new(
+            Opts::new(
+                "split_requests_total",
+                "Requests of routes with a `split`, by route and the variant chosen.",
+            ),
+            &["route", "variant"],
+        )
+        .expect("static metric definition");
+        let edge_rules = IntCounterVec::new(
+            Opts::new(
+                "edge_rule_requests_total",
+                "Requests an edge rule applied to, by rule and action (redirect, respond, rewrite).",
+            ),
+            &["rule", "action"],
+        )
+        .expect("static metric definition");
         let mut names: Vec<String> = Vec::new();
         for collector in [
-            Box::new(rate_limit_redis_errors.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(split_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(edge_rules.clone()),
+            Box::new(rate_limit_redis_errors.clone()),
             Box::new(rate_limit_redis_fallbacks.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
@@ -418,6 +440,8 @@ impl Metrics {
             rate_limit_redis_errors,
             rate_limit_redis_fallbacks,
             tls_reloads,
+            split_requests,
+            edge_rules,
             mirror: std::sync::Mutex::new(()),
         }
     }

@@ -38,43 +38,100 @@ impl HeaderMatcher {
     pub fn compile(config: &HeaderMatch) -> Result<HeaderMatcher, String> {
         let name = HeaderName::try_from(config.name.as_str())
             .map_err(|_| format!("{:?} is not a valid header name", config.name))?;
-        let rule = match (&config.exact, &config.prefix, config.present) {
-            (Some(value), None, None) => Rule::Exact(value.as_bytes().into()),
-            (None, Some(prefix), None) if !prefix.is_empty() => {
-                Rule::Prefix(prefix.as_bytes().into())
-            }
-            (None, Some(_), None) => {
-                return Err(
-                    "`prefix` is empty and would match any value: use `present: true`".into(),
-                );
-            }
-            (None, None, Some(present)) => Rule::Present(present),
-            (None, None, None) => {
-                return Err(format!(
-                    "header {name} has no condition: set one of `exact`, `prefix` or `present`"
-                ));
-            }
-            _ => {
-                return Err(format!(
-                    "header {name} has several conditions: set only one of `exact`, `prefix` or `present`"
-                ));
-            }
-        };
+        let rule = Rule::compile(config, "header")?;
         Ok(HeaderMatcher { name, rule })
     }
 
     /// Whether the request's headers satisfy this condition.
     pub fn matches(&self, headers: &HeaderMap) -> bool {
-        let mut values = headers
+        let values = headers
             .get_all(&self.name)
             .iter()
             .flat_map(|v| split_list(v.as_bytes()));
-        match &self.rule {
-            Rule::Present(present) => headers.contains_key(&self.name) == *present,
+        self.rule.holds(headers.contains_key(&self.name), values)
+    }
+}
+
+// === impl Rule ===
+
+impl Rule {
+    /// The one rule of a condition on a header or cookie (`what`).
+    fn compile(config: &HeaderMatch, what: &str) -> Result<Rule, String> {
+        let name = &config.name;
+        match (&config.exact, &config.prefix, config.present) {
+            (Some(value), None, None) => Ok(Rule::Exact(value.as_bytes().into())),
+            (None, Some(prefix), None) if !prefix.is_empty() => {
+                Ok(Rule::Prefix(prefix.as_bytes().into()))
+            }
+            (None, Some(_), None) => {
+                Err("`prefix` is empty and would match any value: use `present: true`".into())
+            }
+            (None, None, Some(present)) => Ok(Rule::Present(present)),
+            (None, None, None) => Err(format!(
+                "{what} {name} has no condition: set one of `exact`, `prefix` or `present`"
+            )),
+            _ => Err(format!(
+                "{what} {name} has several conditions: set only one of `exact`, `prefix` or `present`"
+            )),
+        }
+    }
+
+    /// Whether the values found (none: absent) meet the rule.
+    fn holds<'v>(&self, present: bool, mut values: impl Iterator<Item = &'v [u8]>) -> bool {
+        match self {
+            Rule::Present(want) => present == *want,
             Rule::Exact(want) => values.any(|v| v == &want[..]),
             Rule::Prefix(want) => values.any(|v| v.starts_with(want)),
         }
     }
+}
+
+/// One compiled condition on a request cookie (`Cookie: name=value`):
+/// every `Cookie` field line is read, each `name=value` pair compared as
+/// sent (byte for byte, no unquoting).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookieMatcher {
+    name: Box<[u8]>,
+    rule: Rule,
+}
+
+impl CookieMatcher {
+    /// Compiles one cookie condition (`name` is the cookie's).
+    pub fn compile(config: &HeaderMatch) -> Result<CookieMatcher, String> {
+        let valid = !config.name.is_empty()
+            && config
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !valid {
+            return Err(format!("{:?} is not a valid cookie name", config.name));
+        }
+        let rule = Rule::compile(config, "cookie")?;
+        Ok(CookieMatcher {
+            name: config.name.as_bytes().into(),
+            rule,
+        })
+    }
+
+    /// Whether the request's cookies satisfy this condition.
+    pub fn matches(&self, headers: &HeaderMap) -> bool {
+        let mut values = cookies(headers, &self.name).peekable();
+        let present = values.peek().is_some();
+        self.rule.holds(present, values)
+    }
+}
+
+/// The values of the cookie `name` in the request's `Cookie` field lines.
+pub fn cookies<'h>(headers: &'h HeaderMap, name: &'h [u8]) -> impl Iterator<Item = &'h [u8]> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|line| line.as_bytes().split(|&b| b == b';'))
+        .filter_map(move |pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            (pair[..eq].trim_ascii() == name).then(|| pair[eq + 1..].trim_ascii())
+        })
 }
 
 /// Whether every condition holds (an empty list always does).
@@ -137,6 +194,23 @@ mod tests {
         let with = headers(&[("x-debug", "")]);
         assert!(present.matches(&with) && !absent.matches(&with));
         assert!(!present.matches(&headers(&[])) && absent.matches(&headers(&[])));
+    }
+
+    #[test]
+    fn cookie_conditions_read_every_cookie_line_and_pair() {
+        let beta = CookieMatcher::compile(&cond("beta", Some("1"), None, None)).unwrap();
+        assert!(beta.matches(&headers(&[("cookie", "beta=1")])));
+        assert!(beta.matches(&headers(&[("cookie", "a=2; beta=1; c=3")])));
+        assert!(beta.matches(&headers(&[("cookie", "a=2"), ("cookie", "beta=1")])));
+        assert!(!beta.matches(&headers(&[("cookie", "beta=10; xbeta=1")])));
+        assert!(!beta.matches(&headers(&[("x-beta", "1")])));
+        let present = CookieMatcher::compile(&cond("uid", None, None, Some(true))).unwrap();
+        assert!(present.matches(&headers(&[("cookie", "uid=")])));
+        assert!(!present.matches(&headers(&[("cookie", "uidx=1")])));
+        let prefix = CookieMatcher::compile(&cond("plan", None, Some("pro-"), None)).unwrap();
+        assert!(prefix.matches(&headers(&[("cookie", "plan=pro-2")])));
+        assert!(CookieMatcher::compile(&cond("a=b", Some("1"), None, None)).is_err());
+        assert!(CookieMatcher::compile(&cond("", Some("1"), None, None)).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod header_match;
 pub mod hosts;
 pub mod normalize;
 pub mod path_router;
+pub mod split;
 pub mod table;
 
 use std::sync::Arc;
@@ -29,7 +30,10 @@ pub struct RouteCtx {
     pub hosts: Vec<String>,
     /// Header conditions the request must meet (`match_headers`).
     pub match_headers: Vec<header_match::HeaderMatcher>,
+    /// The route's `upstream` (its split's primary).
     pub upstream: Upstream,
+    /// The route's traffic split (`split`), when it has one.
+    pub split: Option<split::Split>,
     pub timeout: Duration,
     pub max_body: usize,
     pub json: JsonOptions,
@@ -79,6 +83,67 @@ pub struct Conflict {
     pub existing: String,
     pub existing_rpc: String,
     pub existing_route: String,
+}
+
+/// Where the edge learns which variant of a split route served a request
+/// (the access log): put in the request's extensions by the edge, filled
+/// by whatever chose the upstream.
+#[derive(Clone, Debug, Default)]
+pub struct VariantSlot(pub Arc<std::sync::OnceLock<(Arc<str>, String)>>);
+
+// === impl RouteCtx ===
+
+impl RouteCtx {
+    /// The upstream serving `caller`: the split's choice (counted), or the
+    /// route's `upstream`. The variant goes in `slot` when there is one.
+    pub fn choose(
+        &self,
+        caller: &split::Caller<'_>,
+        slot: Option<&VariantSlot>,
+    ) -> split::Chosen<'_> {
+        let Some(split) = &self.split else {
+            return split::Chosen {
+                upstream: &self.upstream,
+                variant: None,
+            };
+        };
+        let chosen = match split.choose(caller) {
+            Some(variant) => split::Chosen {
+                upstream: &variant.upstream,
+                variant: Some(&variant.name),
+            },
+            None => split::Chosen {
+                upstream: &self.upstream,
+                variant: Some(split.primary()),
+            },
+        };
+        if let (Some(slot), Some(variant)) = (slot, chosen.variant) {
+            let _ = slot.0.set((variant.clone(), chosen.upstream.name.clone()));
+        }
+        chosen
+    }
+
+    /// [`RouteCtx::choose`] for an HTTP request: its headers, the consumer
+    /// and client address in its extensions, and its variant slot.
+    pub fn choose_for(
+        &self,
+        headers: &http::HeaderMap,
+        extensions: &http::Extensions,
+    ) -> split::Chosen<'_> {
+        if self.split.is_none() {
+            return self.choose_unsplit();
+        }
+        let caller = split::Caller::of(headers, extensions);
+        self.choose(&caller, extensions.get::<VariantSlot>())
+    }
+
+    /// The route's own upstream, for calls that are not split.
+    pub fn choose_unsplit(&self) -> split::Chosen<'_> {
+        split::Chosen {
+            upstream: &self.upstream,
+            variant: None,
+        }
+    }
 }
 
 // === impl HeaderForwarding ===

@@ -25,6 +25,7 @@ use crate::upstream::Upstream;
 mod graphql;
 mod parts;
 mod reuse;
+mod split;
 mod upstreams;
 use graphql::graphql_endpoint;
 use parts::{
@@ -56,6 +57,8 @@ pub struct Runtime {
     pub upstreams: BTreeMap<String, Upstream>,
     /// The access log (`access_log:`), when serving.
     pub access_log: Option<Arc<crate::observability::access_log::AccessLog>>,
+    /// Redirects, fixed answers and rewrites before any route (`edge_rules:`).
+    pub edge_rules: crate::edge::rules::EdgeRules,
 }
 
 // === impl Runtime ===
@@ -111,6 +114,7 @@ impl Runtime {
         crate::edge::tls::listeners(&loaded)?;
         let pool = load_protos(&loaded)?;
         let access_log = open_access_log(&loaded, &metrics, purpose)?;
+        let edge_rules = crate::edge::rules::EdgeRules::build(&loaded, &metrics)?;
         let kept = reuse::kept_upstreams(&loaded, previous);
         let upstreams = build_upstreams(&loaded, &metrics, kept)?;
         let events = match previous {
@@ -207,6 +211,7 @@ impl Runtime {
             openapi: None,
             upstreams,
             access_log,
+            edge_rules,
         };
         if let Some(openapi) = &runtime.loaded.config.openapi {
             let document = crate::openapi::document(&runtime, &openapi.title);
@@ -245,6 +250,14 @@ fn route_ctx(
         match_headers: route_header_matchers(loaded, route, &key)?,
         timeout: route.timeout.map_or(upstream.timeout, |t| t.0),
         upstream,
+        split: split::route_split(
+            loaded,
+            index,
+            route.display_name(),
+            route.split.as_ref(),
+            upstreams,
+            metrics,
+        )?,
         max_body: route
             .max_request_body
             .unwrap_or(limits.max_request_body)

@@ -22,7 +22,7 @@ use crate::events::Occurrence;
 use crate::observability::trace;
 use crate::routing::{HeaderForwarding, Matched, RouteCtx};
 use crate::upstream::grpc::Reply;
-use crate::upstream::{Call, UpstreamError};
+use crate::upstream::{Call, Upstream, UpstreamError};
 
 /// The handler service shared by every REST route.
 pub fn service() -> HttpService {
@@ -80,10 +80,12 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         &parts.headers,
         &bytes,
     )?;
-    if binding.rpc.is_server_streaming() {
-        return super::stream::serve(binding, message, &parts.headers).await;
-    }
     let route = &binding.route;
+    let chosen = route.choose_for(&parts.headers, &parts.extensions);
+    if binding.rpc.is_server_streaming() {
+        let upstream = chosen.upstream.clone();
+        return super::stream::serve(binding, upstream, message, &parts.headers).await;
+    }
     route.events.admit(binding.rpc.name())?;
     let call = Call {
         path: &binding.grpc_path,
@@ -95,14 +97,17 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
     };
     // The reply is rendered before the events, which reuse the JSON when
     // their data is the whole response.
-    let outcome = call_upstream(route, call, &message).await.map(|reply| {
-        let json = response::render(&binding, &reply.message);
-        (reply, json)
-    });
+    let outcome = call_upstream(route, chosen.upstream, call, &message)
+        .await
+        .map(|reply| {
+            let json = response::render(&binding, &reply.message);
+            (reply, json)
+        });
     let method = binding.rpc.name();
     if route.events.any(method) {
         let reply = outcome.as_ref().map(|(reply, _)| &reply.message);
         let mut call = Occurrence::for_request(&message, reply, &parts, &route.serialize);
+        call.variant = chosen.variant.map(|v| &**v);
         if let Ok((_, Ok(json))) = &outcome
             && binding.response_body.is_none()
         {
@@ -114,17 +119,19 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
     Ok(ok_response(&binding, json?, reply.metadata))
 }
 
-/// One unary call through `route`'s upstream, recorded in the upstream
-/// metrics; a failure becomes the error to answer (REST) or to report
-/// (GraphQL): the upstream's status with its details, or a 502.
+/// One unary call of `route` through `upstream` (the route's, or its
+/// split's choice), recorded in the upstream metrics; a failure becomes the
+/// error to answer (REST) or to report (GraphQL): the upstream's status
+/// with its details, or a 502.
 pub(crate) async fn call_upstream(
     route: &RouteCtx,
+    upstream: &Upstream,
     call: Call<'_>,
     message: &DynamicMessage,
 ) -> Result<Reply, ErrorResponse> {
     let started = Instant::now();
-    let result = route.upstream.unary(call, message).await;
-    observe_upstream(route, started, &result);
+    let result = upstream.unary(call, message).await;
+    observe_upstream(route, upstream, started, &result);
     result.map_err(|error| upstream_error(route, error))
 }
 
@@ -132,14 +139,20 @@ pub(crate) async fn call_upstream(
 /// metrics; unary calls and the opening of server streams alike.
 pub(crate) fn observe_upstream<T>(
     route: &RouteCtx,
+    upstream: &Upstream,
     started: Instant,
     result: &Result<T, UpstreamError>,
 ) {
-    observe_outcome(route, started, result.as_ref().err());
+    observe_outcome(route, upstream, started, result.as_ref().err());
 }
 
 /// [`observe_upstream`] for a call that succeeded (`None`) or failed.
-pub(crate) fn observe_outcome(route: &RouteCtx, started: Instant, error: Option<&UpstreamError>) {
+pub(crate) fn observe_outcome(
+    route: &RouteCtx,
+    upstream: &Upstream,
+    started: Instant,
+    error: Option<&UpstreamError>,
+) {
     let code = match error {
         None => Code::Ok,
         Some(UpstreamError::Status(status) | UpstreamError::Transport { status, .. }) => {
@@ -149,7 +162,7 @@ pub(crate) fn observe_outcome(route: &RouteCtx, started: Instant, error: Option<
     };
     route
         .metrics
-        .observe_upstream(&route.upstream.name, code, started.elapsed());
+        .observe_upstream(&upstream.name, code, started.elapsed());
 }
 
 /// A failed call as the error to answer: the upstream's status with its

@@ -33,8 +33,8 @@ use super::handler::{forward_metadata, observe_upstream, upstream_error};
 use super::response;
 use crate::config::Limits;
 use crate::observability::Metrics;
-use crate::upstream::Call;
 use crate::upstream::stream::MessageStream;
+use crate::upstream::{Call, Upstream};
 
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
@@ -112,6 +112,7 @@ impl Format {
 /// Opens the server stream for `message` and answers with its messages.
 pub async fn serve(
     binding: Arc<Binding>,
+    upstream: Upstream,
     message: DynamicMessage,
     headers: &HeaderMap,
 ) -> Result<Response, ErrorResponse> {
@@ -130,8 +131,8 @@ pub async fn serve(
         idempotent: false,
     };
     let started = Instant::now();
-    let result = route.upstream.server_stream(call, &message).await;
-    observe_upstream(route, started, &result);
+    let result = upstream.server_stream(call, &message).await;
+    observe_upstream(route, &upstream, started, &result);
     let messages = result.map_err(|e| upstream_error(route, e))?;
     let slot = Slot::new(&route.metrics, format.label(), permit);
     let feed = Feed {

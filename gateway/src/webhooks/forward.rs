@@ -174,10 +174,13 @@ impl Forwarder {
             timeout: route.timeout,
             idempotent: false,
         };
-        let result = call_upstream(route, call, &message).await;
+        let chosen = route.choose_for(&parts.headers, &parts.extensions);
+        let result = call_upstream(route, chosen.upstream, call, &message).await;
         if route.events.any(name) {
             let outcome = result.as_ref().map(|reply| &reply.message);
-            let occurrence = Occurrence::for_request(&message, outcome, parts, &route.serialize);
+            let mut occurrence =
+                Occurrence::for_request(&message, outcome, parts, &route.serialize);
+            occurrence.variant = chosen.variant.map(|v| &**v);
             route.events.emit(name, &occurrence);
         }
         result.map(|_| ()).map_err(ForwardError::Call)

@@ -83,12 +83,16 @@ pub fn accept(mut req: Request, matched: WsMatched) -> Result<Response, ErrorRes
         error
     })?;
     let metadata = forward_metadata(req.headers(), &route.headers);
+    let upstream = route
+        .choose_for(req.headers(), req.extensions())
+        .upstream
+        .clone();
     let slot = Slot::new(&route.metrics, PROTOCOL, permit);
     let response = upgrade.response(None);
     let max_message = route.max_body;
     let sessions = Sessions::of(&req);
     upgrade.spawn(sessions, max_message, move |ws, shutdown| {
-        session::run(ws, target, metadata, slot, shutdown)
+        session::run(ws, target, upstream, metadata, slot, shutdown)
     });
     Ok(response)
 }

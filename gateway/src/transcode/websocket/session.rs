@@ -23,10 +23,10 @@ use crate::grpc::GrpcTarget;
 use crate::transcode::handler::{observe_outcome, observe_upstream};
 use crate::transcode::response::render_message;
 use crate::transcode::stream::Slot;
-use crate::upstream::UpstreamError;
 use crate::upstream::grpc::set_call_headers;
 use crate::upstream::raw::Opened;
 use crate::upstream::stream::MessageStream;
+use crate::upstream::{Upstream, UpstreamError};
 
 /// How long the client has to answer our close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
@@ -42,12 +42,13 @@ const SILENT_BEATS: u32 = 3;
 pub(super) async fn run(
     mut ws: Socket,
     target: Arc<GrpcTarget>,
+    upstream: Upstream,
     metadata: HeaderMap,
     slot: Slot,
     shutdown: Shutdown,
 ) {
     let ending = tokio::select! {
-        ending = call(&mut ws, &target, metadata) => ending,
+        ending = call(&mut ws, &target, &upstream, metadata) => ending,
         () = shutdown.wait() => Some(Ending::client(
             1001,
             Code::Unavailable,
@@ -70,11 +71,15 @@ pub(super) async fn run(
 
 /// The call, until it ends (`Some`: how, to tell the client) or the client
 /// goes away (`None`). Dropping the upstream stream cancels it.
-async fn call(ws: &mut Socket, target: &Arc<GrpcTarget>, metadata: HeaderMap) -> Option<Ending> {
+async fn call(
+    ws: &mut Socket,
+    target: &Arc<GrpcTarget>,
+    upstream: &Upstream,
+    metadata: HeaderMap,
+) -> Option<Ending> {
     let route = &target.route;
-    let upstream = &route.upstream;
     let started = Instant::now();
-    let opened = match open(target, metadata, started).await {
+    let opened = match open(target, upstream, metadata, started).await {
         Ok(opened) => opened,
         Err(ending) => return Some(ending),
     };
@@ -111,7 +116,7 @@ async fn call(ws: &mut Socket, target: &Arc<GrpcTarget>, metadata: HeaderMap) ->
             reply = &mut head, if !head_done => {
                 head_done = true;
                 let result = reply.and_then(|reply| upstream.messages(reply, &target.rpc.output()));
-                observe_upstream(route, started, &result);
+                observe_upstream(route, upstream, started, &result);
                 match result {
                     Ok(stream) => {
                         messages = Some(stream);
@@ -139,16 +144,16 @@ enum Flow {
 /// Opens the upstream call, within the route's timeout.
 async fn open<'a>(
     target: &'a GrpcTarget,
+    upstream: &'a Upstream,
     metadata: HeaderMap,
     started: Instant,
 ) -> Result<Opened<'a>, Ending> {
     let route = &target.route;
-    let upstream = &route.upstream;
     let opening = upstream.open(&target.path, upstream_headers(metadata));
     match tokio::time::timeout(route.timeout, opening).await {
         Ok(Ok(opened)) => Ok(opened),
         Ok(Err(error)) => {
-            observe_outcome(route, started, Some(&error));
+            observe_outcome(route, upstream, started, Some(&error));
             Err(Ending::upstream(route, error))
         }
         Err(_) => {

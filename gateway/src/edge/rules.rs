@@ -1,0 +1,531 @@
+//! Edge rules (`edge_rules:`): redirects, fixed answers and rewrites,
+//! decided on the normalised request before inbound webhooks, GraphQL and
+//! the routes. Rules are tried in config order; the first whose match
+//! holds is applied, and no other rule is tried after it (a rewrite then
+//! goes on to routing). See docs/edge-logic.md.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use prometheus::IntCounter;
+use switchyard_plugins::error::{Code, ErrorResponse};
+use switchyard_plugins::stage::{OriginalUri, Request, Response, full_body};
+
+use crate::config::edge::{EdgeRule, Redirect, Respond, Rewrite};
+use crate::config::{ConfigError, KeyPath, LoadedConfig};
+use crate::observability::Metrics;
+use crate::routing::header_match::{HeaderMatcher, all_match};
+use crate::routing::hosts::{check_host_pattern, host_rank, request_host};
+use crate::routing::normalize::normalize;
+use crate::transcode::path_template::PathTemplate;
+
+/// A one-segment variable's value in a target: everything but unreserved
+/// characters and sub-delimiters is encoded, `/` and `%` included.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// A multi-segment variable's value keeps its `/` and the escapes the
+/// match left encoded (`%2F`).
+const MULTI: &AsciiSet = &SEGMENT.remove(b'/').remove(b'%');
+
+/// The compiled rules of one config version.
+#[derive(Debug, Default)]
+pub struct EdgeRules {
+    rules: Box<[Rule]>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    name: Arc<str>,
+    path: PathTemplate,
+    methods: Vec<Method>,
+    hosts: Vec<String>,
+    headers: Vec<HeaderMatcher>,
+    action: Action,
+    applied: IntCounter,
+}
+
+#[derive(Debug)]
+enum Action {
+    Redirect {
+        to: Target,
+        status: StatusCode,
+        keep_query: bool,
+    },
+    Respond {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    },
+    Rewrite {
+        path: Option<Target>,
+        host: Option<HeaderValue>,
+    },
+}
+
+/// A templated target: text with `{variable}` and `{host}` pieces.
+#[derive(Debug)]
+struct Target(Vec<Piece>);
+
+#[derive(Debug)]
+enum Piece {
+    Text(String),
+    /// A variable of the match template, by index, and whether it spans
+    /// several segments.
+    Var(usize, bool),
+    Host,
+}
+
+/// What applying the rules did to a request.
+pub enum Applied {
+    /// No rule matched: route the request as it is.
+    None,
+    /// A rule answered (its name).
+    Answered(Response, Arc<str>),
+    /// A rule rewrote the request: route it as it is now.
+    Rewritten,
+}
+
+// === impl EdgeRules ===
+
+impl EdgeRules {
+    /// Compiles `edge_rules:`, every error at its key.
+    pub fn build(loaded: &LoadedConfig, metrics: &Metrics) -> Result<EdgeRules, ConfigError> {
+        let mut rules = Vec::with_capacity(loaded.config.edge_rules.len());
+        for (index, rule) in loaded.config.edge_rules.iter().enumerate() {
+            let key = KeyPath::root().key("edge_rules").index(index);
+            rules.push(
+                Rule::compile(rule, index, metrics).map_err(|(at, message)| {
+                    loaded.source.error_at(
+                        &at.iter().fold(key.clone(), |k, part| k.key(*part)),
+                        message,
+                    )
+                })?,
+            );
+        }
+        Ok(EdgeRules {
+            rules: rules.into(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Applies the first rule `req` matches.
+    pub fn apply(&self, req: &mut Request) -> Applied {
+        if self.rules.is_empty() {
+            return Applied::None;
+        }
+        let host = request_host(req);
+        for rule in self.rules.iter() {
+            let Some(captures) = rule.matches(req, host.as_deref()) else {
+                continue;
+            };
+            rule.applied.inc();
+            let vars = Vars {
+                captures: &captures,
+                host: host.as_deref().unwrap_or_default(),
+            };
+            return match &rule.action {
+                Action::Redirect {
+                    to,
+                    status,
+                    keep_query,
+                } => {
+                    let query = req.uri().query().filter(|_| *keep_query);
+                    Applied::Answered(
+                        redirect(to.render(&vars), query, *status),
+                        rule.name.clone(),
+                    )
+                }
+                Action::Respond {
+                    status,
+                    headers,
+                    body,
+                } => {
+                    let mut response = http::Response::new(full_body(body.clone()));
+                    *response.status_mut() = *status;
+                    *response.headers_mut() = headers.clone();
+                    Applied::Answered(response, rule.name.clone())
+                }
+                Action::Rewrite { path, host } => {
+                    let path = path.as_ref().map(|p| p.render(&vars));
+                    match rewrite(req, path, host.clone()) {
+                        Ok(()) => Applied::Rewritten,
+                        Err(error) => Applied::Answered(error.into_response(), rule.name.clone()),
+                    }
+                }
+            };
+        }
+        Applied::None
+    }
+}
+
+/// The values a target's pieces take for one request.
+struct Vars<'a> {
+    captures: &'a [String],
+    host: &'a str,
+}
+
+// === impl Rule ===
+
+/// A compile error: the keys below the rule, and the message.
+type RuleError = (Vec<&'static str>, String);
+
+impl Rule {
+    fn compile(config: &EdgeRule, index: usize, metrics: &Metrics) -> Result<Rule, RuleError> {
+        let at = |keys: &[&'static str], message: String| (keys.to_vec(), message);
+        let name: Arc<str> = match &config.name {
+            Some(name) if name.is_empty() => return Err(at(&["name"], "empty name".into())),
+            Some(name) => name.as_str().into(),
+            None => format!("edge_rules[{index}]").into(),
+        };
+        let m = &config.matches;
+        let path = PathTemplate::parse(&m.path)
+            .map_err(|e| at(&["match", "path"], format!("invalid path template: {e}")))?;
+        let mut methods = Vec::with_capacity(m.methods.len());
+        for method in &m.methods {
+            let parsed =
+                Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                    at(
+                        &["match", "methods"],
+                        format!("{method:?} is not an HTTP method"),
+                    )
+                })?;
+            methods.push(parsed);
+        }
+        let mut hosts = Vec::with_capacity(m.hosts.len());
+        for host in &m.hosts {
+            let host = host.trim_end_matches('.').to_ascii_lowercase();
+            check_host_pattern(&host).map_err(|e| at(&["match", "hosts"], e))?;
+            hosts.push(host);
+        }
+        let mut headers = Vec::with_capacity(m.headers.len());
+        for condition in &m.headers {
+            headers
+                .push(HeaderMatcher::compile(condition).map_err(|e| at(&["match", "headers"], e))?);
+        }
+        let actions = [
+            config.redirect.is_some(),
+            config.respond.is_some(),
+            config.rewrite.is_some(),
+        ];
+        let action = match (&config.redirect, &config.respond, &config.rewrite) {
+            _ if actions.iter().filter(|a| **a).count() > 1 => {
+                return Err(at(
+                    &[],
+                    "a rule has one action: give only one of `redirect`, `respond` or `rewrite`"
+                        .into(),
+                ));
+            }
+            (Some(redirect), _, _) => compile_redirect(redirect, &path)
+                .map_err(|(k, e)| (std::iter::once("redirect").chain(k).collect(), e))?,
+            (_, Some(respond), _) => compile_respond(respond)
+                .map_err(|(k, e)| (std::iter::once("respond").chain(k).collect(), e))?,
+            (_, _, Some(rewrite)) => compile_rewrite(rewrite, &path)
+                .map_err(|(k, e)| (std::iter::once("rewrite").chain(k).collect(), e))?,
+            _ => {
+                return Err(at(
+                    &[],
+                    "the rule does nothing: give one of `redirect`, `respond` or `rewrite`".into(),
+                ));
+            }
+        };
+        let label = match action {
+            Action::Redirect { .. } => "redirect",
+            Action::Respond { .. } => "respond",
+            Action::Rewrite { .. } => "rewrite",
+        };
+        Ok(Rule {
+            applied: metrics.edge_rules.with_label_values(&[&name, label]),
+            name,
+            path,
+            methods,
+            hosts,
+            headers,
+            action,
+        })
+    }
+
+    /// The match template's captures when `req` meets every condition.
+    fn matches(&self, req: &Request, host: Option<&str>) -> Option<Vec<String>> {
+        if !self.methods.is_empty() && !self.methods.contains(req.method()) {
+            return None;
+        }
+        host_rank(&self.hosts, host)?;
+        if !all_match(&self.headers, req.headers()) {
+            return None;
+        }
+        self.path.matches(req.uri().path()).ok().flatten()
+    }
+}
+
+fn compile_redirect(config: &Redirect, path: &PathTemplate) -> Result<Action, RuleError> {
+    let status = StatusCode::from_u16(config.status)
+        .ok()
+        .filter(|s| matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308))
+        .ok_or_else(|| {
+            (
+                vec!["status"],
+                format!(
+                    "{} is not a redirect status: use 301, 302, 303, 307 or 308",
+                    config.status
+                ),
+            )
+        })?;
+    let absolute = config.to.starts_with("https://") || config.to.starts_with("http://");
+    if !absolute && !config.to.starts_with('/') {
+        return Err((
+            vec!["to"],
+            format!(
+                "{:?}: a target is a path (`/…`) or an http(s) URL",
+                config.to
+            ),
+        ));
+    }
+    let to = Target::compile(&config.to, path).map_err(|e| (vec!["to"], e))?;
+    Ok(Action::Redirect {
+        to,
+        status,
+        keep_query: config.keep_query,
+    })
+}
+
+fn compile_respond(config: &Respond) -> Result<Action, RuleError> {
+    let status = StatusCode::from_u16(config.status)
+        .ok()
+        .filter(|s| s.as_u16() >= 200)
+        .ok_or_else(|| {
+            (
+                vec!["status"],
+                format!("{} is not a status from 200 to 599", config.status),
+            )
+        })?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &config.headers {
+        let name = HeaderName::try_from(name.as_str()).map_err(|_| {
+            (
+                vec!["headers"],
+                format!("{name:?} is not a valid header name"),
+            )
+        })?;
+        if matches!(
+            name,
+            header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::CONNECTION
+        ) {
+            return Err((vec!["headers"], format!("`{name}` is set by the gateway")));
+        }
+        let value = HeaderValue::try_from(value.as_str()).map_err(|_| {
+            (
+                vec!["headers"],
+                format!("the value of `{name}` is not a valid header value"),
+            )
+        })?;
+        headers.append(name, value);
+    }
+    let body = config.body.clone().map(Bytes::from).unwrap_or_default();
+    if !body.is_empty() && !headers.contains_key(header::CONTENT_TYPE) {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    Ok(Action::Respond {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn compile_rewrite(config: &Rewrite, path: &PathTemplate) -> Result<Action, RuleError> {
+    let target = match &config.path {
+        None => None,
+        Some(p) if !p.starts_with('/') => {
+            return Err((
+                vec!["path"],
+                format!("{p:?}: a rewritten path starts with `/`"),
+            ));
+        }
+        Some(p) if p.contains(['?', '#']) => {
+            return Err((
+                vec!["path"],
+                format!(
+                    "{p:?}: a rewritten path has no query or fragment (the request's query is kept)"
+                ),
+            ));
+        }
+        Some(p) => Some(Target::compile(p, path).map_err(|e| (vec!["path"], e))?),
+    };
+    let host = match &config.host {
+        None => None,
+        Some(host) => {
+            let name = host.rsplit_once(':').map_or(host.as_str(), |(name, port)| {
+                if port.parse::<u16>().is_ok() {
+                    name
+                } else {
+                    host
+                }
+            });
+            let valid = check_host_pattern(name).is_ok() && !name.starts_with('*');
+            let value = HeaderValue::try_from(host.as_str()).ok().filter(|_| valid);
+            Some(value.ok_or_else(|| {
+                (
+                    vec!["host"],
+                    format!(
+                        "{host:?} is not a host name (api.example.com, with an optional :port)"
+                    ),
+                )
+            })?)
+        }
+    };
+    if target.is_none() && host.is_none() {
+        return Err((
+            vec![],
+            "`rewrite` changes nothing: give `path`, `host` or both".into(),
+        ));
+    }
+    Ok(Action::Rewrite { path: target, host })
+}
+
+// === impl Target ===
+
+impl Target {
+    /// Parses `{name}` pieces: a variable of `path`, or `host`.
+    fn compile(text: &str, path: &PathTemplate) -> Result<Target, String> {
+        let mut pieces = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                pieces.push(Piece::Text(rest[..open].to_owned()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("{text:?}: `{{` without its `}}`"))?;
+            let name = &rest[open + 1..open + close];
+            let variable = path.variables().iter().position(|v| v.name() == name);
+            pieces.push(match variable {
+                Some(i) => Piece::Var(i, path.variables()[i].is_multi_segment()),
+                None if name == "host" => Piece::Host,
+                None => {
+                    let known: Vec<&str> = path.variables().iter().map(|v| v.name()).collect();
+                    return Err(format!(
+                        "{text:?}: `{{{name}}}` is not a variable of the match path (its variables: [{}]) nor `{{host}}`",
+                        known.join(", ")
+                    ));
+                }
+            });
+            rest = &rest[open + close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("{text:?}: `}}` without its `{{`"));
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_owned()));
+        }
+        Ok(Target(pieces))
+    }
+
+    fn render(&self, vars: &Vars<'_>) -> String {
+        let mut out = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Var(i, multi) => {
+                    let value = vars.captures.get(*i).map_or("", String::as_str);
+                    let set = if *multi { MULTI } else { SEGMENT };
+                    out.extend(utf8_percent_encode(value, set));
+                }
+                Piece::Host => out.extend(utf8_percent_encode(vars.host, SEGMENT)),
+            }
+        }
+        out
+    }
+}
+
+/// A redirect to `location` (plus the request's query, if kept).
+fn redirect(mut location: String, query: Option<&str>, status: StatusCode) -> Response {
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        location.push(if location.contains('?') { '&' } else { '?' });
+        location.push_str(query);
+    }
+    let mut response = http::Response::new(switchyard_plugins::stage::empty_body());
+    *response.status_mut() = status;
+    match HeaderValue::try_from(location) {
+        Ok(value) => {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        Err(_) => {
+            // Only a target's literal text could make it invalid, and
+            // compile accepted that text: unreachable in practice.
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    }
+    response
+}
+
+/// Replaces the request's path (the query kept; the path brought to its
+/// normal form again, as the values put in it may hold dot segments)
+/// and/or host; the URI as sent stays in `OriginalUri` for signatures.
+fn rewrite(
+    req: &mut Request,
+    path: Option<String>,
+    host: Option<HeaderValue>,
+) -> Result<(), ErrorResponse> {
+    let invalid = |e: String| {
+        ErrorResponse::new(
+            Code::InvalidArgument,
+            format!("invalid rewritten path: {e}"),
+        )
+    };
+    let path = match path {
+        Some(path) => Some(
+            normalize(&path)
+                .map_err(|e| invalid(e.to_string()))?
+                .into_owned(),
+        ),
+        None => None,
+    };
+    if req.extensions().get::<OriginalUri>().is_none() {
+        let original = req.uri().clone();
+        req.extensions_mut().insert(OriginalUri(original));
+    }
+    let mut parts = req.uri().clone().into_parts();
+    if let Some(path) = path {
+        let path_and_query = match req.uri().query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let pq = path_and_query
+            .parse()
+            .map_err(|_| invalid(path_and_query.clone()))?;
+        parts.path_and_query = Some(pq);
+    }
+    if let Some(host) = &host {
+        if parts.authority.is_some()
+            && let Ok(authority) = host.to_str().unwrap_or_default().parse()
+        {
+            parts.authority = Some(authority);
+        }
+        req.headers_mut().insert(header::HOST, host.clone());
+    }
+    *req.uri_mut() = http::Uri::from_parts(parts).map_err(|e| invalid(e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! A route's `split:` compiled (see `routing::split`), every error at its key.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::HeaderName;
+
+use crate::config::edge::{Split as SplitConfig, Sticky};
+use crate::config::{ConfigError, KeyPath, LoadedConfig};
+use crate::observability::Metrics;
+use crate::routing::header_match::{CookieMatcher, HeaderMatcher};
+use crate::routing::split::{BUCKETS, Split, StickyKey, Variant, When, weight_buckets};
+use crate::upstream::Upstream;
+
+/// The split of route `index` (named `route`), if it has one.
+pub(super) fn route_split(
+    loaded: &LoadedConfig,
+    index: usize,
+    route: &str,
+    config: Option<&SplitConfig>,
+    upstreams: &BTreeMap<String, Upstream>,
+    metrics: &Metrics,
+) -> Result<Option<Split>, ConfigError> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let key = KeyPath::root().key("routes").index(index).key("split");
+    let err = |at: &KeyPath, message: String| loaded.source.error_at(at, message);
+    check_label(&config.primary).map_err(|e| err(&key.key("primary"), e))?;
+    if config.variants.is_empty() {
+        return Err(err(
+            &key.key("variants"),
+            "a split needs at least one variant besides the route's `upstream`".into(),
+        ));
+    }
+    let count = |variant: &str| metrics.split_requests.with_label_values(&[route, variant]);
+    let mut variants = Vec::with_capacity(config.variants.len());
+    let mut start = 0;
+    for (i, variant) in config.variants.iter().enumerate() {
+        let at = key.key("variants").index(i);
+        check_label(&variant.name).map_err(|e| err(&at.key("name"), e))?;
+        let taken = variant.name == config.primary
+            || config.variants[..i].iter().any(|v| v.name == variant.name);
+        if taken {
+            return Err(err(
+                &at.key("name"),
+                format!(
+                    "variant name `{}` is used twice (the route's own upstream is `{}`)",
+                    variant.name, config.primary
+                ),
+            ));
+        }
+        let upstream = upstreams.get(&variant.upstream).cloned().ok_or_else(|| {
+            let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+            err(
+                &at.key("upstream"),
+                format!(
+                    "unknown upstream `{}`; defined upstreams: [{}]",
+                    variant.upstream,
+                    known.join(", ")
+                ),
+            )
+        })?;
+        let buckets = weight_buckets(variant.weight).map_err(|e| err(&at.key("weight"), e))?;
+        if start + buckets > BUCKETS {
+            return Err(err(
+                &at.key("weight"),
+                "the variants' weights add up to more than 100 (percent)".into(),
+            ));
+        }
+        let when = match &variant.when {
+            None => None,
+            Some(when) => Some(compile_when(loaded, when, &at.key("when"))?),
+        };
+        if buckets == 0 && when.is_none() {
+            return Err(err(
+                &at,
+                format!(
+                    "variant `{}` has weight 0 and no `when`: it would never be chosen",
+                    variant.name
+                ),
+            ));
+        }
+        variants.push(Variant {
+            name: variant.name.as_str().into(),
+            upstream,
+            buckets: start..start + buckets,
+            when,
+            count: count(&variant.name),
+        });
+        start += buckets;
+    }
+    let sticky = match &config.sticky {
+        None => None,
+        Some(sticky) => Some(sticky_key(sticky).map_err(|e| err(&key.key("sticky"), e))?),
+    };
+    let primary: Arc<str> = config.primary.as_str().into();
+    Ok(Some(Split::new(
+        primary.clone(),
+        count(&primary),
+        variants,
+        sticky,
+    )))
+}
+
+fn compile_when(
+    loaded: &LoadedConfig,
+    when: &crate::config::edge::VariantWhen,
+    at: &KeyPath,
+) -> Result<When, ConfigError> {
+    if when.headers.is_empty() && when.cookies.is_empty() {
+        return Err(loaded.source.error_at(
+            at,
+            "`when` has no condition: give `headers` or `cookies`, or leave `when` out",
+        ));
+    }
+    let mut headers = Vec::with_capacity(when.headers.len());
+    for (i, condition) in when.headers.iter().enumerate() {
+        let matcher = HeaderMatcher::compile(condition)
+            .map_err(|e| loaded.source.error_at(&at.key("headers").index(i), e))?;
+        headers.push(matcher);
+    }
+    let mut cookies = Vec::with_capacity(when.cookies.len());
+    for (i, condition) in when.cookies.iter().enumerate() {
+        let matcher = CookieMatcher::compile(condition)
+            .map_err(|e| loaded.source.error_at(&at.key("cookies").index(i), e))?;
+        cookies.push(matcher);
+    }
+    Ok(When { headers, cookies })
+}
+
+fn sticky_key(sticky: &Sticky) -> Result<StickyKey, String> {
+    let mut keys = Vec::new();
+    if let Some(header) = &sticky.header {
+        let name = HeaderName::try_from(header.as_str())
+            .map_err(|_| format!("{header:?} is not a valid header name"))?;
+        keys.push(StickyKey::Header(name));
+    }
+    if let Some(cookie) = &sticky.cookie {
+        if cookie.is_empty() || cookie.bytes().any(|b| !b.is_ascii_graphic() || b == b'=') {
+            return Err(format!("{cookie:?} is not a valid cookie name"));
+        }
+        keys.push(StickyKey::Cookie(cookie.as_bytes().into()));
+    }
+    if sticky.consumer {
+        keys.push(StickyKey::Consumer);
+    }
+    if sticky.client_ip {
+        keys.push(StickyKey::ClientIp);
+    }
+    match keys.len() {
+        1 => Ok(keys.remove(0)),
+        0 => Err("`sticky` names no key: give one of `header`, `cookie`, `consumer: true`, `client_ip: true`".into()),
+        _ => Err("`sticky` names several keys: give only one of `header`, `cookie`, `consumer`, `client_ip`".into()),
+    }
+}
+
+/// A variant name is a metric label value and a CloudEvents attribute value.
+fn check_label(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid variant name {name:?}: 1 to 64 letters, digits, `-` or `_`"
+        ))
+    }
+}
