@@ -1,6 +1,7 @@
 //! Declarative edge logic: rules answered or rewritten before any route
-//! (`edge_rules:`), and a route's traffic split between upstreams
-//! (`routes[].split`). See docs/edge-logic.md.
+//! (`edge_rules:`), a route's traffic split between upstreams
+//! (`routes[].split`) and its mirror (`routes[].mirror`). See
+//! docs/edge-logic.md.
 
 use std::collections::BTreeMap;
 
@@ -177,6 +178,35 @@ pub struct Sticky {
     /// The client's IP address (the connection's peer).
     #[serde(default)]
     pub client_ip: bool,
+}
+
+/// A route's mirror: a copy of a share of its unary REST calls goes to a
+/// shadow upstream (a new version under test), fire and forget. The
+/// client's answer and latency never depend on the copy: it is not
+/// awaited, its answer is dropped, and past `max_concurrent` copies in
+/// flight a call is not copied. Copies carry the metadata
+/// `x-switchyard-mirror: 1`. Writes are copied too: point a mirror only at
+/// a shadow that may receive them.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mirror {
+    /// The shadow upstream (a key of `upstreams`).
+    pub upstream: String,
+    /// Percent of the calls copied (0–100, up to two decimals). Default 100.
+    #[serde(default = "hundred")]
+    pub percent: f64,
+    /// Copies in flight at once, per route; a call beyond it is not copied
+    /// (`switchyard_mirror_requests_total{outcome="skipped"}`). Default 64.
+    #[serde(default = "default_mirror_concurrency")]
+    pub max_concurrent: usize,
+}
+
+fn hundred() -> f64 {
+    100.0
+}
+
+fn default_mirror_concurrency() -> usize {
+    64
 }
 
 fn default_redirect_status() -> u16 {

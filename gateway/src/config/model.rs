@@ -337,6 +337,10 @@ pub struct Route {
     /// `upstream` when omitted (docs/edge-logic.md).
     #[serde(default)]
     pub split: Option<super::edge::Split>,
+    /// Copy a share of the route's unary REST calls to a shadow upstream,
+    /// fire and forget (docs/edge-logic.md); none when omitted.
+    #[serde(default)]
+    pub mirror: Option<super::edge::Mirror>,
     /// Deadline for calls on this route; the upstream's `timeout` when omitted.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,

@@ -107,6 +107,8 @@ pub struct Metrics {
     pub split_requests: IntCounterVec,
     /// Requests an edge rule answered or rewrote, by rule and action.
     pub edge_rules: IntCounterVec,
+    /// Mirrored copies by route and outcome.
+    pub mirror_requests: IntCounterVec,
 }
 
 // === impl Metrics ===
@@ -358,9 +360,18 @@ impl Metrics {
             &["rule", "action"],
         )
         .expect("static metric definition");
+        let mirror_requests = IntCounterVec::new(
+            Opts::new(
+                "mirror_requests_total",
+                "Copies of calls sent to routes' shadow upstreams (`mirror`), by route and outcome: ok, error (the upstream metrics tell which), skipped (max_concurrent copies in flight).",
+            ),
+            &["route", "outcome"],
+        )
+        .expect("static metric definition");
         let mut names: Vec<String> = Vec::new();
         for collector in [
-            Box::new(split_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(mirror_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(split_requests.clone()),
             Box::new(edge_rules.clone()),
             Box::new(rate_limit_redis_errors.clone()),
             Box::new(rate_limit_redis_fallbacks.clone()),
@@ -442,6 +453,7 @@ impl Metrics {
             tls_reloads,
             split_requests,
             edge_rules,
+            mirror_requests,
             mirror: std::sync::Mutex::new(()),
         }
     }

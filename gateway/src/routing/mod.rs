@@ -3,6 +3,7 @@
 
 pub mod header_match;
 pub mod hosts;
+pub mod mirror;
 pub mod normalize;
 pub mod path_router;
 pub mod split;
@@ -34,6 +35,8 @@ pub struct RouteCtx {
     pub upstream: Upstream,
     /// The route's traffic split (`split`), when it has one.
     pub split: Option<split::Split>,
+    /// The route's mirror (`mirror`), when it has one.
+    pub mirror: Option<mirror::Mirror>,
     pub timeout: Duration,
     pub max_body: usize,
     pub json: JsonOptions,

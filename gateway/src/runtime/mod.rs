@@ -25,7 +25,7 @@ use crate::upstream::Upstream;
 mod graphql;
 mod parts;
 mod reuse;
-mod split;
+mod traffic;
 mod upstreams;
 use graphql::graphql_endpoint;
 use parts::{
@@ -250,7 +250,8 @@ fn route_ctx(
         match_headers: route_header_matchers(loaded, route, &key)?,
         timeout: route.timeout.map_or(upstream.timeout, |t| t.0),
         upstream,
-        split: split::route_split(
+        mirror: traffic::route_mirror(loaded, index, route, upstreams, metrics)?,
+        split: traffic::route_split(
             loaded,
             index,
             route.display_name(),

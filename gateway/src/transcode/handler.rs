@@ -87,10 +87,14 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         return super::stream::serve(binding, upstream, message, &parts.headers).await;
     }
     route.events.admit(binding.rpc.name())?;
+    let metadata = forward_metadata(&parts.headers, &route.headers);
+    if let Some(mirror) = &route.mirror {
+        mirror.copy(&binding, &metadata, &message);
+    }
     let call = Call {
         path: &binding.grpc_path,
         output: &binding.output,
-        metadata: forward_metadata(&parts.headers, &route.headers),
+        metadata,
         timeout: route.timeout,
         idempotent: binding.http_method == http::Method::GET
             || binding.http_method == http::Method::HEAD,

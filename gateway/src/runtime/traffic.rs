@@ -1,4 +1,5 @@
-//! A route's `split:` compiled (see `routing::split`), every error at its key.
+//! A route's `split:` and `mirror:` compiled (see `routing::split` and
+//! `routing::mirror`), every error at its key.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -6,9 +7,10 @@ use std::sync::Arc;
 use http::HeaderName;
 
 use crate::config::edge::{Split as SplitConfig, Sticky};
-use crate::config::{ConfigError, KeyPath, LoadedConfig};
+use crate::config::{ConfigError, KeyPath, LoadedConfig, Route};
 use crate::observability::Metrics;
 use crate::routing::header_match::{CookieMatcher, HeaderMatcher};
+use crate::routing::mirror::{Counts, Mirror};
 use crate::routing::split::{BUCKETS, Split, StickyKey, Variant, When, weight_buckets};
 use crate::upstream::Upstream;
 
@@ -50,17 +52,8 @@ pub(super) fn route_split(
                 ),
             ));
         }
-        let upstream = upstreams.get(&variant.upstream).cloned().ok_or_else(|| {
-            let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-            err(
-                &at.key("upstream"),
-                format!(
-                    "unknown upstream `{}`; defined upstreams: [{}]",
-                    variant.upstream,
-                    known.join(", ")
-                ),
-            )
-        })?;
+        let upstream = known_upstream(upstreams, &variant.upstream)
+            .map_err(|e| err(&at.key("upstream"), e))?;
         let buckets = weight_buckets(variant.weight).map_err(|e| err(&at.key("weight"), e))?;
         if start + buckets > BUCKETS {
             return Err(err(
@@ -101,6 +94,68 @@ pub(super) fn route_split(
         variants,
         sticky,
     )))
+}
+
+/// The mirror of route `index`, if it has one.
+pub(super) fn route_mirror(
+    loaded: &LoadedConfig,
+    index: usize,
+    route: &Route,
+    upstreams: &BTreeMap<String, Upstream>,
+    metrics: &Metrics,
+) -> Result<Option<Mirror>, ConfigError> {
+    let Some(config) = &route.mirror else {
+        return Ok(None);
+    };
+    let key = KeyPath::root().key("routes").index(index).key("mirror");
+    let err = |at: &str, message: String| loaded.source.error_at(&key.key(at), message);
+    let upstream = known_upstream(upstreams, &config.upstream).map_err(|e| err("upstream", e))?;
+    if config.upstream == route.upstream {
+        return Err(err(
+            "upstream",
+            format!(
+                "the shadow is the route's own upstream `{}`: every mirrored call would reach it twice",
+                route.upstream
+            ),
+        ));
+    }
+    let buckets = weight_buckets(config.percent).map_err(|e| err("percent", e))?;
+    if buckets == 0 {
+        return Err(err(
+            "percent",
+            "percent 0 copies nothing: remove `mirror` instead".into(),
+        ));
+    }
+    if config.max_concurrent == 0 {
+        return Err(err(
+            "max_concurrent",
+            "max_concurrent 0 would copy nothing: give 1 or more".into(),
+        ));
+    }
+    let name = route.display_name();
+    let count = |outcome: &str| metrics.mirror_requests.with_label_values(&[name, outcome]);
+    let counts = Counts {
+        ok: count("ok"),
+        error: count("error"),
+        skipped: count("skipped"),
+    };
+    Ok(Some(Mirror::new(
+        upstream,
+        buckets,
+        config.max_concurrent,
+        counts,
+    )))
+}
+
+/// The upstream called `name`, or the error naming the defined ones.
+fn known_upstream(upstreams: &BTreeMap<String, Upstream>, name: &str) -> Result<Upstream, String> {
+    upstreams.get(name).cloned().ok_or_else(|| {
+        let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+        format!(
+            "unknown upstream `{name}`; defined upstreams: [{}]",
+            known.join(", ")
+        )
+    })
 }
 
 fn compile_when(
