@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod edge;
 pub mod events;

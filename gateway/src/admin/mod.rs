@@ -10,7 +10,9 @@
 //!   ejections);
 //! - `GET /console`: the admin console, a page over the API above;
 //! - `GET /admin/events` (the event outbox per sink),
-//!   `/admin/events/dead/<sink>?limit=N` (a sink's newest dead letters).
+//!   `/admin/events/dead/<sink>?limit=N` (a sink's newest dead letters);
+//! - `GET /admin/cache` (the response cache's size), `POST
+//!   /admin/cache/purge?prefix=P&route=R` (remove entries).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use tokio::net::TcpListener;
 use crate::edge::Shutdown;
 use crate::reload::Reloader;
 
+mod cache;
 mod config;
 mod console;
 mod events;
@@ -75,6 +78,12 @@ async fn answer(reloader: &Reloader, req: &hyper::Request<Incoming>) -> Response
             }
         }
     }
+    if path == "/admin/cache/purge" {
+        return match *method {
+            Method::POST => cache::purge(gateway, req.uri()),
+            _ => not_allowed("POST"),
+        };
+    }
     if path == "/admin/reload" {
         return match *method {
             Method::POST => config::reload(reloader).await,
@@ -96,6 +105,7 @@ async fn answer(reloader: &Reloader, req: &hyper::Request<Incoming>) -> Response
         "/admin/config" => config::config(reloader),
         "/admin/routes" => config::routes(reloader),
         "/admin/events" => events::status(gateway),
+        "/admin/cache" => cache::status(gateway),
         _ if path.starts_with(events::DEAD_LETTERS) => events::dead_letters(gateway, req.uri()),
         _ => {
             ErrorResponse::new(Code::NotFound, format!("no admin endpoint {path}")).into_response()

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod balancing;
+pub mod cache;
 pub mod edge;
 pub mod events;
 pub mod graphql;

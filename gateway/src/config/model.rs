@@ -78,6 +78,10 @@ pub struct Config {
     /// route (docs/edge-logic.md); tried in order, the first match applies.
     #[serde(default)]
     pub edge_rules: Vec<super::edge::EdgeRule>,
+    /// The response cache's store, shared by the routes with `cache:`
+    /// (docs/caching.md).
+    #[serde(default)]
+    pub cache: super::cache::CacheStoreConfig,
 }
 
 /// Where the OpenAPI document is served.
@@ -341,6 +345,10 @@ pub struct Route {
     /// fire and forget (docs/edge-logic.md); none when omitted.
     #[serde(default)]
     pub mirror: Option<super::edge::Mirror>,
+    /// Keep the route's unary GET answers and serve them again
+    /// (docs/caching.md); not cached when omitted.
+    #[serde(default)]
+    pub cache: Option<super::cache::RouteCacheConfig>,
     /// Deadline for calls on this route; the upstream's `timeout` when omitted.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,

@@ -109,6 +109,8 @@ pub struct Metrics {
     pub edge_rules: IntCounterVec,
     /// Mirrored copies by route and outcome.
     pub mirror_requests: IntCounterVec,
+    /// The response cache's lookups, evictions and size.
+    pub cache: crate::cache::CacheMetrics,
 }
 
 // === impl Metrics ===
@@ -368,9 +370,32 @@ impl Metrics {
             &["route", "outcome"],
         )
         .expect("static metric definition");
+        let cache = crate::cache::CacheMetrics {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "cache_requests_total",
+                    "Cached routes' GETs by route and cache status: hit, stale (served while refreshed), miss, refresh (client no-cache), bypass (client no-store).",
+                ),
+                &["route", "status"],
+            )
+            .expect("static metric definition"),
+            evictions: IntCounterVec::new(
+                Opts::new(
+                    "cache_evictions_total",
+                    "Cache entries removed, by cause: size (room for others), expired, purged.",
+                ),
+                &["cause"],
+            )
+            .expect("static metric definition"),
+            bytes: IntGauge::new("cache_bytes", "Bytes the response cache holds.")
+                .expect("static metric definition"),
+        };
         let mut names: Vec<String> = Vec::new();
         for collector in [
             Box::new(mirror_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cache.requests.clone()),
+            Box::new(cache.evictions.clone()),
+            Box::new(cache.bytes.clone()),
             Box::new(split_requests.clone()),
             Box::new(edge_rules.clone()),
             Box::new(rate_limit_redis_errors.clone()),
@@ -454,6 +479,7 @@ impl Metrics {
             split_requests,
             edge_rules,
             mirror_requests,
+            cache,
             mirror: std::sync::Mutex::new(()),
         }
     }

@@ -37,6 +37,8 @@ pub struct RouteCtx {
     pub split: Option<split::Split>,
     /// The route's mirror (`mirror`), when it has one.
     pub mirror: Option<mirror::Mirror>,
+    /// The route's response cache (`cache`), when it has one.
+    pub cache: Option<crate::cache::RouteCache>,
     pub timeout: Duration,
     pub max_body: usize,
     pub json: JsonOptions,
@@ -138,6 +140,25 @@ impl RouteCtx {
         }
         let caller = split::Caller::of(headers, extensions);
         self.choose(&caller, extensions.get::<VariantSlot>())
+    }
+
+    /// The variant called `name` (the primary's name, or any other, gives
+    /// the route's `upstream`): a refresh of a cached answer goes where the
+    /// answer came from. Not counted.
+    pub fn variant_named(&self, name: &str) -> split::Chosen<'_> {
+        match &self.split {
+            Some(split) => split.named(name).map_or_else(
+                || split::Chosen {
+                    upstream: &self.upstream,
+                    variant: Some(split.primary()),
+                },
+                |v| split::Chosen {
+                    upstream: &v.upstream,
+                    variant: Some(&v.name),
+                },
+            ),
+            None => self.choose_unsplit(),
+        }
     }
 
     /// The route's own upstream, for calls that are not split.

@@ -133,6 +133,11 @@ impl<T> Split<T> {
         chosen
     }
 
+    /// The variant called `name` (not the primary).
+    pub fn named(&self, name: &str) -> Option<&Variant<T>> {
+        self.variants.iter().find(|v| &*v.name == name)
+    }
+
     /// The primary's name.
     pub fn primary(&self) -> &Arc<str> {
         &self.primary

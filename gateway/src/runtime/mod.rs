@@ -59,6 +59,8 @@ pub struct Runtime {
     pub access_log: Option<Arc<crate::observability::access_log::AccessLog>>,
     /// Redirects, fixed answers and rewrites before any route (`edge_rules:`).
     pub edge_rules: crate::edge::rules::EdgeRules,
+    /// The response cache's store, when a route has `cache:`.
+    pub cache: Option<Arc<crate::cache::Store>>,
 }
 
 // === impl Runtime ===
@@ -115,6 +117,8 @@ impl Runtime {
         let pool = load_protos(&loaded)?;
         let access_log = open_access_log(&loaded, &metrics, purpose)?;
         let edge_rules = crate::edge::rules::EdgeRules::build(&loaded, &metrics)?;
+        let cache =
+            traffic::cache_store(&loaded, &metrics, previous.and_then(|p| p.cache.as_ref()));
         let kept = reuse::kept_upstreams(&loaded, previous);
         let upstreams = build_upstreams(&loaded, &metrics, kept)?;
         let events = match previous {
@@ -132,6 +136,7 @@ impl Runtime {
         for (index, route) in config.routes.iter().enumerate() {
             let key = KeyPath::root().key("routes").index(index);
             let mut ctx = route_ctx(&loaded, index, route, &upstreams, &pool, &metrics)?;
+            ctx.cache = traffic::route_cache(&loaded, index, route, cache.as_ref())?;
             ctx.streams = streams.clone();
             ctx.events = crate::events::compile::route_events(
                 events.as_deref(),
@@ -212,6 +217,7 @@ impl Runtime {
             upstreams,
             access_log,
             edge_rules,
+            cache,
         };
         if let Some(openapi) = &runtime.loaded.config.openapi {
             let document = crate::openapi::document(&runtime, &openapi.title);
@@ -251,6 +257,7 @@ fn route_ctx(
         timeout: route.timeout.map_or(upstream.timeout, |t| t.0),
         upstream,
         mirror: traffic::route_mirror(loaded, index, route, upstreams, metrics)?,
+        cache: None,
         split: traffic::route_split(
             loaded,
             index,

@@ -1,5 +1,6 @@
-//! A route's `split:` and `mirror:` compiled (see `routing::split` and
-//! `routing::mirror`), every error at its key.
+//! A route's `split:`, `mirror:` and `cache:` compiled (see
+//! `routing::split`, `routing::mirror` and `crate::cache`), every error at
+//! its key.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -224,4 +225,66 @@ fn check_label(name: &str) -> Result<(), String> {
             "invalid variant name {name:?}: 1 to 64 letters, digits, `-` or `_`"
         ))
     }
+}
+
+/// The cache store: none when no route caches; the previous version's
+/// (its entries kept) when its bounds are the same.
+pub(super) fn cache_store(
+    loaded: &LoadedConfig,
+    metrics: &Metrics,
+    previous: Option<&Arc<crate::cache::Store>>,
+) -> Option<Arc<crate::cache::Store>> {
+    let config = &loaded.config;
+    if !config.routes.iter().any(|r| r.cache.is_some()) {
+        return None;
+    }
+    let max_bytes = config.cache.max_bytes.0;
+    let max_entry = config.cache.max_entry_bytes.as_usize();
+    if let Some(previous) = previous
+        && previous.max_bytes == max_bytes
+        && previous.max_entry == max_entry
+    {
+        return Some(previous.clone());
+    }
+    Some(crate::cache::Store::new(
+        max_bytes,
+        max_entry,
+        metrics.cache.clone(),
+    ))
+}
+
+/// The cache policy of route `index`, if it has one.
+pub(super) fn route_cache(
+    loaded: &LoadedConfig,
+    index: usize,
+    route: &Route,
+    store: Option<&Arc<crate::cache::Store>>,
+) -> Result<Option<crate::cache::RouteCache>, ConfigError> {
+    let (Some(config), Some(store)) = (&route.cache, store) else {
+        return Ok(None);
+    };
+    let key = KeyPath::root().key("routes").index(index).key("cache");
+    if config.ttl.0.is_zero() && config.stale_while_revalidate.0.is_zero() {
+        return Err(loaded.source.error_at(
+            &key.key("ttl"),
+            "ttl 0s keeps nothing: give a duration, or remove `cache`",
+        ));
+    }
+    let mut vary = Vec::with_capacity(config.vary.len());
+    for (i, name) in config.vary.iter().enumerate() {
+        let parsed = HeaderName::try_from(name.as_str()).map_err(|_| {
+            loaded.source.error_at(
+                &key.key("vary").index(i),
+                format!("{name:?} is not a valid header name"),
+            )
+        })?;
+        vary.push(parsed);
+    }
+    Ok(Some(crate::cache::RouteCache {
+        store: store.clone(),
+        ttl: config.ttl.0,
+        stale_while_revalidate: config.stale_while_revalidate.0,
+        vary,
+        public: config.public,
+    }))
 }

@@ -5,6 +5,7 @@
 //! upgrades at the same paths to `websocket`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use super::binding::Binding;
 use super::{request, response};
 use crate::events::Occurrence;
 use crate::observability::trace;
+use crate::routing::split::Chosen;
 use crate::routing::{HeaderForwarding, Matched, RouteCtx};
 use crate::upstream::grpc::Reply;
 use crate::upstream::{Call, Upstream, UpstreamError};
@@ -66,30 +68,54 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         return Ok(res);
     }
     let (parts, body) = req.into_parts();
-    let bytes = read_body_limited(
-        &parts.headers,
-        body,
-        binding.route.max_body,
-        "the route's limit",
-    )
-    .await?;
-    let message = request::build_message(
-        &binding,
-        &captures,
-        parts.uri.query(),
-        &parts.headers,
-        &bytes,
-    )?;
     let route = &binding.route;
+    let unary_get = binding.http_method == http::Method::GET && !binding.rpc.is_server_streaming();
+    if route.cache.is_some() && unary_get {
+        // Boxed: its future is not part of every REST call's.
+        return Box::pin(super::cached::serve(binding, captures, parts)).await;
+    }
+    let bytes =
+        read_body_limited(&parts.headers, body, route.max_body, "the route's limit").await?;
     let chosen = route.choose_for(&parts.headers, &parts.extensions);
     if binding.rpc.is_server_streaming() {
+        let message = request::build_message(
+            &binding,
+            &captures,
+            parts.uri.query(),
+            &parts.headers,
+            &bytes,
+        )?;
         let upstream = chosen.upstream.clone();
         return super::stream::serve(binding, upstream, message, &parts.headers).await;
     }
+    let rendered = unary(&binding, &captures, &parts, &bytes, chosen).await?;
+    Ok(ok_response(&binding, rendered.json, rendered.metadata))
+}
+
+/// A unary call's answer: the reply rendered as the JSON body, and the
+/// upstream's response metadata.
+pub(crate) struct Rendered {
+    pub json: Bytes,
+    pub metadata: HeaderMap,
+}
+
+/// One unary REST call of `binding` through `chosen`: the request message
+/// from the path, query and `body`, the mirror's copy, the call, the
+/// route's events, the reply rendered (or the error to answer).
+pub(crate) async fn unary(
+    binding: &Arc<Binding>,
+    captures: &[String],
+    parts: &http::request::Parts,
+    body: &Bytes,
+    chosen: Chosen<'_>,
+) -> Result<Rendered, ErrorResponse> {
+    let message =
+        request::build_message(binding, captures, parts.uri.query(), &parts.headers, body)?;
+    let route = &binding.route;
     route.events.admit(binding.rpc.name())?;
     let metadata = forward_metadata(&parts.headers, &route.headers);
     if let Some(mirror) = &route.mirror {
-        mirror.copy(&binding, &metadata, &message);
+        mirror.copy(binding, &metadata, &message);
     }
     let call = Call {
         path: &binding.grpc_path,
@@ -104,13 +130,13 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
     let outcome = call_upstream(route, chosen.upstream, call, &message)
         .await
         .map(|reply| {
-            let json = response::render(&binding, &reply.message);
+            let json = response::render(binding, &reply.message);
             (reply, json)
         });
     let method = binding.rpc.name();
     if route.events.any(method) {
         let reply = outcome.as_ref().map(|(reply, _)| &reply.message);
-        let mut call = Occurrence::for_request(&message, reply, &parts, &route.serialize);
+        let mut call = Occurrence::for_request(&message, reply, parts, &route.serialize);
         call.variant = chosen.variant.map(|v| &**v);
         if let Ok((_, Ok(json))) = &outcome
             && binding.response_body.is_none()
@@ -120,7 +146,10 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
         route.events.emit(method, &call);
     }
     let (reply, json) = outcome?;
-    Ok(ok_response(&binding, json?, reply.metadata))
+    Ok(Rendered {
+        json: json?,
+        metadata: reply.metadata,
+    })
 }
 
 /// One unary call of `route` through `upstream` (the route's, or its
@@ -188,7 +217,7 @@ fn bad_gateway(message: String) -> ErrorResponse {
     ErrorResponse::with_status(StatusCode::BAD_GATEWAY, Code::Internal, message)
 }
 
-fn ok_response(binding: &Binding, json: Bytes, metadata: HeaderMap) -> Response {
+pub(crate) fn ok_response(binding: &Binding, json: Bytes, metadata: HeaderMap) -> Response {
     let mut res = http::Response::new(full_body(json));
     let headers = res.headers_mut();
     headers.insert(

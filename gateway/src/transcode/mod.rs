@@ -5,10 +5,12 @@
 //! - [`request`] builds the request message (body, then path, then query via
 //!   [`field_path`] and [`query`]), [`response`] renders the reply or the error;
 //! - [`handler`] is the tower service that ties them to an upstream call;
+//!   [`cached`] answers a cached route's GETs from `crate::cache`;
 //!   [`stream`] answers server-streaming methods (SSE, NDJSON), [`websocket`]
 //!   runs any kind of method over a WebSocket (JSON text frames).
 
 pub mod binding;
+pub mod cached;
 pub mod duplicates;
 pub mod field_path;
 pub mod handler;

@@ -1,7 +1,8 @@
 //! A scripted gRPC upstream: a raw HTTP/2 server that answers unary calls
 //! of any service in a descriptor pool with a handler per method, decoding
 //! and encoding with prost-reflect (no generated code), and records every
-//! call with its metadata. For tests whose upstream behaviour the demo
+//! call with its metadata. A call's `x-reply-cache-control` metadata comes
+//! back as the reply's `cache-control` metadata. For tests whose upstream behaviour the demo
 //! services do not have.
 
 use std::collections::HashMap;
@@ -135,6 +136,7 @@ async fn answer(
         .and_then(|s| s.methods().find(|m| m.name() == method))
         .unwrap_or_else(|| panic!("unknown method {path}"));
     let input = DynamicMessage::decode(method.input(), &data[5..]).expect("a request message");
+    let reply_cache_control = head.headers.get("x-reply-cache-control").cloned();
     calls.lock().unwrap().push(Recorded {
         path: path.clone(),
         request: input.clone(),
@@ -160,10 +162,13 @@ async fn answer(
     frame.put_u8(0);
     frame.put_u32(reply.encoded_len() as u32);
     reply.encode(&mut frame).unwrap();
-    let head = http::Response::builder()
-        .header("content-type", "application/grpc")
-        .body(())
-        .unwrap();
+    let mut head = http::Response::builder().header("content-type", "application/grpc");
+    // A test can ask for response metadata: `x-reply-cache-control` comes
+    // back as `cache-control`.
+    if let Some(value) = reply_cache_control {
+        head = head.header("cache-control", value);
+    }
+    let head = head.body(()).unwrap();
     let Ok(mut send) = respond.send_response(head, false) else {
         return;
     };

@@ -1,0 +1,79 @@
+//! `/admin/cache` (the response cache's size) and `POST
+//! /admin/cache/purge?route=R&prefix=P` (remove entries).
+
+use http::StatusCode;
+use switchyard_plugins::error::{Code, ErrorResponse};
+use switchyard_plugins::stage::Response;
+
+use super::json;
+use crate::edge::Gateway;
+
+/// `GET /admin/cache`: entries and bytes held, and the bounds.
+pub(super) fn status(gateway: &Gateway) -> Response {
+    let runtime = gateway.runtime();
+    let Some(store) = &runtime.cache else {
+        return not_configured();
+    };
+    let body = serde_json::json!({
+        "entries": store.len(),
+        "bytes": store.metrics.bytes.get(),
+        "max_bytes": store.max_bytes,
+        "max_entry_bytes": store.max_entry,
+    });
+    json(StatusCode::OK, body.to_string())
+}
+
+/// `POST /admin/cache/purge?prefix=/v1/users/&route=users`: removes the
+/// entries whose path starts with `prefix` (of `route` only, when given;
+/// `prefix` is required: `/` purges everything). Query values are
+/// percent-decoded.
+pub(super) fn purge(gateway: &Gateway, uri: &http::Uri) -> Response {
+    let runtime = gateway.runtime();
+    let Some(store) = &runtime.cache else {
+        return not_configured();
+    };
+    let mut route = None;
+    let mut prefix = None;
+    for (name, value) in uri
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| pair.split_once('='))
+    {
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8_lossy()
+            .into_owned();
+        match name {
+            "route" => route = Some(value),
+            "prefix" => prefix = Some(value),
+            _ => {
+                return ErrorResponse::new(
+                    Code::InvalidArgument,
+                    format!("unknown parameter `{name}`: give `prefix` and optionally `route`"),
+                )
+                .into_response();
+            }
+        }
+    }
+    let Some(prefix) = prefix.filter(|p| p.starts_with('/')) else {
+        return ErrorResponse::new(
+            Code::InvalidArgument,
+            "give `prefix`, a path prefix starting with `/` (`/` purges everything)",
+        )
+        .into_response();
+    };
+    let purged = store.purge(route.as_deref(), &prefix);
+    json(
+        StatusCode::OK,
+        serde_json::json!({ "purged": purged, "route": route, "prefix": prefix }).to_string(),
+    )
+}
+
+fn not_configured() -> Response {
+    ErrorResponse::with_status(
+        StatusCode::NOT_FOUND,
+        Code::NotFound,
+        "no route has `cache:` in the running config",
+    )
+    .into_response()
+}

@@ -1,0 +1,69 @@
+//! The response cache's settings: the store (`cache:`) and each route's
+//! policy (`routes[].cache`). See docs/caching.md.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::units::{ByteSize, HumanDuration};
+
+/// The in-memory store every cached route shares.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheStoreConfig {
+    /// Bytes held at most (keys, bodies, headers); the least useful
+    /// entries are evicted past it. Default 64MiB.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Largest answer stored; larger ones are served but not kept. Default 1MiB.
+    #[serde(default = "default_max_entry")]
+    pub max_entry_bytes: ByteSize,
+}
+
+impl Default for CacheStoreConfig {
+    fn default() -> Self {
+        CacheStoreConfig {
+            max_bytes: default_max_bytes(),
+            max_entry_bytes: default_max_entry(),
+        }
+    }
+}
+
+/// A route's cache policy: its unary GET answers (gRPC OK only) are kept
+/// and served again. The key is the route, the split variant, the path,
+/// the query (pairs sorted), the `vary` headers and, unless `public`, the
+/// consumer. A client's `Cache-Control: no-store` bypasses the cache,
+/// `no-cache` (or `max-age=0`) fetches a fresh answer; the upstream's
+/// `cache-control` response metadata can forbid storing (`no-store`,
+/// `no-cache`, `private`) or set the freshness (`s-maxage`, `max-age`,
+/// `stale-while-revalidate`). Answers carry `Cache-Status` (RFC 9211), hits
+/// their `Age`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCacheConfig {
+    /// How long an answer is fresh (unless the upstream's `max-age` says).
+    pub ttl: HumanDuration,
+    /// How long past its freshness an answer is still served while one
+    /// request refreshes it in the background. Default 0s.
+    #[serde(default = "zero")]
+    pub stale_while_revalidate: HumanDuration,
+    /// Request headers whose values are part of the key (e.g.
+    /// `accept-language`).
+    #[serde(default)]
+    pub vary: Vec<String>,
+    /// One answer for every consumer: the consumer is left out of the key.
+    /// Only for answers that do not depend on who asks. Default false.
+    #[serde(default)]
+    pub public: bool,
+}
+
+fn default_max_bytes() -> ByteSize {
+    ByteSize::mib(64)
+}
+
+fn default_max_entry() -> ByteSize {
+    ByteSize::mib(1)
+}
+
+fn zero() -> HumanDuration {
+    HumanDuration::from_secs(0)
+}
