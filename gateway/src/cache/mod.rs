@@ -128,6 +128,7 @@ impl Store {
                 };
                 evictions.with_label_values(&[cause]).inc();
             })
+            .support_invalidation_closures()
             .build();
         Arc::new(Store {
             entries,
@@ -181,6 +182,19 @@ impl Store {
             .bytes
             .set(i64::try_from(self.entries.weighted_size()).unwrap_or(i64::MAX));
         doomed.len()
+    }
+
+    /// Drops the entries of `route` (every route when `None`) whose path
+    /// starts with `prefix`, lazily: nothing is scanned on the request path
+    /// (moka applies the condition to the entries stored before now as it
+    /// meets them; none of them is served again).
+    pub fn invalidate(&self, route: Option<Arc<str>>, prefix: String) {
+        let doomed = move |_: &Arc<str>, entry: &Arc<Entry>| {
+            route.as_ref().is_none_or(|r| *entry.route == **r) && entry.path.starts_with(&prefix)
+        };
+        if let Err(error) = self.entries.invalidate_entries_if(doomed) {
+            tracing::warn!(%error, "cache invalidation not registered");
+        }
     }
 
     /// Entries stored now (after pending maintenance).
@@ -238,6 +252,43 @@ impl moka::Expiry<Arc<str>, Arc<Entry>> for Lifetime {
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
         Some(entry.fresh + entry.stale)
+    }
+}
+
+/// One path prefix a method's success drops: the route whose answers it
+/// drops (every route's when `None`) and the prefix's template.
+pub type Invalidation = (Option<Arc<str>>, crate::events::template::Template);
+
+/// What a route's methods invalidate (`invalidate_cache`), by method name.
+#[derive(Debug, Default)]
+pub struct Invalidations {
+    store: Option<Arc<Store>>,
+    by_method: HashMap<String, Vec<Invalidation>>,
+}
+
+impl Invalidations {
+    pub fn new(store: Arc<Store>, by_method: HashMap<String, Vec<Invalidation>>) -> Invalidations {
+        Invalidations {
+            store: Some(store),
+            by_method,
+        }
+    }
+
+    /// Whether `method` invalidates anything (before building an occurrence).
+    pub fn any(&self, method: &str) -> bool {
+        self.by_method.contains_key(method)
+    }
+
+    /// After a call of `method`: when it succeeded, drops what it makes obsolete.
+    pub fn apply(&self, method: &str, call: &crate::events::Occurrence<'_>) {
+        let (Some(store), Some(rules), Ok(_)) =
+            (&self.store, self.by_method.get(method), call.outcome)
+        else {
+            return;
+        };
+        for (route, template) in rules {
+            store.invalidate(route.clone(), template.render(call));
+        }
     }
 }
 

@@ -56,6 +56,26 @@ pub struct RouteCacheConfig {
     pub public: bool,
 }
 
+/// Cached answers a method's successful call makes obsolete
+/// (`routes[].invalidate_cache`): every cached answer whose path starts
+/// with one of `prefixes` is dropped when the call succeeds (REST or
+/// GraphQL).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheInvalidation {
+    /// The method (simple name, e.g. `UpdateUser`) of this route's service.
+    pub method: String,
+    /// Path prefixes, templated like event subjects: `{request.<field>}`,
+    /// `{response.<field>}`, `{header.<name>}`, `{consumer}`, e.g.
+    /// `/v1/users/{request.id}`. A value that renders empty leaves a
+    /// shorter, broader prefix.
+    pub prefixes: Vec<String>,
+    /// Only the answers of this route (its `name`); of every cached route
+    /// when omitted.
+    #[serde(default)]
+    pub route: Option<String>,
+}
+
 fn default_max_bytes() -> ByteSize {
     ByteSize::mib(64)
 }

@@ -349,6 +349,10 @@ pub struct Route {
     /// (docs/caching.md); not cached when omitted.
     #[serde(default)]
     pub cache: Option<super::cache::RouteCacheConfig>,
+    /// Cached answers (of any route) this route's methods make obsolete
+    /// when their calls succeed (docs/caching.md).
+    #[serde(default)]
+    pub invalidate_cache: Vec<super::cache::CacheInvalidation>,
     /// Deadline for calls on this route; the upstream's `timeout` when omitted.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,

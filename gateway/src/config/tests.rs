@@ -15,7 +15,7 @@ fn unknown_key_names_file_line_column_path_and_the_expected_keys() {
     let err = parse_err("protos: {sources: [p]}\nroutes:\n  - service: a.B\n    upstrem: users\n");
     assert_eq!(
         err,
-        "gateway.yaml:4:5: at `routes[0].upstrem`: unknown field `upstrem`, expected one of name, service, hosts, match_headers, methods, upstream, split, mirror, cache, timeout, expose_unannotated, max_request_body, json, headers, plugins, events, grpc, websocket\n  |\n4 |     upstrem: users\n  |     ^"
+        "gateway.yaml:4:5: at `routes[0].upstrem`: unknown field `upstrem`, expected one of name, service, hosts, match_headers, methods, upstream, split, mirror, cache, invalidate_cache, timeout, expose_unannotated, max_request_body, json, headers, plugins, events, grpc, websocket\n  |\n4 |     upstrem: users\n  |     ^"
     );
 }
 

@@ -167,7 +167,7 @@ impl Operation {
         route.events.admit(method).map_err(graphql_error)?;
         let chosen = choose(route, headers);
         let result = handler::call_upstream(route, chosen.upstream, call, message).await;
-        if route.events.any(method) {
+        if route.events.any(method) || route.invalidations.any(method) {
             let no_headers = HeaderMap::new();
             let call = Occurrence {
                 request: message,
@@ -180,6 +180,7 @@ impl Operation {
                 options: &route.serialize,
             };
             route.events.emit(method, &call);
+            route.invalidations.apply(method, &call);
         }
         Ok(result.map_err(graphql_error)?.message)
     }

@@ -39,6 +39,8 @@ pub struct RouteCtx {
     pub mirror: Option<mirror::Mirror>,
     /// The route's response cache (`cache`), when it has one.
     pub cache: Option<crate::cache::RouteCache>,
+    /// Cached answers its methods' calls make obsolete (`invalidate_cache`).
+    pub invalidations: crate::cache::Invalidations,
     pub timeout: Duration,
     pub max_body: usize,
     pub json: JsonOptions,

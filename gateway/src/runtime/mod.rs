@@ -145,8 +145,10 @@ impl Runtime {
                 route,
                 &pool,
             )?;
-            let ctx = Arc::new(ctx);
             let service = find_service(&loaded, &pool, route, &key)?;
+            ctx.invalidations =
+                traffic::route_invalidations(&loaded, index, route, &service, cache.as_ref())?;
+            let ctx = Arc::new(ctx);
             targets.push(crate::webhooks::forward::Target {
                 route: ctx.clone(),
                 service: service.clone(),
@@ -258,6 +260,7 @@ fn route_ctx(
         upstream,
         mirror: traffic::route_mirror(loaded, index, route, upstreams, metrics)?,
         cache: None,
+        invalidations: Default::default(),
         split: traffic::route_split(
             loaded,
             index,

@@ -288,3 +288,85 @@ pub(super) fn route_cache(
         public: config.public,
     }))
 }
+
+/// What route `index`'s methods invalidate (`invalidate_cache`).
+pub(super) fn route_invalidations(
+    loaded: &LoadedConfig,
+    index: usize,
+    route: &Route,
+    service: &prost_reflect::ServiceDescriptor,
+    store: Option<&Arc<crate::cache::Store>>,
+) -> Result<crate::cache::Invalidations, ConfigError> {
+    if route.invalidate_cache.is_empty() {
+        return Ok(Default::default());
+    }
+    let key = KeyPath::root()
+        .key("routes")
+        .index(index)
+        .key("invalidate_cache");
+    let Some(store) = store else {
+        return Err(loaded.source.error_at(
+            &key,
+            "no route has `cache:`: there is nothing to invalidate",
+        ));
+    };
+    let mut by_method: std::collections::HashMap<String, Vec<_>> = Default::default();
+    for (i, rule) in route.invalidate_cache.iter().enumerate() {
+        let at = key.index(i);
+        let err = |k: &str, message: String| loaded.source.error_at(&at.key(k), message);
+        let method = service
+            .methods()
+            .find(|m| m.name() == rule.method)
+            .ok_or_else(|| {
+                let known: Vec<String> = service.methods().map(|m| m.name().to_owned()).collect();
+                err(
+                    "method",
+                    format!(
+                        "{} has no method `{}`; its methods: [{}]",
+                        service.full_name(),
+                        rule.method,
+                        known.join(", ")
+                    ),
+                )
+            })?;
+        let target = match &rule.route {
+            None => None,
+            Some(name) => {
+                let cached = loaded
+                    .config
+                    .routes
+                    .iter()
+                    .any(|r| r.display_name() == name && r.cache.is_some());
+                if !cached {
+                    return Err(err(
+                        "route",
+                        format!("no route named `{name}` has `cache:`"),
+                    ));
+                }
+                Some(Arc::<str>::from(name.as_str()))
+            }
+        };
+        if rule.prefixes.is_empty() {
+            return Err(err("prefixes", "give at least one path prefix".into()));
+        }
+        for (j, prefix) in rule.prefixes.iter().enumerate() {
+            if !prefix.starts_with('/') {
+                return Err(loaded.source.error_at(
+                    &at.key("prefixes").index(j),
+                    format!("{prefix:?}: a path prefix starts with `/`"),
+                ));
+            }
+            let template = crate::events::template::Template::compile(
+                prefix,
+                &method.input(),
+                &method.output(),
+            )
+            .map_err(|e| loaded.source.error_at(&at.key("prefixes").index(j), e))?;
+            by_method
+                .entry(rule.method.clone())
+                .or_default()
+                .push((target.clone(), template));
+        }
+    }
+    Ok(crate::cache::Invalidations::new(store.clone(), by_method))
+}

@@ -134,7 +134,7 @@ pub(crate) async fn unary(
             (reply, json)
         });
     let method = binding.rpc.name();
-    if route.events.any(method) {
+    if route.events.any(method) || route.invalidations.any(method) {
         let reply = outcome.as_ref().map(|(reply, _)| &reply.message);
         let mut call = Occurrence::for_request(&message, reply, parts, &route.serialize);
         call.variant = chosen.variant.map(|v| &**v);
@@ -144,6 +144,7 @@ pub(crate) async fn unary(
             call.response_json = Some(json);
         }
         route.events.emit(method, &call);
+        route.invalidations.apply(method, &call);
     }
     let (reply, json) = outcome?;
     Ok(Rendered {
