@@ -58,6 +58,17 @@ pub async fn config_error(yaml: &str) -> String {
     }
 }
 
+/// For each `(fragment, key, says)`: the config `yaml(fragment)` is refused
+/// at the key `{at}{key}` with an error that contains `says`.
+#[allow(dead_code)] // not every test binary checks config errors
+pub async fn assert_refused(yaml: impl Fn(&str) -> String, at: &str, cases: &[(&str, &str, &str)]) {
+    for (fragment, key, says) in cases {
+        let error = config_error(&yaml(fragment)).await;
+        assert!(error.contains(&format!("{at}{key}")), "{fragment}: {error}");
+        assert!(error.contains(says), "{fragment}: {error}");
+    }
+}
+
 /// The Python of the test peers: `$SWITCHYARD_PYTHON`, else the repo's
 /// `.venv` (both set up by `scripts/test.sh`), else `python3`.
 pub fn python() -> PathBuf {
