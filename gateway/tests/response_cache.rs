@@ -354,3 +354,53 @@ async fn bad_cache_settings_are_refused_at_their_key() {
     ])
     .await;
 }
+
+#[tokio::test]
+async fn graphql_query_fields_through_a_cached_route_are_cached_and_mutations_invalidate_them() {
+    let demo = common::spawn_demo().await;
+    let yaml = common::demo_config(&demo, ", cache: { ttl: 60s }", "graphql: {}").replace(
+        "upstream: users ",
+        r#"upstream: users, invalidate_cache: [{ method: UpdateUser, prefixes: ["/demo.users.v1.UserService/GetUser"] }] "#,
+    );
+    let gw = TestGateway::start_yaml(demo, &yaml).await;
+    let query = |q: &str| serde_json::json!({ "query": q });
+    let ada = gw
+        .post_graphql(&query(r#"{ user(id: "1") { name } }"#))
+        .await;
+    assert_eq!(
+        ada.json()["data"]["user"]["name"],
+        "Ada Lovelace",
+        "{}",
+        ada.text()
+    );
+    let again = gw
+        .post_graphql(&query(r#"{ user(id: "1") { name } }"#))
+        .await;
+    assert_eq!(again.json(), ada.json());
+    assert_eq!(
+        gw.demo.calls(Service::Users),
+        1,
+        "the second query was a hit"
+    );
+    // Another selection is another read mask: another request, another entry.
+    gw.post_graphql(&query(r#"{ user(id: "1") { name email } }"#))
+        .await;
+    assert_eq!(gw.demo.calls(Service::Users), 2);
+    // A mutation is never cached, and its success drops GetUser's entries.
+    let renamed = gw
+        .post_graphql(&query(
+            r#"mutation { updateUser(user: { id: "1", name: "Ada King" }, updateMask: "name") { name } }"#,
+        ))
+        .await;
+    assert_eq!(
+        renamed.json()["data"]["updateUser"]["name"],
+        "Ada King",
+        "{}",
+        renamed.text()
+    );
+    let after = gw
+        .post_graphql(&query(r#"{ user(id: "1") { name } }"#))
+        .await;
+    assert_eq!(after.json()["data"]["user"]["name"], "Ada King");
+    assert_eq!(gw.demo.calls(Service::Users), 4);
+}

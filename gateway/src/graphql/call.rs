@@ -166,7 +166,17 @@ impl Operation {
         let method = self.method.name();
         route.events.admit(method).map_err(graphql_error)?;
         let chosen = choose(route, headers);
-        let result = handler::call_upstream(route, chosen.upstream, call, message).await;
+        let result = match route.cache.as_ref().filter(|_| self.root == Root::Query) {
+            Some(cache) => {
+                let empty = HeaderMap::new();
+                let asker = super::cached::Asker {
+                    headers: headers.map_or(&empty, |h| &h.headers),
+                    consumer: headers.and_then(|h| h.caller.consumer()),
+                };
+                super::cached::call(cache, route, chosen, call, message, asker).await
+            }
+            None => handler::call_upstream(route, chosen.upstream, call, message).await,
+        };
         if route.events.any(method) || route.invalidations.any(method) {
             let no_headers = HeaderMap::new();
             let call = Occurrence {

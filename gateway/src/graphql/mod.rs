@@ -12,6 +12,7 @@
 //!   WebSocket and SSE transports, [`graphiql`] the browser page with its
 //!   assets built in.
 
+pub mod cached;
 pub mod call;
 pub mod field_mask;
 pub mod graphiql;

@@ -1,6 +1,6 @@
 //! The GraphQL endpoint of a config version: the schema from the routes'
-//! services, each route's context with its guard (its own plugins) and
-//! events, the protection and the top-level plugin stack around it.
+//! services, each route's context with its guard (its own plugins),
+//! events and cache, the protection and the top-level plugin stack around it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ pub(super) async fn graphql_endpoint(
     upstreams: &BTreeMap<String, Upstream>,
     metrics: &Arc<Metrics>,
     events: Option<&crate::events::Events>,
+    cache: Option<&Arc<crate::cache::Store>>,
 ) -> Result<Option<crate::graphql::Endpoint>, ConfigError> {
     use crate::graphql::{self, BuildError, root::Exposed};
     let Some(config) = &loaded.config.graphql else {
@@ -46,15 +47,19 @@ pub(super) async fn graphql_endpoint(
     let mut exposed = Vec::with_capacity(loaded.config.routes.len());
     for (index, route) in loaded.config.routes.iter().enumerate() {
         let key = KeyPath::root().key("routes").index(index);
+        let service = find_service(loaded, pool, route, &key)?;
         exposed.push(Exposed {
-            service: find_service(loaded, pool, route, &key)?,
             route: Arc::new({
                 let mut ctx =
                     guarded_route_ctx(loaded, index, route, upstreams, pool, metrics).await?;
                 ctx.events =
                     crate::events::compile::route_events(events, loaded, index, route, pool)?;
+                ctx.cache = super::traffic::route_cache(loaded, index, route, cache)?;
+                ctx.invalidations =
+                    super::traffic::route_invalidations(loaded, index, route, &service, cache)?;
                 ctx
             }),
+            service,
             methods: route.methods.clone(),
         });
     }

@@ -186,8 +186,15 @@ impl Runtime {
                 .map_err(|e| source.error_at(&key.key("plugins"), e.to_string()))?;
             stacks.push(stack);
         }
-        let graphql =
-            graphql_endpoint(&loaded, &pool, &upstreams, &metrics, events.as_deref()).await?;
+        let graphql = graphql_endpoint(
+            &loaded,
+            &pool,
+            &upstreams,
+            &metrics,
+            events.as_deref(),
+            cache.as_ref(),
+        )
+        .await?;
         let table = table.build();
         let grpc_builtins = crate::grpc::builtin::Builtins::build(
             &config.grpc,
