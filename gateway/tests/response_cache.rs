@@ -44,19 +44,23 @@ fn status(reply: &common::Reply) -> &str {
 
 #[tokio::test]
 async fn a_get_is_served_from_the_cache_within_its_ttl_with_age_and_cache_status() {
-    let gw = cached_demo("{ ttl: 1s }", "").await;
+    let gw = cached_demo("{ ttl: 2s }", "").await;
     let first = get(&gw, "/v1/users?pageSize=2&role=ROLE_CUSTOMER", &[]).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
     assert_eq!(status(&first), "switchyard; fwd=miss; stored");
     // The same query in another order is the same entry.
     let second = get(&gw, "/v1/users?role=ROLE_CUSTOMER&pageSize=2", &[]).await;
-    assert_eq!(status(&second), "switchyard; hit; ttl=0");
+    assert!(
+        status(&second).starts_with("switchyard; hit; ttl="),
+        "{}",
+        status(&second)
+    );
     assert_eq!(second.headers["age"], "0");
     assert_eq!(second.body, first.body);
     assert_eq!(second.headers["content-type"], "application/json");
     assert_eq!(gw.demo.calls(Service::Users), 1);
     // Past the ttl, the upstream is asked again.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let third = get(&gw, "/v1/users?pageSize=2&role=ROLE_CUSTOMER", &[]).await;
     assert_eq!(status(&third), "switchyard; fwd=miss; stored");
     assert_eq!(gw.demo.calls(Service::Users), 2);
@@ -188,21 +192,22 @@ async fn a_stale_answer_is_served_while_one_refresh_runs() {
             status(&again)
         );
     }
-    for _ in 0..100 {
-        if upstream.calls_to("GetUser").len() == 2 {
+    // Once the refresh is stored, the answer is fresh again.
+    let mut last = String::new();
+    for _ in 0..250 {
+        last = status(&get(&gw, "/v1/users/7", &[]).await).to_owned();
+        if !last.contains("stale") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(upstream.calls_to("GetUser").len(), 2);
-    let fresh = get(&gw, "/v1/users/7", &[]).await;
-    assert!(
-        status(&fresh).starts_with("switchyard; hit; ttl="),
-        "{}",
-        status(&fresh)
+    assert!(last.starts_with("switchyard; hit; ttl="), "{last}");
+    assert!(!last.contains("stale"), "{last}");
+    assert_eq!(
+        upstream.calls_to("GetUser").len(),
+        2,
+        "one refresh, however many stale hits"
     );
-    assert_eq!(upstream.calls_to("GetUser").len(), 2);
 }
 
 #[tokio::test]
