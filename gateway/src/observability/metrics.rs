@@ -103,14 +103,8 @@ pub struct Metrics {
     /// Auth outcomes and rate-limit decisions, counted by the plugins.
     pub plugins: PluginMetrics,
     tls_reloads: IntCounterVec,
-    /// Requests of split routes by route and the variant that served them.
-    pub split_requests: IntCounterVec,
-    /// Requests an edge rule answered or rewrote, by rule and action.
-    pub edge_rules: IntCounterVec,
-    /// Mirrored copies by route and outcome.
-    pub mirror_requests: IntCounterVec,
-    /// The response cache's lookups, evictions and size.
-    pub cache: crate::cache::CacheMetrics,
+    /// Edge rules, splits, mirrors and the response cache.
+    pub traffic: super::traffic::TrafficMetrics,
 }
 
 // === impl Metrics ===
@@ -346,59 +340,10 @@ impl Metrics {
             "Rate-limit decisions taken by the local fallback while Redis was unavailable.",
         )
         .expect("static metric definition");
-        let split_requests = IntCounterVec::new(
-            Opts::new(
-                "split_requests_total",
-                "Requests of routes with a `split`, by route and the variant chosen.",
-            ),
-            &["route", "variant"],
-        )
-        .expect("static metric definition");
-        let edge_rules = IntCounterVec::new(
-            Opts::new(
-                "edge_rule_requests_total",
-                "Requests an edge rule applied to, by rule and action (redirect, respond, rewrite).",
-            ),
-            &["rule", "action"],
-        )
-        .expect("static metric definition");
-        let mirror_requests = IntCounterVec::new(
-            Opts::new(
-                "mirror_requests_total",
-                "Copies of calls sent to routes' shadow upstreams (`mirror`), by route and outcome: ok, error (the upstream metrics tell which), skipped (max_concurrent copies in flight).",
-            ),
-            &["route", "outcome"],
-        )
-        .expect("static metric definition");
-        let cache = crate::cache::CacheMetrics {
-            requests: IntCounterVec::new(
-                Opts::new(
-                    "cache_requests_total",
-                    "Cached routes' GETs by route and cache status: hit, stale (served while refreshed), miss, refresh (client no-cache), bypass (client no-store).",
-                ),
-                &["route", "status"],
-            )
-            .expect("static metric definition"),
-            evictions: IntCounterVec::new(
-                Opts::new(
-                    "cache_evictions_total",
-                    "Cache entries removed, by cause: size (room for others), expired, purged.",
-                ),
-                &["cause"],
-            )
-            .expect("static metric definition"),
-            bytes: IntGauge::new("cache_bytes", "Bytes the response cache holds.")
-                .expect("static metric definition"),
-        };
+        let traffic = super::traffic::TrafficMetrics::new();
         let mut names: Vec<String> = Vec::new();
-        for collector in [
-            Box::new(mirror_requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(cache.requests.clone()),
-            Box::new(cache.evictions.clone()),
-            Box::new(cache.bytes.clone()),
-            Box::new(split_requests.clone()),
-            Box::new(edge_rules.clone()),
-            Box::new(rate_limit_redis_errors.clone()),
+        for collector in traffic.collectors().into_iter().chain([
+            Box::new(rate_limit_redis_errors.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rate_limit_redis_fallbacks.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
@@ -428,7 +373,7 @@ impl Metrics {
             Box::new(tls_reloads.clone()),
             Box::new(grpc.calls.clone()),
             Box::new(grpc.open_streams.clone()),
-        ] {
+        ]) {
             names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
             registry
                 .register(collector)
@@ -476,10 +421,7 @@ impl Metrics {
             rate_limit_redis_errors,
             rate_limit_redis_fallbacks,
             tls_reloads,
-            split_requests,
-            edge_rules,
-            mirror_requests,
-            cache,
+            traffic,
             mirror: std::sync::Mutex::new(()),
         }
     }

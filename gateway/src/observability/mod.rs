@@ -5,5 +5,6 @@ pub mod graphql;
 pub mod metrics;
 pub mod otel;
 pub mod trace;
+pub mod traffic;
 
 pub use metrics::Metrics;

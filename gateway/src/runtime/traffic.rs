@@ -36,7 +36,12 @@ pub(super) fn route_split(
             "a split needs at least one variant besides the route's `upstream`".into(),
         ));
     }
-    let count = |variant: &str| metrics.split_requests.with_label_values(&[route, variant]);
+    let count = |variant: &str| {
+        metrics
+            .traffic
+            .split_requests
+            .with_label_values(&[route, variant])
+    };
     let mut variants = Vec::with_capacity(config.variants.len());
     let mut start = 0;
     for (i, variant) in config.variants.iter().enumerate() {
@@ -134,7 +139,12 @@ pub(super) fn route_mirror(
         ));
     }
     let name = route.display_name();
-    let count = |outcome: &str| metrics.mirror_requests.with_label_values(&[name, outcome]);
+    let count = |outcome: &str| {
+        metrics
+            .traffic
+            .mirror_requests
+            .with_label_values(&[name, outcome])
+    };
     let counts = Counts {
         ok: count("ok"),
         error: count("error"),
@@ -249,7 +259,7 @@ pub(super) fn cache_store(
     Some(crate::cache::Store::new(
         max_bytes,
         max_entry,
-        metrics.cache.clone(),
+        metrics.traffic.cache.clone(),
     ))
 }
 
