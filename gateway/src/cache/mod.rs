@@ -7,8 +7,9 @@
 //! An entry is fresh for the route's `ttl` (or the upstream's `max-age`),
 //! then served stale for `stale_while_revalidate` while one refresh per key
 //! runs in the background; misses of one key wait for the one call in
-//! flight instead of each calling the upstream (no stampede). See
-//! docs/caching.md.
+//! flight instead of each calling the upstream (no stampede). Purges and
+//! invalidations find their entries through an index of the stored paths.
+//! See docs/caching.md.
 
 pub mod control;
 
@@ -20,6 +21,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
 use prometheus::{IntCounterVec, IntGauge};
 use tokio::sync::watch;
+
+/// Stored keys (with their route) by path.
+type PathIndex =
+    std::collections::BTreeMap<String, std::collections::HashSet<(Arc<str>, Arc<str>)>>;
 
 /// One stored answer.
 #[derive(Debug)]
@@ -61,6 +66,10 @@ pub struct Store {
     entries: moka::sync::Cache<Arc<str>, Arc<Entry>>,
     /// The keys being fetched, each with what its waiters watch.
     inflight: Mutex<HashMap<Arc<str>, watch::Receiver<()>>>,
+    /// The stored keys by path, so a purge or an invalidation finds a
+    /// prefix's entries by a range of this map, not a scan of the store.
+    /// Kept in step by `put` and the eviction listener.
+    paths: Arc<Mutex<PathIndex>>,
     /// Largest entry stored, in bytes.
     pub max_entry: usize,
     pub max_bytes: u64,
@@ -115,24 +124,35 @@ fn weight(key: &str, entry: &Entry) -> u32 {
 impl Store {
     pub fn new(max_bytes: u64, max_entry: usize, metrics: CacheMetrics) -> Arc<Store> {
         let evictions = metrics.evictions.clone();
+        let paths: Arc<Mutex<PathIndex>> = Arc::default();
+        let unindex = paths.clone();
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|key: &Arc<str>, entry: &Arc<Entry>| weight(key, entry))
             .expire_after(Lifetime)
-            .eviction_listener(move |_key, _entry, cause| {
+            .eviction_listener(move |key: Arc<Arc<str>>, entry: Arc<Entry>, cause| {
                 let cause = match cause {
                     moka::notification::RemovalCause::Size => "size",
                     moka::notification::RemovalCause::Expired => "expired",
                     moka::notification::RemovalCause::Explicit => "purged",
+                    // The same key, so the same path: still indexed.
                     moka::notification::RemovalCause::Replaced => return,
                 };
                 evictions.with_label_values(&[cause]).inc();
+                if let Ok(mut paths) = unindex.lock()
+                    && let Some(keys) = paths.get_mut(entry.path.as_str())
+                {
+                    keys.remove(&(entry.route.clone(), (*key).clone()));
+                    if keys.is_empty() {
+                        paths.remove(entry.path.as_str());
+                    }
+                }
             })
-            .support_invalidation_closures()
             .build();
         Arc::new(Store {
             entries,
             inflight: Mutex::new(HashMap::new()),
+            paths,
             max_entry,
             max_bytes,
             metrics,
@@ -159,6 +179,13 @@ impl Store {
         if entry.body.len() > self.max_entry || entry.fresh + entry.stale == Duration::ZERO {
             return;
         }
+        // Indexed first: an eviction right after the insert then finds it.
+        if let Ok(mut paths) = self.paths.lock() {
+            paths
+                .entry(entry.path.clone())
+                .or_default()
+                .insert((entry.route.clone(), key.clone()));
+        }
         self.entries.insert(key, Arc::new(entry));
         self.metrics
             .bytes
@@ -166,35 +193,35 @@ impl Store {
     }
 
     /// Removes the entries of `route` (every route when `None`) whose path
-    /// starts with `prefix`; how many.
-    pub fn purge(&self, route: Option<&str>, prefix: &str) -> usize {
-        let doomed: Vec<Arc<str>> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| route.is_none_or(|r| *e.route == *r) && e.path.starts_with(prefix))
-            .map(|(k, _)| k.as_ref().clone())
-            .collect();
+    /// starts with `prefix`, at once (none is served again); how many. The
+    /// path index gives them: a range of it, not a scan of the store.
+    pub fn invalidate(&self, route: Option<&str>, prefix: &str) -> usize {
+        use std::ops::Bound;
+        let doomed: Vec<Arc<str>> = match self.paths.lock() {
+            Ok(paths) => paths
+                .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+                .take_while(|(path, _)| path.starts_with(prefix))
+                .flat_map(|(_, keys)| keys.iter())
+                .filter(|(owner, _)| route.is_none_or(|r| **owner == *r))
+                .map(|(_, key)| key.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
         for key in &doomed {
             self.entries.invalidate(key);
         }
+        doomed.len()
+    }
+
+    /// [`Store::invalidate`], then the store's maintenance and size gauge
+    /// brought up to date (the admin API's purge).
+    pub fn purge(&self, route: Option<&str>, prefix: &str) -> usize {
+        let purged = self.invalidate(route, prefix);
         self.entries.run_pending_tasks();
         self.metrics
             .bytes
             .set(i64::try_from(self.entries.weighted_size()).unwrap_or(i64::MAX));
-        doomed.len()
-    }
-
-    /// Drops the entries of `route` (every route when `None`) whose path
-    /// starts with `prefix`, lazily: nothing is scanned on the request path
-    /// (moka applies the condition to the entries stored before now as it
-    /// meets them; none of them is served again).
-    pub fn invalidate(&self, route: Option<Arc<str>>, prefix: String) {
-        let doomed = move |_: &Arc<str>, entry: &Arc<Entry>| {
-            route.as_ref().is_none_or(|r| *entry.route == **r) && entry.path.starts_with(&prefix)
-        };
-        if let Err(error) = self.entries.invalidate_entries_if(doomed) {
-            tracing::warn!(%error, "cache invalidation not registered");
-        }
+        purged
     }
 
     /// Entries stored now (after pending maintenance).
@@ -287,7 +314,7 @@ impl Invalidations {
             return;
         };
         for (route, template) in rules {
-            store.invalidate(route.clone(), template.render(call));
+            store.invalidate(route.as_deref(), &template.render(call));
         }
     }
 }
@@ -440,6 +467,32 @@ mod tests {
         assert_eq!(store.purge(Some("users"), "/v1/users/1"), 1);
         assert_eq!(store.purge(Some("users"), "/v1/"), 1);
         assert_eq!(store.purge(None, "/"), 1);
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn the_path_index_follows_the_store_through_evictions_and_purges() {
+        let store = Store::new(64 * 1024, 8 * 1024, metrics());
+        for i in 0..100 {
+            let key: Arc<str> = format!("k{i}").into();
+            store.put(
+                key,
+                entry("r", &format!("/p/{i}"), &[0; 4 * 1024], 60_000, 0),
+            );
+        }
+        store.entries.run_pending_tasks();
+        let indexed = || -> usize { store.paths.lock().unwrap().values().map(|k| k.len()).sum() };
+        assert_eq!(
+            indexed() as u64,
+            store.entries.entry_count(),
+            "evicted keys leave the index"
+        );
+        assert!(indexed() < 100);
+        let held = indexed();
+        assert_eq!(store.purge(Some("other"), "/p/"), 0);
+        assert_eq!(store.purge(None, "/p/"), held);
+        store.entries.run_pending_tasks();
+        assert!(store.paths.lock().unwrap().is_empty());
         assert!(store.is_empty());
     }
 
