@@ -5,7 +5,7 @@ use http::StatusCode;
 use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::Response;
 
-use super::json;
+use super::{json, query_pairs};
 use crate::edge::Gateway;
 
 /// `GET /admin/cache`: entries and bytes held, and the bounds.
@@ -34,12 +34,7 @@ pub(super) fn purge(gateway: &Gateway, uri: &http::Uri) -> Response {
     };
     let mut route = None;
     let mut prefix = None;
-    for (name, value) in uri
-        .query()
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .filter_map(|pair| pair.split_once('='))
-    {
+    for (name, value) in query_pairs(uri) {
         let value = percent_encoding::percent_decode_str(value)
             .decode_utf8_lossy()
             .into_owned();

@@ -4,7 +4,7 @@ use http::StatusCode;
 use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::Response;
 
-use super::json;
+use super::{json, query_pairs};
 use crate::edge::Gateway;
 
 pub(super) const DEAD_LETTERS: &str = "/admin/events/dead/";
@@ -21,12 +21,9 @@ pub(super) fn status(gateway: &Gateway) -> Response {
 /// (reason, times, the stored CloudEvent), newest first.
 pub(super) fn dead_letters(gateway: &Gateway, uri: &http::Uri) -> Response {
     let sink = &uri.path()[DEAD_LETTERS.len()..];
-    let limit = uri
-        .query()
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .find_map(|pair| pair.strip_prefix("limit="))
-        .map(str::parse::<usize>);
+    let limit = query_pairs(uri)
+        .find(|(name, _)| *name == "limit")
+        .map(|(_, value)| value.parse::<usize>());
     let limit = match limit {
         None => 100,
         Some(Ok(n)) => n.min(10_000),

@@ -151,6 +151,14 @@ fn not_allowed(allowed: &'static str) -> Response {
     res
 }
 
+/// The `name=value` pairs of a request's query string (as sent).
+fn query_pairs(uri: &http::Uri) -> impl Iterator<Item = (&str, &str)> {
+    uri.query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| pair.split_once('='))
+}
+
 fn json(status: StatusCode, body: String) -> Response {
     text(status, "application/json", body)
 }

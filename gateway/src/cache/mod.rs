@@ -331,6 +331,15 @@ pub struct RouteCache {
 }
 
 impl RouteCache {
+    /// Counts a lookup of `route` in `switchyard_cache_requests_total`.
+    pub fn count(&self, route: &str, status: &str) {
+        self.store
+            .metrics
+            .requests
+            .with_label_values(&[route, status])
+            .inc();
+    }
+
     /// The key of a request: route, variant, path, sorted query, the
     /// `vary` headers' values and (unless public) the consumer, each on a
     /// line of its own (none of them can hold a line feed).

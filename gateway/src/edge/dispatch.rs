@@ -184,8 +184,7 @@ impl Gateway {
         let normalized = normalize_uri(&mut req);
         // Edge rules (`edge_rules:`): answered here, or rewritten and routed.
         if normalized.is_ok()
-            && let super::rules::Applied::Answered(response, rule) =
-                runtime.edge_rules.apply(&mut req)
+            && let Some((response, rule)) = runtime.edge_rules.apply(&mut req)
         {
             return (response, ServedBy::Edge(rule));
         }

@@ -9,7 +9,6 @@
 
 use std::time::Instant;
 
-use http::HeaderMap;
 use http::uri::PathAndQuery;
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
@@ -18,16 +17,10 @@ use switchyard_plugins::error::{Code, ErrorResponse};
 use crate::cache::control::{RequestDirectives, ResponseDirectives};
 use crate::cache::{Entry, Flight, Lookup, RouteCache};
 use crate::routing::RouteCtx;
-use crate::routing::split::Chosen;
+use crate::routing::split::{Caller, Chosen};
 use crate::transcode::handler;
 use crate::upstream::Call;
 use crate::upstream::grpc::Reply;
-
-/// Who asks, as far as the key goes.
-pub struct Asker<'a> {
-    pub headers: &'a HeaderMap,
-    pub consumer: Option<&'a str>,
-}
 
 /// The call of a Query field through `cache`.
 pub async fn call(
@@ -36,17 +29,10 @@ pub async fn call(
     chosen: Chosen<'_>,
     call: Call<'_>,
     message: &DynamicMessage,
-    asker: Asker<'_>,
+    caller: &Caller<'_>,
 ) -> Result<Reply, ErrorResponse> {
-    let count = |status: &str| {
-        cache
-            .store
-            .metrics
-            .requests
-            .with_label_values(&[route.name.as_str(), status])
-            .inc();
-    };
-    let asks = RequestDirectives::of(asker.headers);
+    let count = |status: &str| cache.count(&route.name, status);
+    let asks = RequestDirectives::of(caller.headers);
     if asks.no_store {
         count("bypass");
         return handler::call_upstream(route, chosen.upstream, call, message).await;
@@ -60,8 +46,8 @@ pub async fn call(
         chosen.variant.map(|v| &**v),
         path.as_str(),
         Some(&hex),
-        asker.headers,
-        asker.consumer,
+        caller.headers,
+        caller.consumer,
     );
     if !asks.no_cache
         && let Lookup::Fresh(entry) = cache.store.get(&key)

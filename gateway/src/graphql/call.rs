@@ -22,7 +22,7 @@ use super::joins::RequestState;
 use super::root::{self, Root};
 use crate::events::Occurrence;
 use crate::routing::RouteCtx;
-use crate::routing::split::{Caller as SplitCaller, Chosen};
+use crate::routing::split::Caller as SplitCaller;
 use crate::transcode::handler;
 use crate::upstream::Call;
 
@@ -44,19 +44,14 @@ impl RequestHeaders {
     }
 }
 
-/// The upstream serving a call of `route` for this GraphQL request: its
-/// split's choice by the request's headers and caller.
-fn choose<'r>(route: &'r RouteCtx, request: Option<&RequestHeaders>) -> Chosen<'r> {
-    if route.split.is_none() {
-        return route.choose_unsplit();
-    }
-    let empty = HeaderMap::new();
-    let caller = SplitCaller {
-        headers: request.map_or(&empty, |r| &r.headers),
+/// Who is calling, as splits and the cache key see it: the GraphQL
+/// request's headers (`empty` without them) and caller.
+fn caller<'a>(request: Option<&'a RequestHeaders>, empty: &'a HeaderMap) -> SplitCaller<'a> {
+    SplitCaller {
+        headers: request.map_or(empty, |r| &r.headers),
         consumer: request.and_then(|r| r.caller.consumer()),
         client_ip: request.and_then(|r| r.caller.client_ip()),
-    };
-    route.choose(&caller, None)
+    }
 }
 
 /// An exposed method.
@@ -165,26 +160,20 @@ impl Operation {
         // The route's events for this method, as on REST.
         let method = self.method.name();
         route.events.admit(method).map_err(graphql_error)?;
-        let chosen = choose(route, headers);
+        let empty = HeaderMap::new();
+        let caller = caller(headers, &empty);
+        let chosen = route.choose(&caller, None);
         let result = match route.cache.as_ref().filter(|_| self.root == Root::Query) {
-            Some(cache) => {
-                let empty = HeaderMap::new();
-                let asker = super::cached::Asker {
-                    headers: headers.map_or(&empty, |h| &h.headers),
-                    consumer: headers.and_then(|h| h.caller.consumer()),
-                };
-                super::cached::call(cache, route, chosen, call, message, asker).await
-            }
+            Some(cache) => super::cached::call(cache, route, chosen, call, message, &caller).await,
             None => handler::call_upstream(route, chosen.upstream, call, message).await,
         };
         if route.events.any(method) || route.invalidations.any(method) {
-            let no_headers = HeaderMap::new();
             let call = Occurrence {
                 request: message,
                 outcome: result.as_ref().map(|reply| &reply.message),
                 response_json: None,
-                headers: headers.map_or(&no_headers, |h| &h.headers),
-                consumer: headers.and_then(|h| h.caller.consumer()),
+                headers: caller.headers,
+                consumer: caller.consumer,
                 claims: headers.and_then(|h| h.caller.claims()),
                 variant: chosen.variant.map(|v| &**v),
                 options: &route.serialize,
@@ -216,7 +205,10 @@ impl Operation {
             idempotent: false,
         };
         let started = Instant::now();
-        let upstream = choose(route, ctx.data_opt::<RequestHeaders>()).upstream;
+        let empty = HeaderMap::new();
+        let upstream = route
+            .choose(&caller(ctx.data_opt::<RequestHeaders>(), &empty), None)
+            .upstream;
         let opened = upstream.server_stream(call, &message).await;
         handler::observe_upstream(route, upstream, started, &opened);
         let messages = opened.map_err(|e| graphql_error(handler::upstream_error(route, e)))?;

@@ -35,6 +35,14 @@ pub struct RouteTableBuilder {
     any: PathTableBuilder,
 }
 
+/// A `hosts:` entry in the form requests are compared with (trailing dot
+/// removed, lower case), or why it cannot be used.
+pub fn host_pattern(raw: &str) -> Result<String, String> {
+    let host = raw.trim_end_matches('.').to_ascii_lowercase();
+    check_host_pattern(&host)?;
+    Ok(host)
+}
+
 /// A `hosts:` entry that cannot be used.
 pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
     let name = pattern.strip_prefix("*.").unwrap_or(pattern);

@@ -109,21 +109,9 @@ impl RouteCtx {
         slot: Option<&VariantSlot>,
     ) -> split::Chosen<'_> {
         let Some(split) = &self.split else {
-            return split::Chosen {
-                upstream: &self.upstream,
-                variant: None,
-            };
+            return self.choose_unsplit();
         };
-        let chosen = match split.choose(caller) {
-            Some(variant) => split::Chosen {
-                upstream: &variant.upstream,
-                variant: Some(&variant.name),
-            },
-            None => split::Chosen {
-                upstream: &self.upstream,
-                variant: Some(split.primary()),
-            },
-        };
+        let chosen = self.variant(split, split.choose(caller));
         if let (Some(slot), Some(variant)) = (slot, chosen.variant) {
             let _ = slot.0.set((variant.clone(), chosen.upstream.name.clone()));
         }
@@ -149,17 +137,26 @@ impl RouteCtx {
     /// answer came from. Not counted.
     pub fn variant_named(&self, name: &str) -> split::Chosen<'_> {
         match &self.split {
-            Some(split) => split.named(name).map_or_else(
-                || split::Chosen {
-                    upstream: &self.upstream,
-                    variant: Some(split.primary()),
-                },
-                |v| split::Chosen {
-                    upstream: &v.upstream,
-                    variant: Some(&v.name),
-                },
-            ),
+            Some(split) => self.variant(split, split.named(name)),
             None => self.choose_unsplit(),
+        }
+    }
+
+    /// `variant` of `split` as the upstream to call; `None` is the primary.
+    fn variant<'s>(
+        &'s self,
+        split: &'s split::Split,
+        variant: Option<&'s split::Variant>,
+    ) -> split::Chosen<'s> {
+        match variant {
+            Some(variant) => split::Chosen {
+                upstream: &variant.upstream,
+                variant: Some(&variant.name),
+            },
+            None => split::Chosen {
+                upstream: &self.upstream,
+                variant: Some(split.primary()),
+            },
         }
     }
 

@@ -145,21 +145,20 @@ impl<T> Split<T> {
 
     /// The request's bucket: its sticky key's, or a random one.
     fn bucket(&self, caller: &Caller<'_>) -> u32 {
-        let hashed = |key: &[u8]| Some(bucket_of(key));
         let sticky = match &self.sticky {
             None => None,
             Some(StickyKey::Header(name)) => caller
                 .headers
                 .get(name)
                 .filter(|v| !v.is_empty())
-                .and_then(|v| hashed(v.as_bytes())),
+                .map(|v| bucket_of(v.as_bytes())),
             Some(StickyKey::Cookie(name)) => cookies(caller.headers, name)
                 .find(|v| !v.is_empty())
-                .and_then(hashed),
-            Some(StickyKey::Consumer) => caller.consumer.and_then(|c| hashed(c.as_bytes())),
-            Some(StickyKey::ClientIp) => caller.client_ip.and_then(|ip| match ip {
-                IpAddr::V4(v4) => hashed(&v4.octets()),
-                IpAddr::V6(v6) => hashed(&v6.octets()),
+                .map(bucket_of),
+            Some(StickyKey::Consumer) => caller.consumer.map(|c| bucket_of(c.as_bytes())),
+            Some(StickyKey::ClientIp) => caller.client_ip.map(|ip| match ip {
+                IpAddr::V4(v4) => bucket_of(&v4.octets()),
+                IpAddr::V6(v6) => bucket_of(&v6.octets()),
             }),
         };
         sticky.unwrap_or_else(|| fastrand::u32(..BUCKETS))

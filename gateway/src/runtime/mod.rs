@@ -246,36 +246,27 @@ fn route_ctx(
     metrics: &Arc<Metrics>,
 ) -> Result<RouteCtx, ConfigError> {
     let key = KeyPath::root().key("routes").index(index);
-    let upstream = upstreams.get(&route.upstream).cloned().ok_or_else(|| {
-        let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-        loaded.source.error_at(
-            &key.key("upstream"),
-            format!(
-                "unknown upstream `{}`; defined upstreams: [{}]",
-                route.upstream,
-                known.join(", ")
-            ),
-        )
-    })?;
+    let upstream = traffic::known_upstream(upstreams, &route.upstream)
+        .map_err(|e| loaded.source.error_at(&key.key("upstream"), e))?;
     let limits = &loaded.config.limits;
     Ok(RouteCtx {
         index,
         name: route.display_name().to_owned(),
-        hosts: route_hosts(loaded, route, &key)?,
-        match_headers: route_header_matchers(loaded, route, &key)?,
+        hosts: compile_each(loaded, &route.hosts, &key.key("hosts"), |host| {
+            crate::routing::hosts::host_pattern(host)
+        })?,
+        match_headers: compile_each(
+            loaded,
+            &route.match_headers,
+            &key.key("match_headers"),
+            HeaderMatcher::compile,
+        )?,
         timeout: route.timeout.map_or(upstream.timeout, |t| t.0),
         upstream,
         mirror: traffic::route_mirror(loaded, index, route, upstreams, metrics)?,
         cache: None,
         invalidations: Default::default(),
-        split: traffic::route_split(
-            loaded,
-            index,
-            route.display_name(),
-            route.split.as_ref(),
-            upstreams,
-            metrics,
-        )?,
+        split: traffic::route_split(loaded, index, route, upstreams, metrics)?,
         max_body: route
             .max_request_body
             .unwrap_or(limits.max_request_body)
@@ -292,36 +283,34 @@ fn route_ctx(
     })
 }
 
-fn route_hosts(
+/// Each item of the config list at `key` compiled by `compile`; an error
+/// names the item's index.
+fn compile_each<C, T>(
     loaded: &LoadedConfig,
-    route: &Route,
+    items: &[C],
     key: &KeyPath,
-) -> Result<Vec<String>, ConfigError> {
-    let mut hosts = Vec::with_capacity(route.hosts.len());
-    for (i, host) in route.hosts.iter().enumerate() {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        crate::routing::hosts::check_host_pattern(&host)
-            .map_err(|e| loaded.source.error_at(&key.key("hosts").index(i), e))?;
-        hosts.push(host);
-    }
-    Ok(hosts)
+    compile: impl Fn(&C) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| compile(item).map_err(|e| loaded.source.error_at(&key.index(i), e)))
+        .collect()
 }
 
-fn route_header_matchers(
-    loaded: &LoadedConfig,
-    route: &Route,
-    key: &KeyPath,
-) -> Result<Vec<HeaderMatcher>, ConfigError> {
-    let mut matchers = Vec::with_capacity(route.match_headers.len());
-    for (i, condition) in route.match_headers.iter().enumerate() {
-        let matcher = HeaderMatcher::compile(condition).map_err(|e| {
-            loaded
-                .source
-                .error_at(&key.key("match_headers").index(i), e)
-        })?;
-        matchers.push(matcher);
-    }
-    Ok(matchers)
+/// The method `name` of `service`, or the error naming its methods.
+fn find_method(
+    service: &ServiceDescriptor,
+    name: &str,
+) -> Result<prost_reflect::MethodDescriptor, String> {
+    service.methods().find(|m| m.name() == name).ok_or_else(|| {
+        let known: Vec<String> = service.methods().map(|m| m.name().to_owned()).collect();
+        format!(
+            "{} has no method `{name}`; its methods: [{}]",
+            service.full_name(),
+            known.join(", ")
+        )
+    })
 }
 
 fn header_rules(
@@ -412,19 +401,9 @@ fn route_rules(
     key: &KeyPath,
 ) -> Result<Vec<(prost_reflect::MethodDescriptor, RuleSpec)>, ConfigError> {
     if let Some(methods) = &route.methods {
-        for (i, name) in methods.iter().enumerate() {
-            if !service.methods().any(|m| m.name() == name) {
-                let known: Vec<String> = service.methods().map(|m| m.name().to_owned()).collect();
-                return Err(loaded.source.error_at(
-                    &key.key("methods").index(i),
-                    format!(
-                        "{} has no method `{name}`; its methods: [{}]",
-                        service.full_name(),
-                        known.join(", ")
-                    ),
-                ));
-            }
-        }
+        compile_each(loaded, methods, &key.key("methods"), |name| {
+            find_method(service, name)
+        })?;
     }
     let mut out = Vec::new();
     for rpc in service.methods().filter(|m| route.exposes(m.name())) {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
-use crate::config::edge::{Split as SplitConfig, Sticky};
+use super::{compile_each, find_method};
+use crate::config::edge::Sticky;
 use crate::config::{ConfigError, KeyPath, LoadedConfig, Route};
 use crate::observability::Metrics;
 use crate::routing::header_match::{CookieMatcher, HeaderMatcher};
@@ -15,18 +16,18 @@ use crate::routing::mirror::{Counts, Mirror};
 use crate::routing::split::{BUCKETS, Split, StickyKey, Variant, When, weight_buckets};
 use crate::upstream::Upstream;
 
-/// The split of route `index` (named `route`), if it has one.
+/// The split of route `index`, if it has one.
 pub(super) fn route_split(
     loaded: &LoadedConfig,
     index: usize,
-    route: &str,
-    config: Option<&SplitConfig>,
+    route: &Route,
     upstreams: &BTreeMap<String, Upstream>,
     metrics: &Metrics,
 ) -> Result<Option<Split>, ConfigError> {
-    let Some(config) = config else {
+    let Some(config) = &route.split else {
         return Ok(None);
     };
+    let name = route.display_name();
     let key = KeyPath::root().key("routes").index(index).key("split");
     let err = |at: &KeyPath, message: String| loaded.source.error_at(at, message);
     check_label(&config.primary).map_err(|e| err(&key.key("primary"), e))?;
@@ -40,7 +41,7 @@ pub(super) fn route_split(
         metrics
             .traffic
             .split_requests
-            .with_label_values(&[route, variant])
+            .with_label_values(&[name, variant])
     };
     let mut variants = Vec::with_capacity(config.variants.len());
     let mut start = 0;
@@ -159,7 +160,10 @@ pub(super) fn route_mirror(
 }
 
 /// The upstream called `name`, or the error naming the defined ones.
-fn known_upstream(upstreams: &BTreeMap<String, Upstream>, name: &str) -> Result<Upstream, String> {
+pub(super) fn known_upstream(
+    upstreams: &BTreeMap<String, Upstream>,
+    name: &str,
+) -> Result<Upstream, String> {
     upstreams.get(name).cloned().ok_or_else(|| {
         let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
         format!(
@@ -180,19 +184,20 @@ fn compile_when(
             "`when` has no condition: give `headers` or `cookies`, or leave `when` out",
         ));
     }
-    let mut headers = Vec::with_capacity(when.headers.len());
-    for (i, condition) in when.headers.iter().enumerate() {
-        let matcher = HeaderMatcher::compile(condition)
-            .map_err(|e| loaded.source.error_at(&at.key("headers").index(i), e))?;
-        headers.push(matcher);
-    }
-    let mut cookies = Vec::with_capacity(when.cookies.len());
-    for (i, condition) in when.cookies.iter().enumerate() {
-        let matcher = CookieMatcher::compile(condition)
-            .map_err(|e| loaded.source.error_at(&at.key("cookies").index(i), e))?;
-        cookies.push(matcher);
-    }
-    Ok(When { headers, cookies })
+    Ok(When {
+        headers: compile_each(
+            loaded,
+            &when.headers,
+            &at.key("headers"),
+            HeaderMatcher::compile,
+        )?,
+        cookies: compile_each(
+            loaded,
+            &when.cookies,
+            &at.key("cookies"),
+            CookieMatcher::compile,
+        )?,
+    })
 }
 
 fn sticky_key(sticky: &Sticky) -> Result<StickyKey, String> {
@@ -324,21 +329,7 @@ pub(super) fn route_invalidations(
     for (i, rule) in route.invalidate_cache.iter().enumerate() {
         let at = key.index(i);
         let err = |k: &str, message: String| loaded.source.error_at(&at.key(k), message);
-        let method = service
-            .methods()
-            .find(|m| m.name() == rule.method)
-            .ok_or_else(|| {
-                let known: Vec<String> = service.methods().map(|m| m.name().to_owned()).collect();
-                err(
-                    "method",
-                    format!(
-                        "{} has no method `{}`; its methods: [{}]",
-                        service.full_name(),
-                        rule.method,
-                        known.join(", ")
-                    ),
-                )
-            })?;
+        let method = find_method(service, &rule.method).map_err(|e| err("method", e))?;
         let target = match &rule.route {
             None => None,
             Some(name) => {

@@ -21,30 +21,19 @@ use crate::cache::{Entry, Flight, LeadGuard, Lookup, RouteCache};
 /// The `Cache-Status` cache name.
 const NAME: &str = "switchyard";
 
-/// Serves a GET of a cached route.
+/// Serves a GET of a route whose cache is `cache`.
 pub(super) async fn serve(
+    cache: &RouteCache,
     binding: Arc<Binding>,
     captures: Vec<String>,
     parts: http::request::Parts,
 ) -> Result<Response, ErrorResponse> {
     let route = &binding.route;
-    let Some(cache) = route.cache.as_ref() else {
-        return fetch(&binding, &captures, &parts, None)
-            .await
-            .map(|(r, _)| r);
-    };
-    let count = |status: &str| {
-        cache
-            .store
-            .metrics
-            .requests
-            .with_label_values(&[route.name.as_str(), status])
-            .inc();
-    };
+    let count = |status: &str| cache.count(&route.name, status);
     let asks = RequestDirectives::of(&parts.headers);
     if asks.no_store {
         count("bypass");
-        let (response, _) = fetch(&binding, &captures, &parts, None).await?;
+        let (response, ..) = fetch(&binding, &captures, &parts, None).await?;
         return Ok(with_status(response, "fwd=bypass"));
     }
     let chosen = route.choose_for(&parts.headers, &parts.extensions);
@@ -86,7 +75,7 @@ pub(super) async fn serve(
         Lookup::Miss => {}
     }
     let guard = match cache.store.flight(&key) {
-        Flight::Lead(guard) => guard,
+        Flight::Lead(guard) => Some(guard),
         Flight::Follow(mut waiting) => {
             // The fetch in flight is bounded by the route's deadline.
             let _ = waiting.changed().await;
@@ -96,11 +85,7 @@ pub(super) async fn serve(
             }
             // Not stored (an error, or the upstream said no-store): this
             // request fetches on its own.
-            count("miss");
-            let (response, stored) =
-                fetch_and_store(&binding, &captures, &parts, cache, &key, variant.as_deref())
-                    .await?;
-            return Ok(miss_status(response, stored));
+            None
         }
     };
     count("miss");
@@ -112,21 +97,23 @@ pub(super) async fn serve(
 }
 
 /// The call (through `variant`, or the route's choice when `None`), as the
-/// response to send and what it rendered.
+/// response to send, its body, and what the upstream said of caching it.
 async fn fetch(
     binding: &Arc<Binding>,
     captures: &[String],
     parts: &http::request::Parts,
     variant: Option<&str>,
-) -> Result<(Response, Rendered), ErrorResponse> {
+) -> Result<(Response, Bytes, ResponseDirectives), ErrorResponse> {
     let route = &binding.route;
     let chosen = match variant {
         Some(name) => route.variant_named(name),
         None => route.choose_for(&parts.headers, &parts.extensions),
     };
-    let rendered = unary(binding, captures, parts, &Bytes::new(), chosen).await?;
-    let response = ok_response(binding, rendered.json.clone(), rendered.metadata.clone());
-    Ok((response, rendered))
+    let Rendered { json, metadata } =
+        unary(binding, captures, parts, &Bytes::new(), chosen).await?;
+    let says = ResponseDirectives::of(&metadata);
+    let response = ok_response(binding, json.clone(), metadata);
+    Ok((response, json, says))
 }
 
 /// Fetches and stores the answer unless the upstream forbids it; whether
@@ -139,15 +126,14 @@ async fn fetch_and_store(
     key: &Arc<str>,
     variant: Option<&str>,
 ) -> Result<(Response, bool), ErrorResponse> {
-    let (response, rendered) = fetch(binding, captures, parts, variant).await?;
-    let says = ResponseDirectives::of(&rendered.metadata);
+    let (response, body, says) = fetch(binding, captures, parts, variant).await?;
     if says.uncacheable {
         return Ok((response, false));
     }
     let entry = Entry {
         route: binding.route.name.as_str().into(),
         path: parts.uri.path().to_owned(),
-        body: rendered.json,
+        body,
         headers: response.headers().clone(),
         stored: Instant::now(),
         fresh: says.max_age.unwrap_or(cache.ttl),

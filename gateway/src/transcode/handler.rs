@@ -70,9 +70,10 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
     let (parts, body) = req.into_parts();
     let route = &binding.route;
     let unary_get = binding.http_method == http::Method::GET && !binding.rpc.is_server_streaming();
-    if route.cache.is_some() && unary_get {
+    if unary_get && let Some(cache) = &route.cache {
         // Boxed: its future is not part of every REST call's.
-        return Box::pin(super::cached::serve(binding, captures, parts)).await;
+        let serve = super::cached::serve(cache, binding.clone(), captures, parts);
+        return Box::pin(serve).await;
     }
     let bytes =
         read_body_limited(&parts.headers, body, route.max_body, "the route's limit").await?;

@@ -176,8 +176,7 @@ fn hosts(
 ) -> Result<Vec<String>, ConfigError> {
     let mut out = Vec::with_capacity(config.hosts.len());
     for (i, host) in config.hosts.iter().enumerate() {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        crate::routing::hosts::check_host_pattern(&host)
+        let host = crate::routing::hosts::host_pattern(host)
             .map_err(|e| loaded.source.error_at(&key.key("hosts").index(i), e))?;
         out.push(host);
     }

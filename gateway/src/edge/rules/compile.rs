@@ -10,7 +10,7 @@ use super::{Action, Piece, Rule, Target};
 use crate::config::edge::{EdgeRule, Redirect, Respond, Rewrite};
 use crate::observability::Metrics;
 use crate::routing::header_match::HeaderMatcher;
-use crate::routing::hosts::check_host_pattern;
+use crate::routing::hosts::{check_host_pattern, host_pattern};
 use crate::transcode::path_template::PathTemplate;
 
 /// A compile error: the keys below the rule, and the message.
@@ -42,12 +42,12 @@ impl Rule {
                 })?;
             methods.push(parsed);
         }
-        let mut hosts = Vec::with_capacity(m.hosts.len());
-        for host in &m.hosts {
-            let host = host.trim_end_matches('.').to_ascii_lowercase();
-            check_host_pattern(&host).map_err(|e| at(&["match", "hosts"], e))?;
-            hosts.push(host);
-        }
+        let hosts = m
+            .hosts
+            .iter()
+            .map(|host| host_pattern(host))
+            .collect::<Result<_, _>>()
+            .map_err(|e| at(&["match", "hosts"], e))?;
         let mut headers = Vec::with_capacity(m.headers.len());
         for condition in &m.headers {
             headers

@@ -94,16 +94,6 @@ enum Piece {
     Host,
 }
 
-/// What applying the rules did to a request.
-pub enum Applied {
-    /// No rule matched: route the request as it is.
-    None,
-    /// A rule answered (its name).
-    Answered(Response, Arc<str>),
-    /// A rule rewrote the request: route it as it is now.
-    Rewritten,
-}
-
 // === impl EdgeRules ===
 
 impl EdgeRules {
@@ -126,14 +116,12 @@ impl EdgeRules {
         })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    /// Applies the first rule `req` matches.
-    pub fn apply(&self, req: &mut Request) -> Applied {
+    /// Applies the first rule `req` matches: the answer and the rule's
+    /// name when it answered; `None` when no rule matched, or one rewrote
+    /// the request (then routed as it is now).
+    pub fn apply(&self, req: &mut Request) -> Option<(Response, Arc<str>)> {
         if self.rules.is_empty() {
-            return Applied::None;
+            return None;
         }
         let host = request_host(req);
         for rule in self.rules.iter() {
@@ -145,17 +133,14 @@ impl EdgeRules {
                 captures: &captures,
                 host: host.as_deref().unwrap_or_default(),
             };
-            return match &rule.action {
+            let response = match &rule.action {
                 Action::Redirect {
                     to,
                     status,
                     keep_query,
                 } => {
                     let query = req.uri().query().filter(|_| *keep_query);
-                    Applied::Answered(
-                        redirect(to.render(&vars), query, *status),
-                        rule.name.clone(),
-                    )
+                    redirect(to.render(&vars), query, *status)
                 }
                 Action::Respond {
                     status,
@@ -165,18 +150,19 @@ impl EdgeRules {
                     let mut response = http::Response::new(full_body(body.clone()));
                     *response.status_mut() = *status;
                     *response.headers_mut() = headers.clone();
-                    Applied::Answered(response, rule.name.clone())
+                    response
                 }
                 Action::Rewrite { path, host } => {
                     let path = path.as_ref().map(|p| p.render(&vars));
                     match rewrite(req, path, host.clone()) {
-                        Ok(()) => Applied::Rewritten,
-                        Err(error) => Applied::Answered(error.into_response(), rule.name.clone()),
+                        Ok(()) => return None,
+                        Err(error) => error.into_response(),
                     }
                 }
             };
+            return Some((response, rule.name.clone()));
         }
-        Applied::None
+        None
     }
 }
 
