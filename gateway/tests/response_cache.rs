@@ -223,12 +223,17 @@ async fn the_upstream_s_cache_control_metadata_is_honoured() {
     );
     // max-age=0: stored for no time (a miss again), whatever the route's ttl.
     for _ in 0..2 {
-        get(
+        let reply = get(
             &gw,
             "/v1/users/2",
             &[("x-reply-cache-control", "max-age=0")],
         )
         .await;
+        assert_eq!(
+            status(&reply),
+            "switchyard; fwd=miss",
+            "not said to be stored"
+        );
     }
     assert_eq!(upstream.calls_to("GetUser").len(), 4);
     let first = get(

@@ -174,10 +174,11 @@ impl Store {
         }
     }
 
-    /// Stores `entry` (not when larger than `max_entry`).
-    pub fn put(&self, key: Arc<str>, entry: Entry) {
+    /// Stores `entry`, unless it is larger than `max_entry` or keeps no
+    /// time at all (fresh and stale both 0); whether it stored it.
+    pub fn put(&self, key: Arc<str>, entry: Entry) -> bool {
         if entry.body.len() > self.max_entry || entry.fresh + entry.stale == Duration::ZERO {
-            return;
+            return false;
         }
         // Indexed first: an eviction right after the insert then finds it.
         if let Ok(mut paths) = self.paths.lock() {
@@ -190,6 +191,7 @@ impl Store {
         self.metrics
             .bytes
             .set(i64::try_from(self.entries.weighted_size()).unwrap_or(i64::MAX));
+        true
     }
 
     /// Removes the entries of `route` (every route when `None`) whose path

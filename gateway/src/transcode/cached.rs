@@ -141,8 +141,7 @@ async fn fetch_and_store(
             .stale_while_revalidate
             .unwrap_or(cache.stale_while_revalidate),
     };
-    let stored = entry.body.len() <= cache.store.max_entry;
-    cache.store.put(key.clone(), entry);
+    let stored = cache.store.put(key.clone(), entry);
     Ok((response, stored))
 }
 
