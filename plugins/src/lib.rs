@@ -23,6 +23,7 @@ pub mod request_id;
 pub mod stage;
 pub mod traced;
 pub mod units;
+pub mod wasm;
 
 pub use error::ErrorResponse;
 pub use registry::{BuildContext, Plugin, PluginConfig, PluginError};

@@ -17,13 +17,21 @@
 //!   (5xx, transient 4xx, streamed or too large: a retry runs again),
 //!   `rejected` (400, a missing or malformed key), `store_error` (the store
 //!   failed: 503, or processed without idempotency under `fail_open`).
+//! - `switchyard_wasm_plugin_requests_total{route, plugin, outcome}`: requests
+//!   through a `wasm` plugin: `continued`, `local_response` (the filter
+//!   answered), `failed` (a trap, its fuel spent, its memory cap, an
+//!   invalid header it set: answered with the plugin's `on_error` status).
+//! - `switchyard_wasm_plugin_failures_total{route, plugin, kind}`: those
+//!   failures by kind: `trap`, `fuel`, `memory`, `abi`, `instantiate`.
+//! - `switchyard_wasm_guest_metric{route, plugin, name}`: the metrics a
+//!   filter defines (`proxy_define_metric`), as gauges.
 //!
 //! The gateway registers one [`PluginMetrics`] in its registry and hands it to
 //! every plugin build through [`crate::registry::BuildContext`]; label values
 //! are resolved once per plugin instance, so recording is one atomic add.
 //! Built without a registry (unit tests), the counters count unseen.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// The plugins' counter families.
 #[derive(Clone, Debug)]
@@ -31,6 +39,37 @@ pub struct PluginMetrics {
     auth: IntCounterVec,
     rate_limit: IntCounterVec,
     idempotency: IntCounterVec,
+    wasm_requests: IntCounterVec,
+    wasm_failures: IntCounterVec,
+    wasm_guest: IntGaugeVec,
+}
+
+/// One `wasm` plugin's counters.
+#[derive(Clone, Debug)]
+pub struct WasmCounters {
+    pub continued: IntCounter,
+    pub local_response: IntCounter,
+    pub failed: IntCounter,
+    failures: IntCounterVec,
+    guest: IntGaugeVec,
+    route: String,
+    plugin: String,
+}
+
+impl WasmCounters {
+    /// Counts a failure of `kind` (`trap`, `fuel`, `memory`, `abi`, `instantiate`).
+    pub fn failure(&self, kind: &str) {
+        self.failed.inc();
+        self.failures
+            .with_label_values(&[&self.route, &self.plugin, kind])
+            .inc();
+    }
+
+    /// The gauge of a metric the filter defined.
+    pub fn guest(&self, name: &str) -> prometheus::IntGauge {
+        self.guest
+            .with_label_values(&[&self.route, &self.plugin, name])
+    }
 }
 
 /// One `auth` instance's counters.
@@ -92,10 +131,37 @@ impl PluginMetrics {
             &["route", "outcome"],
         )
         .expect("static metric definition");
+        let wasm_requests = IntCounterVec::new(
+            Opts::new(
+                "wasm_plugin_requests_total",
+                "Requests through a WebAssembly plugin, by route, plugin and outcome.",
+            ),
+            &["route", "plugin", "outcome"],
+        )
+        .expect("static metric definition");
+        let wasm_failures = IntCounterVec::new(
+            Opts::new(
+                "wasm_plugin_failures_total",
+                "WebAssembly plugin failures (trap, fuel, memory, abi, instantiate), by route and plugin.",
+            ),
+            &["route", "plugin", "kind"],
+        )
+        .expect("static metric definition");
+        let wasm_guest = IntGaugeVec::new(
+            Opts::new(
+                "wasm_guest_metric",
+                "Metrics defined by WebAssembly filters (proxy_define_metric), by route, plugin and name.",
+            ),
+            &["route", "plugin", "name"],
+        )
+        .expect("static metric definition");
         PluginMetrics {
             auth,
             rate_limit,
             idempotency,
+            wasm_requests,
+            wasm_failures,
+            wasm_guest,
         }
     }
 
@@ -107,6 +173,9 @@ impl PluginMetrics {
             self.auth.desc(),
             self.rate_limit.desc(),
             self.idempotency.desc(),
+            self.wasm_requests.desc(),
+            self.wasm_failures.desc(),
+            self.wasm_guest.desc(),
         ]
         .into_iter()
         .flatten()
@@ -117,7 +186,24 @@ impl PluginMetrics {
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.auth.clone()))?;
         registry.register(Box::new(self.rate_limit.clone()))?;
-        registry.register(Box::new(self.idempotency.clone()))
+        registry.register(Box::new(self.idempotency.clone()))?;
+        registry.register(Box::new(self.wasm_requests.clone()))?;
+        registry.register(Box::new(self.wasm_failures.clone()))?;
+        registry.register(Box::new(self.wasm_guest.clone()))
+    }
+
+    /// The counters of a `wasm` plugin named `plugin` on `route`.
+    pub fn wasm(&self, route: &str, plugin: &str) -> WasmCounters {
+        let outcome = |o: &str| self.wasm_requests.with_label_values(&[route, plugin, o]);
+        WasmCounters {
+            continued: outcome("continued"),
+            local_response: outcome("local_response"),
+            failed: outcome("failed"),
+            failures: self.wasm_failures.clone(),
+            guest: self.wasm_guest.clone(),
+            route: route.to_owned(),
+            plugin: plugin.to_owned(),
+        }
     }
 
     /// The counters of an `auth` plugin on `route`.

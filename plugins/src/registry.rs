@@ -117,6 +117,16 @@ plugins! {
     RateLimit(crate::rate_limit::RateLimit) => Limit,
     /// Replays the stored response of a retried unsafe request (`Idempotency-Key`) instead of running it twice.
     Idempotency(crate::idempotency::Idempotency) => Idempotency,
+    /// A proxy-wasm filter (a WebAssembly module) run on the route's requests and responses.
+    Wasm(crate::wasm::Wasm) => Extend,
+}
+
+impl PluginConfig {
+    /// Whether the plugin may send the request to another path (a `wasm`
+    /// filter rewriting `:path`): the route then matches it again.
+    pub fn may_rewrite_path(&self) -> bool {
+        matches!(self, PluginConfig::Wasm(_))
+    }
 }
 
 /// Where a plugin runs in a route's stack, outermost first. Every stack is
@@ -141,6 +151,10 @@ pub enum Phase {
     /// `rate_limit`: after authentication, so limits can key on the consumer
     /// or a claim, and refused credentials spend no one's quota.
     Limit,
+    /// `wasm`: user filters run for authenticated, admitted requests (they
+    /// can read the consumer), before idempotency keys are reserved, so a
+    /// filter's local answer reserves none.
+    Extend,
     /// `idempotency`: innermost, right before the handler, so keys are
     /// scoped by the authenticated consumer, and requests refused by `auth`
     /// or a rate limit reserve no key (a 401 or 429 is never stored).

@@ -37,6 +37,13 @@ pub struct ClientAddr(pub std::net::SocketAddr);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OriginalUri(pub http::Uri);
 
+/// Set by a plugin (`wasm`) that changed the request's path after the route
+/// matched it: the route's handler matches the new path again, among the
+/// route's own methods (a plugin cannot send a request past another route's
+/// plugins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathRewritten;
+
 /// The verified client certificate's identity, set by the TLS edge on each
 /// request of a mutually authenticated connection (read by `auth`'s `mtls`).
 #[derive(Clone, Debug, PartialEq, Eq)]

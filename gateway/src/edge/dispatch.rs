@@ -268,6 +268,10 @@ impl Gateway {
             Ok(matched) => {
                 let binding = matched.binding.clone();
                 req.extensions_mut().insert(matched);
+                if binding.route.rematch {
+                    req.extensions_mut()
+                        .insert(crate::routing::Rematch(runtime.table.clone()));
+                }
                 let response = run_route(runtime, binding.route.index, req).await;
                 (
                     response,

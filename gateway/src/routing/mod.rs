@@ -58,7 +58,16 @@ pub struct RouteCtx {
     /// Server-streaming calls over REST: the slots shared by every route of
     /// the config version (`limits.max_streams`) and the SSE heartbeat.
     pub streams: crate::transcode::stream::StreamLimits,
+    /// A plugin of the route may rewrite the request's path (`wasm`): the
+    /// edge hands its REST requests the route table ([`Rematch`]).
+    pub rematch: bool,
 }
+
+/// The route table, for a handler whose request a plugin sent to another
+/// path ([`switchyard_plugins::stage::PathRewritten`]): the new path is
+/// matched again, among the route's own methods.
+#[derive(Clone)]
+pub struct Rematch(pub Arc<RouteTable>);
 
 /// Header ↔ metadata rules, compiled.
 #[derive(Clone, Debug)]

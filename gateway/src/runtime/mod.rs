@@ -37,7 +37,7 @@ use upstreams::build_upstreams;
 pub struct Runtime {
     pub loaded: LoadedConfig,
     pub pool: DescriptorPool,
-    pub table: RouteTable,
+    pub table: Arc<RouteTable>,
     /// The methods gRPC and gRPC-Web clients reach (`routes[].grpc`).
     pub grpc: GrpcMethods,
     /// Health and reflection for the passed-through services (`grpc:`).
@@ -195,7 +195,7 @@ impl Runtime {
             cache.as_ref(),
         )
         .await?;
-        let table = table.build();
+        let table = Arc::new(table.build());
         let grpc_builtins = crate::grpc::builtin::Builtins::build(
             &config.grpc,
             &grpc,
@@ -280,6 +280,9 @@ fn route_ctx(
         guard: None,
         events: Default::default(),
         streams: StreamLimits::new(limits),
+        rematch: with_defaults(&loaded.config.plugins, &route.plugins)
+            .iter()
+            .any(|p| p.may_rewrite_path()),
     })
 }
 

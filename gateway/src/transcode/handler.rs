@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::{
-    BoxFuture, HttpService, Request, Response, full_body, read_body_limited,
+    BoxFuture, HttpService, PathRewritten, Request, Response, full_body, read_body_limited,
 };
 
 use prost_reflect::DynamicMessage;
@@ -22,7 +22,7 @@ use super::{request, response};
 use crate::events::Occurrence;
 use crate::observability::trace;
 use crate::routing::split::Chosen;
-use crate::routing::{HeaderForwarding, Matched, RouteCtx};
+use crate::routing::{HeaderForwarding, Matched, Rematch, RouteCtx};
 use crate::upstream::grpc::Reply;
 use crate::upstream::{Call, Upstream, UpstreamError};
 
@@ -60,6 +60,10 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
             "request reached the transcoder without a route",
         ));
     };
+    let (binding, captures) = match req.extensions_mut().remove::<PathRewritten>() {
+        Some(PathRewritten) => rematch(&mut req, &binding)?,
+        None => (binding, captures),
+    };
     if let Some(allow) = options_allow {
         // OPTIONS that no plugin (CORS) answered: say what the path supports.
         let mut res = http::Response::new(switchyard_plugins::stage::empty_body());
@@ -91,6 +95,39 @@ async fn handle(mut req: Request) -> Result<Response, ErrorResponse> {
     }
     let rendered = unary(&binding, &captures, &parts, &bytes, chosen).await?;
     Ok(ok_response(&binding, rendered.json, rendered.metadata))
+}
+
+/// The method of the route that serves the path a plugin rewrote the
+/// request to; a path the route does not serve is 404 (a plugin cannot
+/// send a request past another route's plugins).
+fn rematch(
+    req: &mut Request,
+    matched: &Binding,
+) -> Result<(Arc<Binding>, Vec<String>), ErrorResponse> {
+    let Some(Rematch(table)) = req.extensions_mut().remove::<Rematch>() else {
+        return Err(ErrorResponse::new(
+            Code::Internal,
+            "a plugin rewrote the path of a route that cannot match it again",
+        ));
+    };
+    let host = crate::routing::hosts::request_host(req);
+    let found = table.lookup(
+        req.method(),
+        host.as_deref(),
+        req.uri().path(),
+        req.headers(),
+    )?;
+    if found.binding.route.index != matched.route.index {
+        return Err(ErrorResponse::new(
+            Code::NotFound,
+            format!(
+                "a plugin of route `{}` rewrote the path to {}, which the route does not serve",
+                matched.route.name,
+                req.uri().path()
+            ),
+        ));
+    }
+    Ok((found.binding, found.captures))
 }
 
 /// A unary call's answer: the reply rendered as the JSON body, and the

@@ -1,0 +1,313 @@
+//! WebAssembly plugins (`plugins: [{ wasm: … }]`) through the real gateway
+//! and real upstreams: the example filters of `plugins/examples/`, built
+//! from source here, edit requests, rewrite paths and answer by
+//! themselves; a filter that loops or traps fails its own request only,
+//! counted in the metrics; a reload swaps the filter with the config.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::TestGateway;
+use common::scripted::{self, Handler};
+use http::{Method, StatusCode};
+use prost_reflect::DynamicMessage;
+use switchyard_demo::Service;
+
+/// `plugins/examples/{name}.wat` assembled into a binary module, as a
+/// filter built by any toolchain would arrive.
+fn built_example(name: &str) -> PathBuf {
+    let source = common::repo_root().join(format!("plugins/examples/{name}.wat"));
+    let binary = wat::parse_file(&source).expect("the example assembles");
+    let path = common::scratch_dir("wasm").join(format!("{name}.wasm"));
+    std::fs::write(&path, binary).unwrap();
+    path
+}
+
+fn test_module(name: &str) -> PathBuf {
+    common::repo_root().join(format!("gateway/tests/wasm/{name}.wat"))
+}
+
+/// A scripted users service answering GetUser with the id it was asked for.
+async fn users_upstream() -> scripted::Scripted {
+    let pool = scripted::pool(common::repo_root().join("proto"));
+    let user = pool.get_message_by_name("demo.users.v1.User").unwrap();
+    let handler: Handler = Arc::new(move |req: &DynamicMessage| {
+        let mut reply = DynamicMessage::new(user.clone());
+        let id = req
+            .get_field_by_name("id")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned();
+        reply.set_field_by_name("id", prost_reflect::Value::String(id));
+        reply
+    });
+    scripted::start(pool, HashMap::from([("GetUser", handler)])).await
+}
+
+/// The users route (to `users`) with `plugins`, and the demo's orders route.
+async fn gateway(users: &str, plugins: &str) -> TestGateway {
+    let demo = common::spawn_demo().await;
+    let yaml = format!(
+        r#"
+listeners: [{{ address: "127.0.0.1:0" }}]
+admin: {{ address: "127.0.0.1:0" }}
+protos: {{ sources: ["{proto}"] }}
+upstreams:
+  users: {{ endpoints: ["{users}"], timeout: 2s }}
+  orders: {{ endpoints: ["{orders}"], timeout: 2s }}
+routes:
+  - name: users
+    service: demo.users.v1.UserService
+    upstream: users
+    headers: {{ forward: [x-edge, x-tenant] }}
+    plugins: {plugins}
+  - {{ name: orders, service: demo.orders.v1.OrderService, upstream: orders }}
+"#,
+        proto = common::repo_root().join("proto").display(),
+        orders = demo.url(Service::Orders),
+    );
+    TestGateway::start_yaml(demo, &yaml).await
+}
+
+fn wasm(module: &Path, config: &str, extra: &str) -> String {
+    format!(
+        r#"[{{ wasm: {{ module: "{}", config: {config:?}, fuel: 2000000 {extra} }} }}]"#,
+        module.display()
+    )
+}
+
+#[tokio::test]
+async fn the_add_header_example_edits_the_request_the_upstream_gets_and_the_response() {
+    let upstream = users_upstream().await;
+    let module = built_example("add-header");
+    let config = "header=x-edge\nvalue=switchyard\nfrom=/v1/users/me\nto=/v1/users/42";
+    let gw = gateway(
+        &format!("http://{}", upstream.addr),
+        &wasm(&module, config, ""),
+    )
+    .await;
+    let res = gw.get("/v1/users/me").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(
+        res.json()["id"],
+        "42",
+        "the path was rewritten before the call"
+    );
+    assert_eq!(res.headers["x-edge"], "switchyard");
+    let calls = upstream.recorded("GetUser");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].metadata["x-edge"], "switchyard");
+    // Other paths keep theirs.
+    assert_eq!(gw.get("/v1/users/7").await.json()["id"], "7");
+    let continued = gw
+        .metric(r#"switchyard_wasm_plugin_requests_total{outcome="continued",plugin="add-header",route="users"}"#)
+        .await;
+    assert_eq!(continued, Some(2.0));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_path_rewritten_out_of_the_route_is_404_and_never_reaches_the_other_route() {
+    let upstream = users_upstream().await;
+    let module = built_example("add-header");
+    // /v1/users/1/orders is the orders route's: the filter cannot send a
+    // request there past that route's plugins.
+    let config = "header=x-edge\nvalue=1\nfrom=/v1/users/other\nto=/v1/users/1/orders";
+    let gw = gateway(
+        &format!("http://{}", upstream.addr),
+        &wasm(&module, config, ""),
+    )
+    .await;
+    let before = gw.upstream_calls();
+    let res = gw.get("/v1/users/other").await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.text());
+    assert!(
+        res.error().1.contains("which the route does not serve"),
+        "{}",
+        res.text()
+    );
+    assert_eq!(gw.upstream_calls(), before);
+    assert!(upstream.recorded("GetUser").is_empty());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_require_header_example_answers_403_without_calling_the_upstream() {
+    let upstream = users_upstream().await;
+    let module = built_example("require-header");
+    let gw = gateway(
+        &format!("http://{}", upstream.addr),
+        &wasm(&module, "x-tenant", ""),
+    )
+    .await;
+    let res = gw.get("/v1/users/1").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(res.headers["content-type"], "application/json");
+    assert_eq!(res.json()["message"], "missing required header x-tenant");
+    assert!(upstream.recorded("GetUser").is_empty());
+    let res = gw
+        .send(
+            Method::GET,
+            "/v1/users/1",
+            &[("x-tenant", "acme")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(upstream.recorded("GetUser")[0].metadata["x-tenant"], "acme");
+    let local = gw
+        .metric(r#"switchyard_wasm_plugin_requests_total{outcome="local_response",plugin="require-header",route="users"}"#)
+        .await;
+    assert_eq!(local, Some(1.0));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_loops_forever_fails_its_request_only_and_the_gateway_serves_on() {
+    let upstream = users_upstream().await;
+    let gw = gateway(
+        &format!("http://{}", upstream.addr),
+        &wasm(&test_module("loop"), "", ", on_error: 503"),
+    )
+    .await;
+    let gw = Arc::new(gw);
+    // Looping requests and plain ones at once.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            let headers: &[(&str, &str)] = if i % 2 == 0 { &[("x-loop", "1")] } else { &[] };
+            let res = gw
+                .send(Method::GET, "/v1/users/1", headers, Bytes::new())
+                .await;
+            (i % 2 == 0, res)
+        }));
+    }
+    for task in tasks {
+        let (looping, res) = task.await.unwrap();
+        if looping {
+            assert_eq!(
+                res.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                res.text()
+            );
+            assert!(
+                res.error()
+                    .1
+                    .contains("`loop` plugin failed on this request (fuel)"),
+                "{}",
+                res.text()
+            );
+        } else {
+            assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        }
+    }
+    assert_eq!(upstream.recorded("GetUser").len(), 10);
+    let fuel = gw
+        .metric(r#"switchyard_wasm_plugin_failures_total{kind="fuel",plugin="loop",route="users"}"#)
+        .await;
+    assert_eq!(fuel, Some(10.0));
+    Arc::try_unwrap(gw).ok().unwrap().stop().await;
+}
+
+#[tokio::test]
+async fn a_trapping_filter_answers_500_and_the_next_requests_are_served() {
+    let upstream = users_upstream().await;
+    let gw = gateway(
+        &format!("http://{}", upstream.addr),
+        &wasm(&test_module("trap"), "", ""),
+    )
+    .await;
+    for _ in 0..3 {
+        let res = gw
+            .send(Method::GET, "/v1/users/1", &[("x-trap", "1")], Bytes::new())
+            .await;
+        assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(res.error().1.contains("(trap)"), "{}", res.text());
+        assert_eq!(gw.get("/v1/users/2").await.status, StatusCode::OK);
+    }
+    let traps = gw
+        .metric(r#"switchyard_wasm_plugin_failures_total{kind="trap",plugin="trap",route="users"}"#)
+        .await;
+    assert_eq!(traps, Some(3.0));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_module_that_is_not_a_filter_is_refused_at_load_with_its_key() {
+    let dir = common::scratch_dir("wasm-bad");
+    let plain = dir.join("plain.wasm");
+    std::fs::write(&plain, wat::parse_str("(module)").unwrap()).unwrap();
+    let yaml = common::one_route_config(
+        None,
+        "demo.users.v1.UserService",
+        r#""http://127.0.0.1:1""#,
+        "",
+        &format!(", plugins: {}", wasm(&plain, "", "")),
+    );
+    let error = common::config_error(&yaml).await;
+    assert!(error.contains("routes[0].plugins"), "{error}");
+    assert!(error.contains("not a proxy-wasm filter"), "{error}");
+}
+
+#[tokio::test]
+async fn a_reload_swaps_the_filter_and_a_broken_module_keeps_the_old_one() {
+    let upstream = users_upstream().await;
+    let dir = common::scratch_dir("wasm-reload");
+    let module = dir.join("filter.wasm");
+    std::fs::copy(built_example("add-header"), &module).unwrap();
+    let users = format!("http://{}", upstream.addr);
+    let text = |value: &str| {
+        format!(
+            r#"
+listeners: [{{ address: "127.0.0.1:0" }}]
+admin: {{ address: "127.0.0.1:0" }}
+protos: {{ sources: ["{proto}"] }}
+reload: {{ watch_interval: 0s }}
+upstreams:
+  users: {{ endpoints: ["{users}"], timeout: 2s }}
+routes:
+  - name: users
+    service: demo.users.v1.UserService
+    upstream: users
+    plugins: {plugins}
+"#,
+            proto = common::repo_root().join("proto").display(),
+            plugins = wasm(
+                Path::new("filter.wasm"),
+                &format!("header=x-edge\nvalue={value}"),
+                ""
+            ),
+        )
+    };
+    let demo = common::spawn_demo().await;
+    let path = dir.join("gateway.yaml");
+    std::fs::write(&path, text("one")).unwrap();
+    let gw = TestGateway::start_file(demo, &path, Default::default()).await;
+    assert_eq!(gw.get("/v1/users/1").await.headers["x-edge"], "one");
+
+    std::fs::write(&path, text("two")).unwrap();
+    let res = gw.admin_send(Method::POST, "/admin/reload", &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(gw.get("/v1/users/1").await.headers["x-edge"], "two");
+
+    // A module that no longer loads: the reload is refused, the filter stays.
+    std::fs::write(&module, b"not a module").unwrap();
+    std::fs::write(&path, text("three")).unwrap();
+    let res = gw.admin_send(Method::POST, "/admin/reload", &[]).await;
+    assert_eq!(
+        res.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        res.text()
+    );
+    assert!(res.text().contains("filter.wasm"), "{}", res.text());
+    assert_eq!(gw.get("/v1/users/1").await.headers["x-edge"], "two");
+    gw.stop().await;
+}
