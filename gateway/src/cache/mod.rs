@@ -9,9 +9,11 @@
 //! runs in the background; misses of one key wait for the one call in
 //! flight instead of each calling the upstream (no stampede). Purges and
 //! invalidations find their entries through an index of the stored paths.
-//! See docs/caching.md.
+//! With `cache.redis`, a Redis tier behind the memory store shares answers
+//! and invalidations between instances ([`shared`]). See docs/caching.md.
 
 pub mod control;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,6 +60,8 @@ pub struct CacheMetrics {
     /// By cause: size, expired, purged.
     pub evictions: IntCounterVec,
     pub bytes: IntGauge,
+    /// The shared tier's operations by outcome: hit, miss, stored, error.
+    pub shared: IntCounterVec,
 }
 
 /// The process's store, shared by the routes of a config version (and
@@ -74,6 +78,12 @@ pub struct Store {
     pub max_entry: usize,
     pub max_bytes: u64,
     pub metrics: CacheMetrics,
+    /// The Redis tier, and the settings it was made from (a reload with
+    /// other settings makes a new store).
+    shared: Option<(
+        Arc<shared::SharedTier>,
+        crate::config::cache::SharedCacheConfig,
+    )>,
 }
 
 /// A fetch of one key: the one in flight to wait for, or the right to make it.
@@ -122,7 +132,53 @@ fn weight(key: &str, entry: &Entry) -> u32 {
 }
 
 impl Store {
+    /// A memory-only store.
     pub fn new(max_bytes: u64, max_entry: usize, metrics: CacheMetrics) -> Arc<Store> {
+        Store::build(max_bytes, max_entry, metrics, None)
+    }
+
+    /// A store with the Redis tier `config` behind it, listening for the
+    /// other instances' invalidations.
+    pub fn with_shared(
+        max_bytes: u64,
+        max_entry: usize,
+        metrics: CacheMetrics,
+        config: &crate::config::cache::SharedCacheConfig,
+        listen: bool,
+    ) -> Result<Arc<Store>, String> {
+        let tier = shared::SharedTier::new(
+            &config.url,
+            &config.key_prefix,
+            config.timeout.0,
+            metrics.shared.clone(),
+        )?;
+        let tier = Arc::new(tier);
+        let store = Store::build(
+            max_bytes,
+            max_entry,
+            metrics,
+            Some((tier.clone(), config.clone())),
+        );
+        if listen {
+            tier.listen(Arc::downgrade(&store));
+        }
+        Ok(store)
+    }
+
+    /// The shared tier's settings, if the store has one.
+    pub fn shared_config(&self) -> Option<&crate::config::cache::SharedCacheConfig> {
+        self.shared.as_ref().map(|(_, config)| config)
+    }
+
+    fn build(
+        max_bytes: u64,
+        max_entry: usize,
+        metrics: CacheMetrics,
+        shared: Option<(
+            Arc<shared::SharedTier>,
+            crate::config::cache::SharedCacheConfig,
+        )>,
+    ) -> Arc<Store> {
         let evictions = metrics.evictions.clone();
         let paths: Arc<Mutex<PathIndex>> = Arc::default();
         let unindex = paths.clone();
@@ -156,7 +212,24 @@ impl Store {
             max_entry,
             max_bytes,
             metrics,
+            shared,
         })
+    }
+
+    /// [`Store::get`], then, on a miss, the shared tier: an answer found
+    /// there is kept in memory for the rest of its lifetime and returned.
+    pub async fn lookup(&self, key: &Arc<str>) -> Lookup {
+        let found = self.get(key);
+        let (Lookup::Miss, Some((tier, _))) = (&found, &self.shared) else {
+            return found;
+        };
+        match tier.get(key).await {
+            Some(entry) => {
+                self.put_local(key.clone(), Arc::new(entry));
+                self.get(key)
+            }
+            None => Lookup::Miss,
+        }
     }
 
     /// The entry under `key`, fresh or stale.
@@ -180,6 +253,16 @@ impl Store {
         if entry.body.len() > self.max_entry || entry.fresh + entry.stale == Duration::ZERO {
             return false;
         }
+        let entry = Arc::new(entry);
+        if let Some((tier, _)) = &self.shared {
+            tier.put(&key, &entry);
+        }
+        self.put_local(key, entry);
+        true
+    }
+
+    /// Stores `entry` in memory only.
+    fn put_local(&self, key: Arc<str>, entry: Arc<Entry>) {
         // Indexed first: an eviction right after the insert then finds it.
         if let Ok(mut paths) = self.paths.lock() {
             paths
@@ -187,17 +270,26 @@ impl Store {
                 .or_default()
                 .insert((entry.route.clone(), key.clone()));
         }
-        self.entries.insert(key, Arc::new(entry));
+        self.entries.insert(key, entry);
         self.metrics
             .bytes
             .set(i64::try_from(self.entries.weighted_size()).unwrap_or(i64::MAX));
-        true
     }
 
     /// Removes the entries of `route` (every route when `None`) whose path
-    /// starts with `prefix`, at once (none is served again); how many. The
-    /// path index gives them: a range of it, not a scan of the store.
+    /// starts with `prefix`, at once (none is served again here); how many
+    /// this instance held. With a shared tier, they are deleted from Redis
+    /// and every instance drops them too, in the background.
     pub fn invalidate(&self, route: Option<&str>, prefix: &str) -> usize {
+        if let Some((tier, _)) = &self.shared {
+            tier.invalidate(route, prefix);
+        }
+        self.invalidate_local(route, prefix)
+    }
+
+    /// [`Store::invalidate`] in this instance's memory only. The path index
+    /// gives the entries: a range of it, not a scan of the store.
+    pub fn invalidate_local(&self, route: Option<&str>, prefix: &str) -> usize {
         use std::ops::Bound;
         let doomed: Vec<Arc<str>> = match self.paths.lock() {
             Ok(paths) => paths
@@ -270,7 +362,8 @@ impl moka::Expiry<Arc<str>, Arc<Entry>> for Lifetime {
         entry: &Arc<Entry>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(entry.fresh + entry.stale)
+        // An answer from the shared tier is older than its insertion here.
+        Some((entry.fresh + entry.stale).saturating_sub(entry.stored.elapsed()))
     }
 
     fn expire_after_update(
@@ -385,141 +478,4 @@ impl RouteCache {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn metrics() -> CacheMetrics {
-        CacheMetrics {
-            requests: IntCounterVec::new(prometheus::Opts::new("r", "r"), &["route", "status"])
-                .unwrap(),
-            evictions: IntCounterVec::new(prometheus::Opts::new("e", "e"), &["cause"]).unwrap(),
-            bytes: IntGauge::new("b", "b").unwrap(),
-        }
-    }
-
-    fn entry(route: &str, path: &str, body: &[u8], fresh: u64, stale: u64) -> Entry {
-        Entry {
-            route: route.into(),
-            path: path.into(),
-            body: Bytes::copy_from_slice(body),
-            headers: HeaderMap::new(),
-            stored: Instant::now(),
-            fresh: Duration::from_millis(fresh),
-            stale: Duration::from_millis(stale),
-        }
-    }
-
-    fn route_cache(vary: &[&'static str], public: bool) -> RouteCache {
-        RouteCache {
-            store: Store::new(1 << 20, 1 << 16, metrics()),
-            ttl: Duration::from_secs(1),
-            stale_while_revalidate: Duration::ZERO,
-            vary: vary.iter().map(|v| HeaderName::from_static(v)).collect(),
-            public,
-        }
-    }
-
-    #[test]
-    fn the_key_sorts_the_query_and_scopes_by_vary_and_consumer() {
-        let cache = route_cache(&["accept-language"], false);
-        let mut en = HeaderMap::new();
-        en.insert("accept-language", "en".parse().unwrap());
-        let mut fr = HeaderMap::new();
-        fr.insert("accept-language", "fr".parse().unwrap());
-        let key = |q, h, c| cache.key("users", None, "/v1/users", q, h, c);
-        assert_eq!(
-            key(Some("b=2&a=1"), &en, Some("ci")),
-            key(Some("a=1&b=2&"), &en, Some("ci"))
-        );
-        assert_ne!(key(None, &en, Some("ci")), key(None, &fr, Some("ci")));
-        assert_ne!(key(None, &en, Some("ci")), key(None, &en, Some("cd")));
-        let public = route_cache(&[], true);
-        assert_eq!(
-            public.key("users", None, "/v1/users", None, &en, Some("ci")),
-            public.key("users", None, "/v1/users", None, &fr, Some("cd"))
-        );
-        assert_ne!(
-            public.key("users", Some("canary"), "/v1/users", None, &en, None),
-            public.key("users", None, "/v1/users", None, &en, None)
-        );
-    }
-
-    #[test]
-    fn entries_go_fresh_then_stale_then_missing() {
-        let store = Store::new(1 << 20, 1 << 16, metrics());
-        store.put("k".into(), entry("users", "/a", b"x", 40, 80));
-        assert!(matches!(store.get("k"), Lookup::Fresh(_)));
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(matches!(store.get("k"), Lookup::Stale(_)));
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(matches!(store.get("k"), Lookup::Miss));
-    }
-
-    #[test]
-    fn the_store_is_bounded_in_bytes_and_refuses_oversized_entries() {
-        let store = Store::new(64 * 1024, 8 * 1024, metrics());
-        store.put("big".into(), entry("r", "/big", &[0; 9 * 1024], 60_000, 0));
-        assert!(matches!(store.get("big"), Lookup::Miss));
-        for i in 0..100 {
-            let key: Arc<str> = format!("k{i}").into();
-            store.put(key, entry("r", "/k", &[0; 4 * 1024], 60_000, 0));
-        }
-        store.entries.run_pending_tasks();
-        assert!(store.entries.weighted_size() <= 64 * 1024);
-        assert!(store.len() < 100);
-    }
-
-    #[test]
-    fn a_purge_removes_a_route_s_paths_by_prefix() {
-        let store = Store::new(1 << 20, 1 << 16, metrics());
-        store.put("1".into(), entry("users", "/v1/users/1", b"x", 60_000, 0));
-        store.put("2".into(), entry("users", "/v1/users/2", b"x", 60_000, 0));
-        store.put("3".into(), entry("orders", "/v1/users/3", b"x", 60_000, 0));
-        assert_eq!(store.purge(Some("users"), "/v1/users/1"), 1);
-        assert_eq!(store.purge(Some("users"), "/v1/"), 1);
-        assert_eq!(store.purge(None, "/"), 1);
-        assert!(store.is_empty());
-    }
-
-    #[test]
-    fn the_path_index_follows_the_store_through_evictions_and_purges() {
-        let store = Store::new(64 * 1024, 8 * 1024, metrics());
-        for i in 0..100 {
-            let key: Arc<str> = format!("k{i}").into();
-            store.put(
-                key,
-                entry("r", &format!("/p/{i}"), &[0; 4 * 1024], 60_000, 0),
-            );
-        }
-        store.entries.run_pending_tasks();
-        let indexed = || -> usize { store.paths.lock().unwrap().values().map(|k| k.len()).sum() };
-        assert_eq!(
-            indexed() as u64,
-            store.entries.entry_count(),
-            "evicted keys leave the index"
-        );
-        assert!(indexed() < 100);
-        let held = indexed();
-        assert_eq!(store.purge(Some("other"), "/p/"), 0);
-        assert_eq!(store.purge(None, "/p/"), held);
-        store.entries.run_pending_tasks();
-        assert!(store.paths.lock().unwrap().is_empty());
-        assert!(store.is_empty());
-    }
-
-    #[tokio::test]
-    async fn one_fetch_per_key_and_its_waiters_wake_when_it_ends() {
-        let store = Store::new(1 << 20, 1 << 16, metrics());
-        let key: Arc<str> = "k".into();
-        let Flight::Lead(lead) = store.flight(&key) else {
-            panic!("the first fetch leads")
-        };
-        let Flight::Follow(mut waiting) = store.flight(&key) else {
-            panic!("the second waits")
-        };
-        let woke = tokio::spawn(async move { waiting.changed().await.is_err() });
-        drop(lead);
-        assert!(woke.await.unwrap(), "the waiter wakes when the fetch ends");
-        assert!(matches!(store.flight(&key), Flight::Lead(_)));
-    }
-}
+mod tests;

@@ -17,6 +17,36 @@ pub struct CacheStoreConfig {
     /// Largest answer stored; larger ones are served but not kept. Default 1MiB.
     #[serde(default = "default_max_entry")]
     pub max_entry_bytes: ByteSize,
+    /// A Redis tier shared by every gateway instance: an answer one
+    /// instance fetched is served by all, and invalidations and purges reach
+    /// all of them (docs/caching.md). Off when absent.
+    #[serde(default)]
+    pub redis: Option<SharedCacheConfig>,
+}
+
+/// The cache's shared tier in Redis.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SharedCacheConfig {
+    /// The Redis server: `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// The prefix of every key and of the invalidation channel; instances
+    /// that share answers share it. Default `switchyard:cache:`.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// The bound of each Redis operation: a lookup that takes longer is a
+    /// miss (the upstream is called), a store or an invalidation that does
+    /// is counted as an error. Default 50ms.
+    #[serde(default = "default_shared_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_key_prefix() -> String {
+    "switchyard:cache:".to_owned()
+}
+
+fn default_shared_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(50))
 }
 
 impl Default for CacheStoreConfig {
@@ -24,6 +54,7 @@ impl Default for CacheStoreConfig {
         CacheStoreConfig {
             max_bytes: default_max_bytes(),
             max_entry_bytes: default_max_entry(),
+            redis: None,
         }
     }
 }

@@ -50,7 +50,7 @@ pub async fn call(
         caller.consumer,
     );
     if !asks.no_cache
-        && let Lookup::Fresh(entry) = cache.store.get(&key)
+        && let Lookup::Fresh(entry) = cache.store.lookup(&key).await
         && let Ok(reply) = decode(&entry, &output)
     {
         count("hit");

@@ -52,6 +52,11 @@ impl TrafficMetrics {
                 ),
                 bytes: IntGauge::new("cache_bytes", "Bytes the response cache holds.")
                     .expect("static metric definition"),
+                shared: counter(
+                    "cache_shared_total",
+                    "The response cache's Redis tier (`cache.redis`), by outcome: hit, miss, stored, error (an operation failed or passed its timeout).",
+                    &["outcome"],
+                ),
             },
         }
     }
@@ -65,6 +70,7 @@ impl TrafficMetrics {
             Box::new(self.cache.requests.clone()),
             Box::new(self.cache.evictions.clone()),
             Box::new(self.cache.bytes.clone()),
+            Box::new(self.cache.shared.clone()),
         ]
     }
 }

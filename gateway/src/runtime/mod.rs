@@ -117,8 +117,12 @@ impl Runtime {
         let pool = load_protos(&loaded)?;
         let access_log = open_access_log(&loaded, &metrics, purpose)?;
         let edge_rules = crate::edge::rules::EdgeRules::build(&loaded, &metrics)?;
-        let cache =
-            traffic::cache_store(&loaded, &metrics, previous.and_then(|p| p.cache.as_ref()));
+        let cache = traffic::cache_store(
+            &loaded,
+            &metrics,
+            previous.and_then(|p| p.cache.as_ref()),
+            purpose == Purpose::Serve,
+        )?;
         let kept = reuse::kept_upstreams(&loaded, previous);
         let upstreams = build_upstreams(&loaded, &metrics, kept)?;
         let events = match previous {

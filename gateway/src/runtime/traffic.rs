@@ -243,29 +243,43 @@ fn check_label(name: &str) -> Result<(), String> {
 }
 
 /// The cache store: none when no route caches; the previous version's
-/// (its entries kept) when its bounds are the same.
+/// (its entries kept) when its bounds and shared tier are the same. A
+/// store with a shared tier listens for other instances' invalidations
+/// when it will serve (`listen`).
 pub(super) fn cache_store(
     loaded: &LoadedConfig,
     metrics: &Metrics,
     previous: Option<&Arc<crate::cache::Store>>,
-) -> Option<Arc<crate::cache::Store>> {
+    listen: bool,
+) -> Result<Option<Arc<crate::cache::Store>>, ConfigError> {
     let config = &loaded.config;
     if !config.routes.iter().any(|r| r.cache.is_some()) {
-        return None;
+        return Ok(None);
     }
     let max_bytes = config.cache.max_bytes.0;
     let max_entry = config.cache.max_entry_bytes.as_usize();
     if let Some(previous) = previous
         && previous.max_bytes == max_bytes
         && previous.max_entry == max_entry
+        && previous.shared_config() == config.cache.redis.as_ref()
     {
-        return Some(previous.clone());
+        return Ok(Some(previous.clone()));
     }
-    Some(crate::cache::Store::new(
-        max_bytes,
-        max_entry,
-        metrics.traffic.cache.clone(),
-    ))
+    let metrics = metrics.traffic.cache.clone();
+    let Some(redis) = &config.cache.redis else {
+        return Ok(Some(crate::cache::Store::new(
+            max_bytes, max_entry, metrics,
+        )));
+    };
+    let key = KeyPath::root().key("cache").key("redis");
+    if redis.timeout.0.is_zero() {
+        return Err(loaded
+            .source
+            .error_at(&key.key("timeout"), "the timeout must be more than 0s"));
+    }
+    crate::cache::Store::with_shared(max_bytes, max_entry, metrics, redis, listen)
+        .map(Some)
+        .map_err(|e| loaded.source.error_at(&key.key("url"), e))
 }
 
 /// The cache policy of route `index`, if it has one.

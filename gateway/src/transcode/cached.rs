@@ -60,7 +60,7 @@ pub(super) async fn serve(
             },
         ));
     }
-    match cache.store.get(&key) {
+    match cache.store.lookup(&key).await {
         Lookup::Fresh(entry) => {
             count("hit");
             return Ok(from_entry(&entry, false));
