@@ -82,6 +82,14 @@ if [ -f "$ws_clients_dir/package-lock.json" ]; then
   export SWITCHYARD_WS_CLIENTS_DIR="$PWD/$ws_clients_dir"
 fi
 
+# --- An AssemblyScript proxy-wasm filter (gateway/tests/wasm_plugins.rs) ----
+# plugins/examples/assemblyscript: a filter written with an existing SDK
+# (@solo-io/proxy-runtime), compiled from source by the test with asc.
+assemblyscript_dir=plugins/examples/assemblyscript
+if [ -f "$assemblyscript_dir/package-lock.json" ]; then
+  npm_ci "$assemblyscript_dir" "AssemblyScript filter"
+fi
+
 # --- Redis (plugins rate_limit::redis tests, gateway/tests/rate_limit_redis.rs)
 ensure_redis() {
   if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then

@@ -311,3 +311,51 @@ routes:
     assert_eq!(gw.get("/v1/users/1").await.headers["x-edge"], "two");
     gw.stop().await;
 }
+
+/// `plugins/examples/assemblyscript` compiled from source with its own
+/// toolchain (AssemblyScript's `asc`, from npm; `scripts/test.sh` installs
+/// it): a filter written with an existing proxy-wasm SDK.
+fn built_assemblyscript_filter() -> PathBuf {
+    let dir = common::repo_root().join("plugins/examples/assemblyscript");
+    assert!(
+        dir.join("node_modules/assemblyscript/package.json")
+            .is_file(),
+        "the AssemblyScript filter's toolchain is not installed in {dir:?}: run \
+         `scripts/test.sh` (it installs it), or `(cd {} && npm ci)`",
+        dir.display()
+    );
+    let out = std::process::Command::new("npm")
+        .args(["run", "--silent", "build"])
+        .current_dir(&dir)
+        .output()
+        .expect("npm runs");
+    assert!(
+        out.status.success(),
+        "asc failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("build/add-header.wasm")
+}
+
+#[tokio::test]
+async fn a_filter_built_with_the_assemblyscript_sdk_runs_unchanged() {
+    let upstream = users_upstream().await;
+    let module = built_assemblyscript_filter();
+    let gw = gateway(
+        &format!("http://{}", upstream.addr),
+        &wasm(&module, "from switchyard", ", root_id: add_header"),
+    )
+    .await;
+    for id in ["1", "2"] {
+        let res = gw.get(&format!("/v1/users/{id}")).await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        assert_eq!(res.json()["id"], id);
+        assert_eq!(res.headers["hello"], "from switchyard");
+    }
+    let failures = gw
+        .metric(r#"switchyard_wasm_plugin_failures_total{kind="trap",plugin="add-header",route="users"}"#)
+        .await;
+    assert_eq!(failures, None);
+    gw.stop().await;
+}

@@ -47,6 +47,11 @@ pub struct WasmConfig {
     /// string is passed as is, anything else as JSON.
     #[serde(default)]
     pub config: Option<serde_json::Value>,
+    /// The root context the filter's SDK creates (the `plugin_root_id`
+    /// property; Envoy's `root_id`): SDKs that register root contexts by
+    /// name (AssemblyScript's, C++'s) need it. Default: empty.
+    #[serde(default)]
+    pub root_id: String,
     /// Which shared-data store the filter uses (`proxy_get_shared_data`):
     /// plugins with the same `vm_id` share one, across routes and reloads
     /// (default: the module's file name).
@@ -165,6 +170,7 @@ impl Plugin for Wasm {
         let counters = ctx.metrics.wasm(&ctx.route, &name);
         let shared = Arc::new(shared::Shared::new(
             name.clone(),
+            config.root_id.clone(),
             ctx.route.clone(),
             configuration,
             max_body,

@@ -15,6 +15,8 @@ use super::guest_metrics::GuestMetrics;
 pub struct Shared {
     /// The plugin's name in logs and metrics.
     pub name: String,
+    /// The `plugin_root_id` property.
+    pub root_id: String,
     pub route: String,
     /// What `proxy_on_configure` reads (buffer type 7).
     pub configuration: Bytes,
@@ -28,6 +30,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         name: String,
+        root_id: String,
         route: String,
         configuration: Bytes,
         max_body: usize,
@@ -36,6 +39,7 @@ impl Shared {
     ) -> Shared {
         Shared {
             name,
+            root_id,
             route,
             configuration,
             max_body,

@@ -175,6 +175,7 @@ fn property(host: &Host, path: &[u8]) -> Option<Vec<u8>> {
             .clone()
             .map(String::into_bytes),
         [b"plugin_name"] => Some(host.shared.name.clone().into_bytes()),
+        [b"plugin_root_id"] => Some(host.shared.root_id.clone().into_bytes()),
         [b"route_name"] | [b"xds", b"route_name"] => Some(host.shared.route.clone().into_bytes()),
         [b"consumer"] => stream.properties.consumer.clone().map(String::into_bytes),
         _ => None,
