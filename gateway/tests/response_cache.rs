@@ -414,3 +414,55 @@ async fn graphql_query_fields_through_a_cached_route_are_cached_and_mutations_in
     assert_eq!(after.json()["data"]["user"]["name"], "Ada King");
     assert_eq!(gw.demo.calls(Service::Users), 4);
 }
+
+#[tokio::test]
+async fn a_stale_graphql_field_is_served_while_one_refresh_runs() {
+    let demo = common::spawn_demo().await;
+    let yaml = common::demo_config(
+        &demo,
+        ", cache: { ttl: 1s, stale_while_revalidate: 30s }",
+        "graphql: {}",
+    );
+    let gw = TestGateway::start_yaml(demo, &yaml).await;
+    let query = serde_json::json!({ "query": r#"{ user(id: "1") { name } }"# });
+    let first = gw.post_graphql(&query).await;
+    assert_eq!(
+        first.json()["data"]["user"]["name"],
+        "Ada Lovelace",
+        "{}",
+        first.text()
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Past its freshness: three queries at once get the stale answer, and
+    // one refresh reaches the upstream.
+    let (a, b, c) = tokio::join!(
+        gw.post_graphql(&query),
+        gw.post_graphql(&query),
+        gw.post_graphql(&query)
+    );
+    for reply in [&a, &b, &c] {
+        assert_eq!(reply.json(), first.json());
+    }
+    let stale = gw
+        .metric(r#"switchyard_cache_requests_total{route="users",status="stale"}"#)
+        .await;
+    assert_eq!(stale, Some(3.0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while gw.demo.calls(Service::Users) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refresh reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(gw.demo.calls(Service::Users), 2, "one refresh for the key");
+    // Refreshed: fresh again.
+    gw.post_graphql(&query).await;
+    assert_eq!(
+        gw.metric(r#"switchyard_cache_requests_total{route="users",status="hit"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(gw.demo.calls(Service::Users), 2);
+}

@@ -3,10 +3,12 @@
 //! keyed on the route, the split variant, the gRPC method, the request
 //! message (the read mask the selection filled included), the `vary`
 //! headers and, unless the route is `public`, the consumer. A fresh entry
-//! answers without a call; misses of one key wait for the one call in
-//! flight. Stale entries are not served to GraphQL (a miss): a field has no
-//! response header to say so. Mutations are never cached.
+//! answers without a call; a stale one within its `stale_while_revalidate`
+//! window answers too while one refresh per key runs in the background;
+//! misses of one key wait for the one call in flight. Mutations are never
+//! cached.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
@@ -15,17 +17,17 @@ use prost_reflect::{DynamicMessage, MessageDescriptor};
 use switchyard_plugins::error::{Code, ErrorResponse};
 
 use crate::cache::control::{RequestDirectives, ResponseDirectives};
-use crate::cache::{Entry, Flight, Lookup, RouteCache};
+use crate::cache::{Entry, Flight, LeadGuard, Lookup, RouteCache};
 use crate::routing::RouteCtx;
 use crate::routing::split::{Caller, Chosen};
 use crate::transcode::handler;
-use crate::upstream::Call;
 use crate::upstream::grpc::Reply;
+use crate::upstream::{Call, Upstream};
 
 /// The call of a Query field through `cache`.
 pub async fn call(
     cache: &RouteCache,
-    route: &RouteCtx,
+    route: &Arc<RouteCtx>,
     chosen: Chosen<'_>,
     call: Call<'_>,
     message: &DynamicMessage,
@@ -49,12 +51,34 @@ pub async fn call(
         caller.headers,
         caller.consumer,
     );
-    if !asks.no_cache
-        && let Lookup::Fresh(entry) = cache.store.lookup(&key).await
-        && let Ok(reply) = decode(&entry, &output)
-    {
-        count("hit");
-        return Ok(reply);
+    if !asks.no_cache {
+        match cache.store.lookup(&key).await {
+            Lookup::Fresh(entry) => {
+                if let Ok(reply) = decode(&entry, &output) {
+                    count("hit");
+                    return Ok(reply);
+                }
+            }
+            Lookup::Stale(entry) => {
+                if let Ok(reply) = decode(&entry, &output) {
+                    count("stale");
+                    if let Flight::Lead(guard) = cache.store.flight(&key) {
+                        let refresh = Refresh {
+                            route: route.clone(),
+                            upstream: chosen.upstream.clone(),
+                            path,
+                            output,
+                            metadata: call.metadata,
+                            message: message.clone(),
+                            key,
+                        };
+                        refresh.spawn(guard);
+                    }
+                    return Ok(reply);
+                }
+            }
+            Lookup::Miss => {}
+        }
     }
     let guard = match cache.store.flight(&key) {
         Flight::Lead(guard) => Some(guard),
@@ -72,25 +96,71 @@ pub async fn call(
     count(if asks.no_cache { "refresh" } else { "miss" });
     let result = handler::call_upstream(route, chosen.upstream, call, message).await;
     if let Ok(reply) = &result {
-        let says = ResponseDirectives::of(&reply.metadata);
-        if !says.uncacheable {
-            cache.store.put(
-                key,
-                Entry {
-                    route: route.name.as_str().into(),
-                    path: path.as_str().to_owned(),
-                    body: reply.message.encode_to_vec().into(),
-                    headers: reply.metadata.clone(),
-                    stored: Instant::now(),
-                    fresh: says.max_age.unwrap_or(cache.ttl),
-                    // GraphQL serves no stale answer; keep none.
-                    stale: std::time::Duration::ZERO,
-                },
-            );
-        }
+        store(cache, route, &path, key, reply);
     }
     drop(guard);
     result
+}
+
+/// Keeps `reply` under `key` unless the upstream forbids it.
+fn store(cache: &RouteCache, route: &RouteCtx, path: &PathAndQuery, key: Arc<str>, reply: &Reply) {
+    let says = ResponseDirectives::of(&reply.metadata);
+    if says.uncacheable {
+        return;
+    }
+    cache.store.put(
+        key,
+        Entry {
+            route: route.name.as_str().into(),
+            path: path.as_str().to_owned(),
+            body: reply.message.encode_to_vec().into(),
+            headers: reply.metadata.clone(),
+            stored: Instant::now(),
+            fresh: says.max_age.unwrap_or(cache.ttl),
+            stale: says
+                .stale_while_revalidate
+                .unwrap_or(cache.stale_while_revalidate),
+        },
+    );
+}
+
+/// The background refresh of a stale field: the same call, owned.
+struct Refresh {
+    route: Arc<RouteCtx>,
+    upstream: Upstream,
+    path: PathAndQuery,
+    output: MessageDescriptor,
+    metadata: http::HeaderMap,
+    message: DynamicMessage,
+    key: Arc<str>,
+}
+
+impl Refresh {
+    /// Runs the call with the route's timeout; `guard` keeps other
+    /// refreshes of the key away until it ends.
+    fn spawn(self, guard: LeadGuard) {
+        tokio::spawn(async move {
+            let Some(cache) = self.route.cache.as_ref() else {
+                return;
+            };
+            let call = Call {
+                path: &self.path,
+                output: &self.output,
+                metadata: self.metadata.clone(),
+                timeout: self.route.timeout,
+                idempotent: true,
+            };
+            match handler::call_upstream(&self.route, &self.upstream, call, &self.message).await {
+                Ok(reply) => store(cache, &self.route, &self.path, self.key.clone(), &reply),
+                Err(error) => tracing::debug!(
+                    route = %self.route.name,
+                    error = %error.message,
+                    "cache refresh of a GraphQL field failed; the stale answer stays until it expires"
+                ),
+            }
+            drop(guard);
+        });
+    }
 }
 
 fn decode(entry: &Entry, output: &MessageDescriptor) -> Result<Reply, ErrorResponse> {
