@@ -252,7 +252,7 @@ async fn the_upstream_s_cache_control_metadata_is_honoured() {
 }
 
 #[tokio::test]
-async fn the_admin_api_purges_by_route_and_path_prefix() {
+async fn the_admin_api_purges_by_route_and_path_prefix_or_exact_path() {
     let gw = cached_demo("{ ttl: 60s }", "").await;
     for id in ["1", "2"] {
         get(&gw, &format!("/v1/users/{id}"), &[]).await;
@@ -274,6 +274,15 @@ async fn the_admin_api_purges_by_route_and_path_prefix() {
     );
     let all = purge(&gw, "prefix=/").await;
     assert_eq!(all.json()["purged"], 2);
+    // One exact path: /v1/users/1 goes, /v1/users/10 stays.
+    for id in ["1", "10"] {
+        get(&gw, &format!("/v1/users/{id}"), &[]).await;
+    }
+    let exact = purge(&gw, "path=/v1/users/1").await;
+    assert_eq!(exact.json()["purged"], 1, "{}", exact.text());
+    assert!(status(&get(&gw, "/v1/users/10", &[]).await).contains("hit"));
+    let both = purge(&gw, "path=/v1/users/1&prefix=/v1/").await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST);
 }
 
 async fn purge(gw: &TestGateway, query: &str) -> common::Reply {

@@ -92,6 +92,21 @@ async fn an_answer_one_instance_fetched_is_served_by_another_until_a_purge_on_ei
     })
     .await;
     assert_eq!(b.demo.calls(Service::Users), 1);
+    // An exact purge on b: a drops /v1/users/1 and keeps /v1/users/2.
+    for id in ["1", "2"] {
+        a.get(&format!("/v1/users/{id}")).await;
+    }
+    let calls = a.demo.calls(Service::Users);
+    let purged = b
+        .admin_send(Method::POST, "/admin/cache/purge?path=/v1/users/1", &[])
+        .await;
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text());
+    wait_for("a to drop /v1/users/1", async || {
+        status(&a.get("/v1/users/1").await).contains("fwd=miss")
+    })
+    .await;
+    assert!(status(&a.get("/v1/users/2").await).contains("hit"));
+    assert_eq!(a.demo.calls(Service::Users), calls + 1);
     a.stop().await;
     b.stop().await;
 }

@@ -1,11 +1,12 @@
 //! `/admin/cache` (the response cache's size) and `POST
-//! /admin/cache/purge?route=R&prefix=P` (remove entries).
+//! /admin/cache/purge?route=R&prefix=P` or `?path=P` (remove entries).
 
 use http::StatusCode;
 use switchyard_plugins::error::{Code, ErrorResponse};
 use switchyard_plugins::stage::Response;
 
 use super::{json, query_pairs};
+use crate::cache::Paths;
 use crate::edge::Gateway;
 
 /// `GET /admin/cache`: entries and bytes held, and the bounds.
@@ -25,8 +26,9 @@ pub(super) fn status(gateway: &Gateway) -> Response {
 
 /// `POST /admin/cache/purge?prefix=/v1/users/&route=users`: removes the
 /// entries whose path starts with `prefix` (of `route` only, when given;
-/// `prefix` is required: `/` purges everything). Query values are
-/// percent-decoded.
+/// `/` purges everything), or with `path=/v1/users/1` those of that path
+/// only (every query, variant and consumer of it). One of `prefix` and
+/// `path` is required. Query values are percent-decoded.
 pub(super) fn purge(gateway: &Gateway, uri: &http::Uri) -> Response {
     let runtime = gateway.runtime();
     let Some(store) = &runtime.cache else {
@@ -34,6 +36,7 @@ pub(super) fn purge(gateway: &Gateway, uri: &http::Uri) -> Response {
     };
     let mut route = None;
     let mut prefix = None;
+    let mut path = None;
     for (name, value) in query_pairs(uri) {
         let value = percent_encoding::percent_decode_str(value)
             .decode_utf8_lossy()
@@ -41,26 +44,34 @@ pub(super) fn purge(gateway: &Gateway, uri: &http::Uri) -> Response {
         match name {
             "route" => route = Some(value),
             "prefix" => prefix = Some(value),
+            "path" => path = Some(value),
             _ => {
                 return ErrorResponse::new(
                     Code::InvalidArgument,
-                    format!("unknown parameter `{name}`: give `prefix` and optionally `route`"),
+                    format!(
+                        "unknown parameter `{name}`: give `prefix` or `path`, and optionally `route`"
+                    ),
                 )
                 .into_response();
             }
         }
     }
-    let Some(prefix) = prefix.filter(|p| p.starts_with('/')) else {
-        return ErrorResponse::new(
-            Code::InvalidArgument,
-            "give `prefix`, a path prefix starting with `/` (`/` purges everything)",
-        )
-        .into_response();
+    let paths = match (&prefix, &path) {
+        (Some(prefix), None) if prefix.starts_with('/') => Paths::Prefix(prefix),
+        (None, Some(path)) if path.starts_with('/') => Paths::Exact(path),
+        _ => {
+            return ErrorResponse::new(
+                Code::InvalidArgument,
+                "give one of `prefix` (a path prefix starting with `/`; `/` purges everything) and `path` (one path)",
+            )
+            .into_response();
+        }
     };
-    let purged = store.purge(route.as_deref(), &prefix);
+    let purged = store.purge(route.as_deref(), paths);
     json(
         StatusCode::OK,
-        serde_json::json!({ "purged": purged, "route": route, "prefix": prefix }).to_string(),
+        serde_json::json!({ "purged": purged, "route": route, "prefix": prefix, "path": path })
+            .to_string(),
     )
 }
 

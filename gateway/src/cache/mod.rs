@@ -43,6 +43,15 @@ pub struct Entry {
     pub stale: Duration,
 }
 
+/// Which stored paths an invalidation or a purge takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Paths<'a> {
+    /// Every path starting with this.
+    Prefix(&'a str),
+    /// This path only (every query, variant, `vary` value and consumer of it).
+    Exact(&'a str),
+}
+
 /// What a lookup found.
 pub enum Lookup {
     Fresh(Arc<Entry>),
@@ -281,36 +290,49 @@ impl Store {
     /// this instance held. With a shared tier, they are deleted from Redis
     /// and every instance drops them too, in the background.
     pub fn invalidate(&self, route: Option<&str>, prefix: &str) -> usize {
-        if let Some((tier, _)) = &self.shared {
-            tier.invalidate(route, prefix);
-        }
-        self.invalidate_local(route, prefix)
+        self.invalidate_paths(route, Paths::Prefix(prefix))
     }
 
-    /// [`Store::invalidate`] in this instance's memory only. The path index
-    /// gives the entries: a range of it, not a scan of the store.
-    pub fn invalidate_local(&self, route: Option<&str>, prefix: &str) -> usize {
+    /// [`Store::invalidate`] for a prefix or one exact path.
+    pub fn invalidate_paths(&self, route: Option<&str>, paths: Paths<'_>) -> usize {
+        if let Some((tier, _)) = &self.shared {
+            tier.invalidate(route, paths);
+        }
+        self.invalidate_local(route, paths)
+    }
+
+    /// [`Store::invalidate_paths`] in this instance's memory only. The path
+    /// index gives the entries: a range of it (or one of its keys), not a
+    /// scan of the store.
+    pub fn invalidate_local(&self, route: Option<&str>, paths: Paths<'_>) -> usize {
         use std::ops::Bound;
-        let doomed: Vec<Arc<str>> = match self.paths.lock() {
-            Ok(paths) => paths
-                .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-                .take_while(|(path, _)| path.starts_with(prefix))
-                .flat_map(|(_, keys)| keys.iter())
-                .filter(|(owner, _)| route.is_none_or(|r| **owner == *r))
-                .map(|(_, key)| key.clone())
-                .collect(),
-            Err(_) => Vec::new(),
+        let Ok(index) = self.paths.lock() else {
+            return 0;
         };
+        let matched: Box<dyn Iterator<Item = _>> = match paths {
+            Paths::Prefix(prefix) => Box::new(
+                index
+                    .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+                    .take_while(move |(path, _)| path.starts_with(prefix)),
+            ),
+            Paths::Exact(path) => Box::new(index.get_key_value(path).into_iter()),
+        };
+        let doomed: Vec<Arc<str>> = matched
+            .flat_map(|(_, keys)| keys.iter())
+            .filter(|(owner, _)| route.is_none_or(|r| **owner == *r))
+            .map(|(_, key)| key.clone())
+            .collect();
+        drop(index);
         for key in &doomed {
             self.entries.invalidate(key);
         }
         doomed.len()
     }
 
-    /// [`Store::invalidate`], then the store's maintenance and size gauge
-    /// brought up to date (the admin API's purge).
-    pub fn purge(&self, route: Option<&str>, prefix: &str) -> usize {
-        let purged = self.invalidate(route, prefix);
+    /// [`Store::invalidate_paths`], then the store's maintenance and size
+    /// gauge brought up to date (the admin API's purge).
+    pub fn purge(&self, route: Option<&str>, paths: Paths<'_>) -> usize {
+        let purged = self.invalidate_paths(route, paths);
         self.entries.run_pending_tasks();
         self.metrics
             .bytes

@@ -26,7 +26,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 
-use super::{Entry, Store};
+use super::{Entry, Paths, Store};
 
 /// Deletes the indexed answers under a path prefix (of one route, or all
 /// when ARGV[3] is empty), drops expired index members, and tells every
@@ -193,18 +193,25 @@ impl SharedTier {
     }
 
     /// Deletes the answers of `route` (all routes when `None`) under
-    /// `prefix` from Redis and tells every instance, in the background.
-    pub fn invalidate(self: &Arc<Self>, route: Option<&str>, prefix: &str) {
+    /// `paths` from Redis and tells every instance, in the background.
+    /// The message is `route NUL prefix`, or `route NUL = path` for one
+    /// exact path.
+    pub fn invalidate(self: &Arc<Self>, route: Option<&str>, paths: Paths<'_>) {
         let tier = self.clone();
         let route = route.unwrap_or_default().to_owned();
-        let prefix = prefix.to_owned();
+        // Index members are `path NUL route NUL key`: a prefix of the path,
+        // or the whole path and its NUL.
+        let (start, message) = match paths {
+            Paths::Prefix(prefix) => (prefix.to_owned(), format!("{route}\0{prefix}")),
+            Paths::Exact(path) => (format!("{path}\0"), format!("{route}\0={path}")),
+        };
+        let prefix = start.clone();
         tokio::spawn(async move {
             let mut conn = tier.conn.clone();
-            let message = format!("{route}\0{prefix}");
-            let mut max = prefix.clone().into_bytes();
+            let mut max = start.clone().into_bytes();
             max.push(0xff);
             let mut call = tier.invalidate.key(tier.index_key());
-            call.arg(format!("[{prefix}"))
+            call.arg([b"[".as_slice(), start.as_bytes()].concat())
                 .arg([b"[".as_slice(), &max].concat())
                 .arg(&route)
                 .arg(tier.channel())
@@ -240,9 +247,9 @@ impl SharedTier {
                         while let Some(message) = messages.next().await {
                             let Some(store) = store.upgrade() else { return };
                             let payload: Vec<u8> = message.get_payload_bytes().to_vec();
-                            if let Some((route, prefix)) = split_message(&payload) {
+                            if let Some((route, paths)) = split_message(&payload) {
                                 let route = (!route.is_empty()).then_some(route);
-                                store.invalidate_local(route, prefix);
+                                store.invalidate_local(route, paths);
                             }
                         }
                     }
@@ -259,9 +266,14 @@ impl SharedTier {
     }
 }
 
-fn split_message(payload: &[u8]) -> Option<(&str, &str)> {
+/// The route and paths of an invalidation message.
+fn split_message(payload: &[u8]) -> Option<(&str, Paths<'_>)> {
     let text = std::str::from_utf8(payload).ok()?;
-    text.split_once('\0')
+    let (route, rest) = text.split_once('\0')?;
+    Some(match rest.strip_prefix('=') {
+        Some(path) => (route, Paths::Exact(path)),
+        None => (route, Paths::Prefix(rest)),
+    })
 }
 
 const MAGIC: &[u8; 4] = b"SYC1";

@@ -90,9 +90,9 @@ fn a_purge_removes_a_route_s_paths_by_prefix() {
     store.put("1".into(), entry("users", "/v1/users/1", b"x", 60_000, 0));
     store.put("2".into(), entry("users", "/v1/users/2", b"x", 60_000, 0));
     store.put("3".into(), entry("orders", "/v1/users/3", b"x", 60_000, 0));
-    assert_eq!(store.purge(Some("users"), "/v1/users/1"), 1);
-    assert_eq!(store.purge(Some("users"), "/v1/"), 1);
-    assert_eq!(store.purge(None, "/"), 1);
+    assert_eq!(store.purge(Some("users"), Paths::Prefix("/v1/users/1")), 1);
+    assert_eq!(store.purge(Some("users"), Paths::Prefix("/v1/")), 1);
+    assert_eq!(store.purge(None, Paths::Prefix("/")), 1);
     assert!(store.is_empty());
 }
 
@@ -115,8 +115,8 @@ fn the_path_index_follows_the_store_through_evictions_and_purges() {
     );
     assert!(indexed() < 100);
     let held = indexed();
-    assert_eq!(store.purge(Some("other"), "/p/"), 0);
-    assert_eq!(store.purge(None, "/p/"), held);
+    assert_eq!(store.purge(Some("other"), Paths::Prefix("/p/")), 0);
+    assert_eq!(store.purge(None, Paths::Prefix("/p/")), held);
     store.entries.run_pending_tasks();
     assert!(store.paths.lock().unwrap().is_empty());
     assert!(store.is_empty());
@@ -136,4 +136,15 @@ async fn one_fetch_per_key_and_its_waiters_wake_when_it_ends() {
     drop(lead);
     assert!(woke.await.unwrap(), "the waiter wakes when the fetch ends");
     assert!(matches!(store.flight(&key), Flight::Lead(_)));
+}
+
+#[test]
+fn an_exact_purge_takes_one_path_and_none_below_it() {
+    let store = Store::new(1 << 20, 1 << 16, metrics());
+    store.put("1".into(), entry("users", "/v1/users/1", b"x", 60_000, 0));
+    store.put("1q".into(), entry("users", "/v1/users/1", b"y", 60_000, 0));
+    store.put("10".into(), entry("users", "/v1/users/10", b"x", 60_000, 0));
+    assert_eq!(store.purge(None, Paths::Exact("/v1/users/1")), 2);
+    assert!(matches!(store.get("10"), Lookup::Fresh(_)));
+    assert_eq!(store.purge(None, Paths::Exact("/v1/users/")), 0);
 }
