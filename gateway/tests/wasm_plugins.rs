@@ -359,3 +359,128 @@ async fn a_filter_built_with_the_assemblyscript_sdk_runs_unchanged() {
     assert_eq!(failures, None);
     gw.stop().await;
 }
+
+/// An authorization service on an ephemeral port: `GET /check` answers 200
+/// when `x-user` is `alice`, 403 otherwise; it records the users it was
+/// asked about.
+async fn authz_service() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let seen = asked.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                let user = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-user:"))
+                    .map(|u| u.trim().to_owned())
+                    .unwrap_or_default();
+                let status = if head.starts_with("get /check ") && user == "alice" {
+                    "200 OK"
+                } else {
+                    "403 Forbidden"
+                };
+                seen.lock().unwrap().push(user);
+                let reply =
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (addr, asked)
+}
+
+#[tokio::test]
+async fn a_filter_asks_an_allowed_upstream_over_http_and_answers_by_what_it_said() {
+    let upstream = users_upstream().await;
+    let (authz, asked) = authz_service().await;
+    let callouts = format!(r#", http_callouts: {{ authz: "http://{authz}" }}"#);
+    let gw = gateway(
+        &format!("http://{}", upstream.addr),
+        &wasm(&test_module("authz"), "", &callouts),
+    )
+    .await;
+    let alice = gw
+        .send(
+            Method::GET,
+            "/v1/users/1",
+            &[("x-user", "alice")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(alice.status, StatusCode::OK, "{}", alice.text());
+    let bob = gw
+        .send(
+            Method::GET,
+            "/v1/users/1",
+            &[("x-user", "bob")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(
+        (bob.status, bob.text().as_str()),
+        (StatusCode::FORBIDDEN, "denied")
+    );
+    assert_eq!(*asked.lock().unwrap(), ["alice", "bob"]);
+    assert_eq!(
+        upstream.recorded("GetUser").len(),
+        1,
+        "bob never reached the upstream"
+    );
+    gw.stop().await;
+
+    // The authorization service gone: the callout fails, the filter denies.
+    let closed = common::nats::free_port();
+    let callouts = format!(r#", http_callouts: {{ authz: "http://127.0.0.1:{closed}" }}"#);
+    let gw = gateway(
+        &format!("http://{}", upstream.addr),
+        &wasm(&test_module("authz"), "", &callouts),
+    )
+    .await;
+    let res = gw
+        .send(
+            Method::GET,
+            "/v1/users/1",
+            &[("x-user", "alice")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    gw.stop().await;
+
+    // No `http_callouts`: the filter is refused the call (and answers 502).
+    let gw = gateway(
+        &format!("http://{}", upstream.addr),
+        &wasm(&test_module("authz"), "", ""),
+    )
+    .await;
+    let res = gw
+        .send(
+            Method::GET,
+            "/v1/users/1",
+            &[("x-user", "alice")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(
+        (res.status, res.text().as_str()),
+        (StatusCode::BAD_GATEWAY, "callout refused")
+    );
+    assert_eq!(upstream.recorded("GetUser").len(), 1);
+    gw.stop().await;
+}

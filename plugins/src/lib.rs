@@ -16,6 +16,7 @@ pub mod headers;
 pub mod hex;
 pub mod idempotency;
 pub mod metrics;
+pub mod outbound;
 pub mod rate_limit;
 pub mod redis_conn;
 pub mod registry;

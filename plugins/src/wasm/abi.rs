@@ -24,6 +24,8 @@ pub enum MapType {
     RequestTrailers,
     ResponseHeaders,
     ResponseTrailers,
+    CallResponseHeaders,
+    CallResponseTrailers,
 }
 
 impl MapType {
@@ -33,6 +35,8 @@ impl MapType {
             1 => MapType::RequestTrailers,
             2 => MapType::ResponseHeaders,
             3 => MapType::ResponseTrailers,
+            6 => MapType::CallResponseHeaders,
+            7 => MapType::CallResponseTrailers,
             _ => return None,
         })
     }
@@ -43,6 +47,7 @@ impl MapType {
 pub enum BufferType {
     RequestBody,
     ResponseBody,
+    CallResponseBody,
     VmConfiguration,
     PluginConfiguration,
 }
@@ -52,6 +57,7 @@ impl BufferType {
         Some(match n {
             0 => BufferType::RequestBody,
             1 => BufferType::ResponseBody,
+            4 => BufferType::CallResponseBody,
             6 => BufferType::VmConfiguration,
             7 => BufferType::PluginConfiguration,
             _ => return None,

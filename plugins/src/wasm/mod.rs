@@ -13,6 +13,7 @@
 //! and shared queues answer `Unimplemented` (docs/wasm-plugins.md).
 
 mod abi;
+mod callout;
 mod guest_metrics;
 mod host;
 mod service;
@@ -78,6 +79,18 @@ pub struct WasmConfig {
     /// (default: the number of CPUs).
     #[serde(default)]
     pub vms: Option<usize>,
+    /// The upstreams the filter may call with `proxy_http_call`, by the
+    /// cluster name it passes: base URLs (`http://authz.internal:8080`,
+    /// `https://…` against the public roots). Any other name is refused:
+    /// a filter reaches nothing it is not given. At most 8 calls per
+    /// request. Default: none.
+    #[serde(default)]
+    pub http_callouts: std::collections::BTreeMap<String, String>,
+    /// The longest a callout may take (the filter's own timeout when
+    /// shorter); past it the filter gets an answer with no headers.
+    /// Default `5s`.
+    #[serde(default = "default_callout_timeout")]
+    pub callout_timeout: String,
     /// The status answered when the filter fails on a request (default 500).
     #[serde(default = "default_on_error")]
     pub on_error: u16,
@@ -97,6 +110,10 @@ fn default_max_body() -> ByteSize {
 
 fn default_shared_data() -> ByteSize {
     ByteSize::Text("1MiB".into())
+}
+
+fn default_callout_timeout() -> String {
+    "5s".to_owned()
 }
 
 fn default_on_error() -> u16 {
@@ -167,16 +184,35 @@ impl Plugin for Wasm {
             Some(other) => Bytes::from(serde_json::to_vec(other).expect("JSON serializes")),
         };
         let vm_id = config.vm_id.clone().unwrap_or(stem);
+        let callout_timeout = humantime::parse_duration(&config.callout_timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| {
+                err(format!(
+                    "`callout_timeout`: {:?} is not a duration above 0, e.g. \"2s\"",
+                    config.callout_timeout
+                ))
+            })?;
+        let callouts = if config.http_callouts.is_empty() {
+            None
+        } else {
+            Some(Arc::new(
+                callout::Callouts::new(&config.http_callouts, callout_timeout, max_body)
+                    .map_err(err)?,
+            ))
+        };
         let counters = ctx.metrics.wasm(&ctx.route, &name);
-        let shared = Arc::new(shared::Shared::new(
-            name.clone(),
-            config.root_id.clone(),
-            ctx.route.clone(),
+        let shared = Arc::new(shared::Shared {
+            name: name.clone(),
+            root_id: config.root_id.clone(),
+            route: ctx.route.clone(),
             configuration,
             max_body,
-            shared::SharedData::of(&vm_id, shared_max),
-            guest_metrics::GuestMetrics::new(Some(counters.clone())),
-        ));
+            data: shared::SharedData::of(&vm_id, shared_max),
+            metrics: guest_metrics::GuestMetrics::new(Some(counters.clone())),
+            callouts,
+            warned: Default::default(),
+        });
         let budget = vm::Budget {
             fuel: config.fuel,
             max_memory,

@@ -110,6 +110,37 @@ impl Run<'_> {
             .call(&mut self.ticket, &mut self.stream, callback)
     }
 
+    /// Runs `callback`, then the HTTP callouts it asked for, each answer
+    /// handed to `proxy_on_http_call_response` (which may ask for more,
+    /// within the stream's bound); the local answer, if one was sent.
+    async fn step(&mut self, callback: Callback) -> Result<Option<Response>, Failure> {
+        self.call(callback)?;
+        loop {
+            if let Some(answer) = self.answered() {
+                return Ok(Some(answer));
+            }
+            let pending = std::mem::take(&mut self.stream.callouts);
+            let Some(callouts) = self.filter.pool.callouts().filter(|_| !pending.is_empty()) else {
+                return Ok(None);
+            };
+            for answer in callouts.run(pending).await {
+                let callback = Callback::HttpCallResponse {
+                    token: answer.token,
+                    headers: answer.headers.len(),
+                    body: answer.body.len(),
+                    trailers: answer.trailers.len(),
+                };
+                self.stream.callout_answer = Some(answer);
+                let called = self.call(callback);
+                self.stream.callout_answer = None;
+                called?;
+                if self.stream.local.is_some() || self.stream.closed {
+                    break;
+                }
+            }
+        }
+    }
+
     /// A local response or a closed stream, if a callback left one.
     fn answered(&mut self) -> Option<Response> {
         if let Some(local) = self.stream.local.take() {
@@ -144,11 +175,11 @@ impl Run<'_> {
         };
         let with_body = self.filter.exported.request_body && !http_body::Body::is_end_stream(&body);
         let count = self.stream.request_headers.len();
-        self.call(Callback::RequestHeaders {
+        let step = self.step(Callback::RequestHeaders {
             count,
             end: !with_body,
-        })?;
-        if let Some(answer) = self.answered() {
+        });
+        if let Some(answer) = step.await? {
             return Err(Stop::Answer(answer));
         }
         // Ok: the body as it came; Err: the bytes the filter saw (and maybe changed).
@@ -160,8 +191,7 @@ impl Run<'_> {
                     .map_err(|e| Stop::Answer(e.into_response()))?;
             let size = bytes.len();
             self.stream.request_body = Some(bytes);
-            self.call(Callback::RequestBody { size, end: true })?;
-            if let Some(answer) = self.answered() {
+            if let Some(answer) = self.step(Callback::RequestBody { size, end: true }).await? {
                 return Err(Stop::Answer(answer));
             }
             Err(self.stream.request_body.take().unwrap_or_default())
@@ -208,8 +238,8 @@ impl Run<'_> {
             None => false,
         };
         let count = self.stream.response_headers.len();
-        self.call(Callback::ResponseHeaders { count, end: empty })?;
-        if let Some(answer) = self.answered() {
+        let step = self.step(Callback::ResponseHeaders { count, end: empty });
+        if let Some(answer) = step.await? {
             return Err(Stop::Answer(answer));
         }
         let collected_body = match collected {
@@ -217,8 +247,8 @@ impl Run<'_> {
                 let size = bytes.len();
                 self.stream.response_body = Some(bytes);
                 if !empty {
-                    self.call(Callback::ResponseBody { size, end: true })?;
-                    if let Some(answer) = self.answered() {
+                    let step = self.step(Callback::ResponseBody { size, end: true });
+                    if let Some(answer) = step.await? {
                         return Err(Stop::Answer(answer));
                     }
                 }

@@ -24,31 +24,13 @@ pub struct Shared {
     pub max_body: usize,
     pub data: Arc<SharedData>,
     pub metrics: GuestMetrics,
-    warned: AtomicBool,
+    /// The upstreams `proxy_http_call` may reach (`http_callouts`).
+    pub callouts: Option<Arc<super::callout::Callouts>>,
+    /// Whether `warn_unsupported` spoke already.
+    pub warned: AtomicBool,
 }
 
 impl Shared {
-    pub fn new(
-        name: String,
-        root_id: String,
-        route: String,
-        configuration: Bytes,
-        max_body: usize,
-        data: Arc<SharedData>,
-        metrics: GuestMetrics,
-    ) -> Shared {
-        Shared {
-            name,
-            root_id,
-            route,
-            configuration,
-            max_body,
-            data,
-            metrics,
-            warned: AtomicBool::new(false),
-        }
-    }
-
     /// Logs, once per plugin, that the filter called what the host lacks.
     pub fn warn_unsupported(&self, call: &str) {
         if !self.warned.swap(true, Ordering::Relaxed) {

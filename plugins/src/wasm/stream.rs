@@ -37,6 +37,12 @@ pub struct StreamState {
     pub local: Option<LocalResponse>,
     /// `proxy_close_stream`: the filter ended the stream without an answer.
     pub closed: bool,
+    /// Callouts asked for in the last callback, to send before the next.
+    pub callouts: Vec<super::callout::Pending>,
+    /// Callouts this stream made in all (bounded).
+    pub callouts_made: u32,
+    /// The answer `proxy_on_http_call_response` is reading.
+    pub callout_answer: Option<super::callout::Answered>,
     /// `request.*`, `source.*` properties: read-only facts of the request.
     pub properties: Properties,
 }
@@ -52,7 +58,14 @@ pub struct Properties {
 
 impl StreamState {
     pub fn map(&self, map: MapType) -> &Pairs {
+        static EMPTY: Pairs = Vec::new();
         match map {
+            MapType::CallResponseHeaders => {
+                self.callout_answer.as_ref().map_or(&EMPTY, |a| &a.headers)
+            }
+            MapType::CallResponseTrailers => {
+                self.callout_answer.as_ref().map_or(&EMPTY, |a| &a.trailers)
+            }
             MapType::RequestHeaders => &self.request_headers,
             MapType::RequestTrailers => &self.request_trailers,
             MapType::ResponseHeaders => &self.response_headers,
@@ -60,9 +73,10 @@ impl StreamState {
         }
     }
 
-    /// The map, for a change: marks the request or the response edited.
-    pub fn map_mut(&mut self, map: MapType) -> &mut Pairs {
-        match map {
+    /// The map, for a change: marks the request or the response edited. A
+    /// callout's answer is read-only: `None`.
+    pub fn map_mut(&mut self, map: MapType) -> Option<&mut Pairs> {
+        Some(match map {
             MapType::RequestHeaders => {
                 self.request_edited = true;
                 &mut self.request_headers
@@ -73,13 +87,15 @@ impl StreamState {
                 &mut self.response_headers
             }
             MapType::ResponseTrailers => &mut self.response_trailers,
-        }
+            MapType::CallResponseHeaders | MapType::CallResponseTrailers => return None,
+        })
     }
 
     pub fn buffer(&self, buffer: BufferType) -> Option<&Bytes> {
         match buffer {
             BufferType::RequestBody => self.request_body.as_ref(),
             BufferType::ResponseBody => self.response_body.as_ref(),
+            BufferType::CallResponseBody => self.callout_answer.as_ref().map(|a| &a.body),
             _ => None,
         }
     }

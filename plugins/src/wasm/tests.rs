@@ -393,3 +393,25 @@ async fn a_request_body_past_max_body_is_413_before_the_filter_sees_it() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(seen.lock().unwrap().requests.is_empty());
 }
+
+#[tokio::test]
+async fn callout_targets_must_be_plain_base_urls() {
+    let metrics = PluginMetrics::new();
+    for (url, expected) in [
+        ("ftp://authz", "must be http:// or https://"),
+        ("http://authz/check", "without a path"),
+        ("not a url", "is not a URL"),
+    ] {
+        let mut config = config(&examples().join("require-header.wat"), "x-tenant".into());
+        config.http_callouts.insert("authz".into(), url.into());
+        let err = build(config, &metrics).await.unwrap_err();
+        assert!(
+            err.contains("http_callouts.authz") && err.contains(expected),
+            "{url}: {err}"
+        );
+    }
+    let mut config = config(&examples().join("require-header.wat"), "x-tenant".into());
+    config.callout_timeout = "0s".into();
+    let err = build(config, &metrics).await.unwrap_err();
+    assert!(err.contains("callout_timeout"), "{err}");
+}

@@ -94,10 +94,28 @@ pub struct Budget {
 /// A stream callback.
 #[derive(Clone, Copy, Debug)]
 pub enum Callback {
-    RequestHeaders { count: usize, end: bool },
-    RequestBody { size: usize, end: bool },
-    ResponseHeaders { count: usize, end: bool },
-    ResponseBody { size: usize, end: bool },
+    RequestHeaders {
+        count: usize,
+        end: bool,
+    },
+    RequestBody {
+        size: usize,
+        end: bool,
+    },
+    ResponseHeaders {
+        count: usize,
+        end: bool,
+    },
+    ResponseBody {
+        size: usize,
+        end: bool,
+    },
+    HttpCallResponse {
+        token: u32,
+        headers: usize,
+        body: usize,
+        trailers: usize,
+    },
     Log,
     Done,
 }
@@ -131,12 +149,16 @@ struct Vm {
     next_context: i32,
 }
 
+/// `proxy_on_http_call_response`'s: context, token, headers, body size, trailers.
+type CallResponseArgs = (i32, i32, i32, i32, i32);
+
 struct Exports {
     context_create: TypedFunc<(i32, i32), ()>,
     request_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
     request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    http_call_response: Option<TypedFunc<CallResponseArgs, ()>>,
     log: Option<TypedFunc<i32, ()>>,
     done: Option<TypedFunc<i32, i32>>,
     delete: Option<TypedFunc<i32, ()>>,
@@ -180,6 +202,11 @@ impl Pool {
             slot.lock().unwrap_or_else(|e| e.into_inner()).vm = Some(vm);
         }
         Ok(pool)
+    }
+
+    /// The plugin's callout targets, if it has any.
+    pub fn callouts(&self) -> Option<Arc<super::callout::Callouts>> {
+        self.shared.callouts.clone()
     }
 
     pub fn exported(&self) -> Exported {
@@ -338,6 +365,24 @@ impl Vm {
                 stream_call(&e.response_headers, count, end)
             }
             Callback::ResponseBody { size, end } => stream_call(&e.response_body, size, end),
+            Callback::HttpCallResponse {
+                token,
+                headers,
+                body,
+                trailers,
+            } => {
+                if let Some(respond) = e.http_call_response.clone() {
+                    let args = (
+                        context,
+                        token as i32,
+                        headers as i32,
+                        body as i32,
+                        trailers as i32,
+                    );
+                    run(store, fuel, |s| respond.call(s, args))?;
+                }
+                return Ok(abi::ACTION_CONTINUE);
+            }
             Callback::Log => {
                 if let Some(log) = e.log.clone() {
                     run(store, fuel, |s| log.call(s, context))?;
@@ -374,6 +419,9 @@ impl Exports {
             request_body: optional("proxy_on_request_body"),
             response_headers: optional("proxy_on_response_headers"),
             response_body: optional("proxy_on_response_body"),
+            http_call_response: instance
+                .get_typed_func(&mut *store, "proxy_on_http_call_response")
+                .ok(),
             log: instance.get_typed_func(&mut *store, "proxy_on_log").ok(),
             done: instance.get_typed_func(&mut *store, "proxy_on_done").ok(),
             delete: instance.get_typed_func(&mut *store, "proxy_on_delete").ok(),

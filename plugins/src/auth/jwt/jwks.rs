@@ -36,8 +36,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -98,7 +96,7 @@ impl Jwks {
                 ));
             }
         }
-        let tls = tls_config(ca_file)?;
+        let tls = crate::outbound::tls_config(ca_file, "keys.jwks_ca_file")?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -206,34 +204,6 @@ impl State {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
         Ok(n)
     }
-}
-
-/// The TLS client settings for fetching a JWK Set: ring, TLS 1.2 and 1.3,
-/// the CAs of `ca_file` or the built-in public roots.
-fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        Some(path) => {
-            let shown = path.display();
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("`keys.jwks_ca_file` {shown}: {e}"))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("`keys.jwks_ca_file` {shown}: {e}"))?;
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(format!(
-                    "`keys.jwks_ca_file` {shown}: no CA certificate in it (PEM `CERTIFICATE` blocks expected)"
-                ));
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// The usable public keys of a JWK Set, by `kid`.

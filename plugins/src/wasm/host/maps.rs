@@ -53,7 +53,10 @@ pub(super) fn header_maps(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                 .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect();
-            *c.data_mut().stream.map_mut(map) = pairs;
+            match c.data_mut().stream.map_mut(map) {
+                Some(slot) => *slot = pairs,
+                None => return status(Status::BadArgument),
+            }
             status(Status::Ok)
         },
     )?;
@@ -79,10 +82,10 @@ pub(super) fn header_maps(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             else {
                 return status(Status::BadArgument);
             };
-            c.data_mut()
-                .stream
-                .map_mut(map)
-                .push((key.to_ascii_lowercase(), value));
+            let Some(pairs) = c.data_mut().stream.map_mut(map) else {
+                return status(Status::BadArgument);
+            };
+            pairs.push((key.to_ascii_lowercase(), value));
             status(Status::Ok)
         },
     )?;
@@ -95,7 +98,9 @@ pub(super) fn header_maps(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             else {
                 return status(Status::BadArgument);
             };
-            let pairs = c.data_mut().stream.map_mut(map);
+            let Some(pairs) = c.data_mut().stream.map_mut(map) else {
+                return status(Status::BadArgument);
+            };
             let key = key.to_ascii_lowercase();
             match pairs.iter().position(|(k, _)| *k == key) {
                 Some(first) => {
@@ -118,7 +123,10 @@ pub(super) fn header_maps(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             let (Some(map), Some(key)) = (map_type(map), read(&mut c, kp, kl)) else {
                 return status(Status::BadArgument);
             };
-            stream::remove(c.data_mut().stream.map_mut(map), &key);
+            let Some(pairs) = c.data_mut().stream.map_mut(map) else {
+                return status(Status::BadArgument);
+            };
+            stream::remove(pairs, &key);
             status(Status::Ok)
         },
     )?;

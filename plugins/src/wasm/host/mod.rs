@@ -144,6 +144,7 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Host>> {
     state::flow(&mut linker)?;
     state::shared_data(&mut linker)?;
     state::properties(&mut linker)?;
+    state::callouts(&mut linker)?;
     super::guest_metrics::link(&mut linker)?;
     wasi::unsupported(&mut linker)?;
     wasi::wasi(&mut linker)?;

@@ -4,7 +4,7 @@ use wasmtime::Linker;
 
 use super::super::abi::{self, Status};
 use super::super::stream::{self, LocalResponse};
-use super::{C, Host, Ret, give, read, status, write};
+use super::{C, Host, Ret, give, ok_if, read, status, write};
 
 pub(super) fn flow(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap(
@@ -180,4 +180,61 @@ fn property(host: &Host, path: &[u8]) -> Option<Vec<u8>> {
         [b"consumer"] => stream.properties.consumer.clone().map(String::into_bytes),
         _ => None,
     }
+}
+
+/// `proxy_http_call`: queued on the stream, sent by the host once the
+/// callback returns (see `super::super::callout`).
+pub(super) fn callouts(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_http_call",
+        |mut c: C<'_>,
+         up: i32,
+         ul: i32,
+         hp: i32,
+         hl: i32,
+         bp: i32,
+         bl: i32,
+         _tp: i32,
+         _tl: i32,
+         timeout: i32,
+         ret_token: i32|
+         -> Ret {
+            let (Some(cluster), Some(headers), Some(body)) = (
+                read(&mut c, up, ul),
+                read(&mut c, hp, hl),
+                read(&mut c, bp, bl),
+            ) else {
+                return status(Status::BadArgument);
+            };
+            let Some(callouts) = c.data().shared.callouts.clone() else {
+                c.data().shared.warn_unsupported(
+                    "proxy_http_call with no `http_callouts` in its plugin config",
+                );
+                return status(Status::NotFound);
+            };
+            let Some(headers) = abi::deserialize_map(&headers) else {
+                return status(Status::BadArgument);
+            };
+            let stream = &mut c.data_mut().stream;
+            if stream.callouts_made >= super::super::callout::MAX_PER_STREAM {
+                return status(Status::BadArgument);
+            }
+            stream.callouts_made += 1;
+            let token = stream.callouts_made;
+            let cluster = String::from_utf8_lossy(&cluster);
+            let headers = headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+            match callouts.prepare(token, &cluster, headers, body, timeout as u32) {
+                Ok(pending) => {
+                    stream.callouts.push(pending);
+                    ok_if(write(&mut c, ret_token, &token.to_le_bytes()))
+                }
+                Err(refused) => status(refused),
+            }
+        },
+    )?;
+    Ok(())
 }

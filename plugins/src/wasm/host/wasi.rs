@@ -26,22 +26,6 @@ pub(super) fn unsupported(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     )?;
     linker.func_wrap(
         "env",
-        "proxy_http_call",
-        |c: C<'_>,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32|
-         -> Ret { refuse(&c, "proxy_http_call (HTTP callouts)") },
-    )?;
-    linker.func_wrap(
-        "env",
         "proxy_grpc_call",
         |c: C<'_>,
          _: i32,
