@@ -22,7 +22,7 @@
 //!   answered), `failed` (a trap, its fuel spent, its memory cap, an
 //!   invalid header it set: answered with the plugin's `on_error` status).
 //! - `switchyard_wasm_plugin_failures_total{route, plugin, kind}`: those
-//!   failures by kind: `trap`, `fuel`, `memory`, `abi`, `instantiate`.
+//!   failures by kind: `trap`, `fuel`, `deadline`, `memory`, `abi`, `instantiate`.
 //! - `switchyard_wasm_guest_metric{route, plugin, name}`: the metrics a
 //!   filter defines (`proxy_define_metric`), as gauges.
 //!
@@ -57,7 +57,7 @@ pub struct WasmCounters {
 }
 
 impl WasmCounters {
-    /// Counts a failure of `kind` (`trap`, `fuel`, `memory`, `abi`, `instantiate`).
+    /// Counts a failure of `kind` (`trap`, `fuel`, `deadline`, `memory`, `abi`, `instantiate`).
     pub fn failure(&self, kind: &str) {
         self.failed.inc();
         self.failures
@@ -142,7 +142,7 @@ impl PluginMetrics {
         let wasm_failures = IntCounterVec::new(
             Opts::new(
                 "wasm_plugin_failures_total",
-                "WebAssembly plugin failures (trap, fuel, memory, abi, instantiate), by route and plugin.",
+                "WebAssembly plugin failures (trap, fuel, deadline, memory, abi, instantiate), by route and plugin.",
             ),
             &["route", "plugin", "kind"],
         )

@@ -101,8 +101,16 @@ pub fn serialize_map<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clo
     out
 }
 
+/// The most pairs a header map may hold (the `http` crate's maps panic
+/// past 32 768; requests from clients are refused far below this).
+pub const MAX_PAIRS: usize = 1024;
+
+/// The most bytes (names and values) a header map may hold.
+pub const MAX_MAP_BYTES: usize = 256 * 1024;
+
 /// The pairs of a serialised header map, or `None` when the bytes are not
-/// one (a length past the end, a missing NUL).
+/// one (a length past the end, a missing NUL) or hold more than
+/// [`MAX_PAIRS`] pairs.
 pub fn deserialize_map(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     if bytes.is_empty() {
         return Some(Vec::new());
@@ -112,6 +120,9 @@ pub fn deserialize_map(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
         Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     };
     let count = word(0)?;
+    if count > MAX_PAIRS {
+        return None;
+    }
     let mut data = 4usize.checked_add(count.checked_mul(8)?)?;
     if data > bytes.len() {
         return None;

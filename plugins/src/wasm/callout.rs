@@ -100,6 +100,9 @@ impl Callouts {
         timeout_ms: u32,
     ) -> Result<Pending, Status> {
         let base = self.targets.get(cluster).ok_or(Status::NotFound)?;
+        if body.len() > self.max_body {
+            return Err(Status::BadArgument);
+        }
         let method = stream::get(&headers, b":method")
             .and_then(|m| Method::from_bytes(m).ok())
             .ok_or(Status::BadArgument)?;

@@ -63,6 +63,11 @@ pub struct WasmConfig {
     /// fails that request only). Default 20 000 000 (a few milliseconds).
     #[serde(default = "default_fuel")]
     pub fuel: u64,
+    /// The longest one callback may run, in time (fuel counts
+    /// instructions, not their cost: a `memory.copy` of megabytes is one);
+    /// to the nearest 5 ms. Default `50ms`.
+    #[serde(default = "default_deadline")]
+    pub deadline: String,
     /// The most linear memory one VM may have (default `16MiB`).
     #[serde(default = "default_max_memory")]
     pub max_memory: ByteSize,
@@ -98,6 +103,10 @@ pub struct WasmConfig {
 
 fn default_fuel() -> u64 {
     20_000_000
+}
+
+fn default_deadline() -> String {
+    "50ms".to_owned()
 }
 
 fn default_max_memory() -> ByteSize {
@@ -212,9 +221,21 @@ impl Plugin for Wasm {
             metrics: guest_metrics::GuestMetrics::new(Some(counters.clone())),
             callouts,
             warned: Default::default(),
+            tokens: Default::default(),
         });
+        let deadline = humantime::parse_duration(&config.deadline)
+            .ok()
+            .filter(|d| !d.is_zero() && *d <= std::time::Duration::from_secs(10))
+            .ok_or_else(|| {
+                err(format!(
+                    "`deadline`: {:?} is not a duration from 1ms to 10s, e.g. \"50ms\"",
+                    config.deadline
+                ))
+            })?;
         let budget = vm::Budget {
             fuel: config.fuel,
+            // The deadline is passed at the first tick past it.
+            ticks: (deadline.as_millis() / vm::EPOCH_TICK.as_millis()) as u64 + 1,
             max_memory,
         };
         // Compiling and starting VMs is CPU work: off the async workers.

@@ -225,52 +225,45 @@ impl Run<'_> {
         }
         let (mut parts, body) = response.into_parts();
         self.stream.response_headers = stream::response_pairs(&parts);
-        let (collected, body) = if exported.response_body {
-            let bytes = collect_limited(body, self.filter.max_body)
+        // The body is read whole only for a filter with body callbacks.
+        let mut held = if exported.response_body {
+            let collected = collect_limited(body, self.filter.max_body)
                 .await
                 .map_err(|message| Stop::Failed(Failure::abi(message)))?;
-            (Some(bytes), None)
+            Held::Collected(collected)
         } else {
-            (None, Some(body))
+            Held::Streaming(body)
         };
-        let empty = match &collected {
-            Some(bytes) => bytes.is_empty(),
-            None => false,
-        };
+        let empty = matches!(&held, Held::Collected(c) if c.data.is_empty());
         let count = self.stream.response_headers.len();
         let step = self.step(Callback::ResponseHeaders { count, end: empty });
         if let Some(answer) = step.await? {
             return Err(Stop::Answer(answer));
         }
-        let collected_body = match collected {
-            Some(bytes) => {
-                let size = bytes.len();
-                self.stream.response_body = Some(bytes);
-                if !empty {
-                    let step = self.step(Callback::ResponseBody { size, end: true });
-                    if let Some(answer) = step.await? {
-                        return Err(Stop::Answer(answer));
-                    }
-                }
-                self.stream.response_body.take()
+        if let Held::Collected(collected) = &mut held
+            && !empty
+        {
+            let size = collected.data.len();
+            self.stream.response_body = Some(std::mem::take(&mut collected.data));
+            let step = self.step(Callback::ResponseBody { size, end: true });
+            if let Some(answer) = step.await? {
+                return Err(Stop::Answer(answer));
             }
-            None => None,
-        };
+            collected.data = self.stream.response_body.take().unwrap_or_default();
+        }
         if std::mem::take(&mut self.stream.response_edited) {
             apply_response_edits(&mut parts, &self.stream.response_headers)
                 .map_err(Failure::abi)?;
         }
-        let body = match (collected_body, body) {
-            (Some(bytes), _) => {
+        let body = match held {
+            Held::Streaming(body) => body,
+            Held::Collected(collected) => {
                 if std::mem::take(&mut self.stream.response_body_edited) {
-                    parts
-                        .headers
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    let length = HeaderValue::from(collected.data.len());
+                    parts.headers.insert(header::CONTENT_LENGTH, length);
                 }
-                full_body(bytes)
+                collected.into_body()
             }
-            (None, Some(body)) => body,
-            (None, None) => full_body(Bytes::new()),
         };
         Ok(http::Response::from_parts(parts, body))
     }
@@ -291,7 +284,8 @@ impl Run<'_> {
 
 impl Drop for Run<'_> {
     fn drop(&mut self) {
-        if self.ticket.is_some() {
+        // Not while unwinding: a second panic would abort the process.
+        if self.ticket.is_some() && !std::thread::panicking() {
             let _ = self.call(Callback::Done);
         }
     }
@@ -328,6 +322,20 @@ fn apply_request_edits(
     {
         let host =
             HeaderValue::from_bytes(authority).map_err(|_| "invalid :authority".to_owned())?;
+        // An absolute-form or HTTP/2 request carries it in its URI too.
+        if parts
+            .uri
+            .authority()
+            .is_some_and(|a| a.as_str().as_bytes() != authority)
+        {
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.authority = Some(
+                http::uri::Authority::try_from(authority)
+                    .map_err(|_| "invalid :authority".to_owned())?,
+            );
+            parts.uri =
+                http::Uri::from_parts(uri).map_err(|e| format!("the filter's :authority: {e}"))?;
+        }
         headers.insert(header::HOST, host);
     }
     if let Some(path) = stream::get(pairs, b":path") {
@@ -376,18 +384,61 @@ fn apply_response_edits(
     Ok(())
 }
 
-async fn collect_limited(mut body: crate::stage::Body, limit: usize) -> Result<Bytes, String> {
+/// A response body as the filter's callbacks see it.
+enum Held {
+    /// Passed on as it comes (no body callbacks).
+    Streaming(crate::stage::Body),
+    /// Read whole for the body callbacks.
+    Collected(Collected),
+}
+
+/// A body read whole, its trailers kept (gRPC's status is in them).
+struct Collected {
+    data: Bytes,
+    trailers: Option<http::HeaderMap>,
+}
+
+impl Collected {
+    fn into_body(self) -> crate::stage::Body {
+        let Some(trailers) = self.trailers else {
+            return full_body(self.data);
+        };
+        let frames = [
+            http_body::Frame::data(self.data),
+            http_body::Frame::trailers(trailers),
+        ]
+        .map(Ok::<_, std::convert::Infallible>);
+        crate::stage::box_body(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+    }
+}
+
+async fn collect_limited(mut body: crate::stage::Body, limit: usize) -> Result<Collected, String> {
     let mut buf = bytes::BytesMut::new();
+    let mut trailers = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("reading the response body: {e}"))?;
-        if let Some(data) = frame.data_ref() {
-            if buf.len() + data.len() > limit {
-                return Err(format!(
-                    "the response body is larger than the plugin's `max_body` of {limit} bytes"
-                ));
+        let frame = match frame.into_data() {
+            Ok(data) => {
+                if buf.len() + data.len() > limit {
+                    return Err(format!(
+                        "the response body is larger than the plugin's `max_body` of {limit} bytes"
+                    ));
+                }
+                buf.extend_from_slice(&data);
+                continue;
             }
-            buf.extend_from_slice(data);
+            Err(frame) => frame,
+        };
+        if let Ok(more) = frame.into_trailers() {
+            trailers
+                .get_or_insert_with(http::HeaderMap::new)
+                .extend(more);
         }
     }
-    Ok(buf.freeze())
+    Ok(Collected {
+        data: buf.freeze(),
+        trailers,
+    })
 }

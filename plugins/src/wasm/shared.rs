@@ -28,9 +28,21 @@ pub struct Shared {
     pub callouts: Option<Arc<super::callout::Callouts>>,
     /// Whether `warn_unsupported` spoke already.
     pub warned: AtomicBool,
+    /// The last `proxy_http_call` token handed out.
+    pub tokens: std::sync::atomic::AtomicU32,
 }
 
 impl Shared {
+    /// A new callout token, never 0.
+    pub fn next_token(&self) -> u32 {
+        loop {
+            let token = self.tokens.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+            if token != 0 {
+                return token;
+            }
+        }
+    }
+
     /// Logs, once per plugin, that the filter called what the host lacks.
     pub fn warn_unsupported(&self, call: &str) {
         if !self.warned.swap(true, Ordering::Relaxed) {

@@ -115,6 +115,13 @@ impl StreamState {
     }
 }
 
+/// Whether `pairs` may take `extra` more pairs of `bytes` bytes and stay
+/// within [`super::abi::MAX_PAIRS`] and [`super::abi::MAX_MAP_BYTES`].
+pub fn has_room(pairs: &Pairs, extra: usize, bytes: usize) -> bool {
+    let held: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    pairs.len() + extra <= super::abi::MAX_PAIRS && held + bytes <= super::abi::MAX_MAP_BYTES
+}
+
 /// The first value of `name` (lower case) in `pairs`.
 pub fn get<'a>(pairs: &'a Pairs, name: &[u8]) -> Option<&'a [u8]> {
     pairs

@@ -415,3 +415,129 @@ async fn callout_targets_must_be_plain_base_urls() {
     let err = build(config, &metrics).await.unwrap_err();
     assert!(err.contains("callout_timeout"), "{err}");
 }
+
+/// Abuses the host when the request has `x-abuse`, by its configuration:
+/// `c` copies a megabyte over and over (one unit of fuel per copy), `h`
+/// adds 5 000 headers (the host refuses them past its bound; the filter
+/// ignores the refusals and goes on).
+const ABUSIVE: &str = r#"
+(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $get_buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 32)
+  (global $mode (mut i32) (i32.const 0))
+  (data (i32.const 64) "x-abuse")
+  (data (i32.const 80) "x-many")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $get_buffer (i32.const 7) (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 4)))
+    (global.set $mode (i32.load8_u (i32.load (i32.const 0))))
+    (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $i i32)
+    (if (call $get (i32.const 0) (i32.const 64) (i32.const 7) (i32.const 0) (i32.const 4))
+      (then (return (i32.const 0))))
+    (if (i32.eq (global.get $mode) (i32.const 99))
+      (then (loop $copy
+        (memory.copy (i32.const 0) (i32.const 1048576) (i32.const 1048576))
+        (br $copy))))
+    (loop $more
+      (drop (call $add (i32.const 0) (i32.const 80) (i32.const 6) (i32.const 80) (i32.const 6)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $more (i32.lt_u (local.get $i) (i32.const 5000))))
+    (i32.const 0)))
+"#;
+
+async fn abusive(mode: &str, metrics: &PluginMetrics) -> (HttpService, Arc<Mutex<Seen>>) {
+    let binary = module_file("abusive", ABUSIVE);
+    let mut config = config(&binary, mode.into());
+    config.name = Some(format!("abusive-{mode}"));
+    config.fuel = 20_000_000;
+    let plugin = build(config, metrics).await.unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    (plugin.wrap(upstream(seen.clone(), "ok")), seen)
+}
+
+fn abuse() -> http::Request<&'static str> {
+    http::Request::get("/")
+        .header("x-abuse", "1")
+        .body("")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_callback_is_stopped_at_its_deadline_even_when_each_instruction_costs_megabytes() {
+    let metrics = PluginMetrics::new();
+    let (mut service, _) = abusive("c", &metrics).await;
+    let started = std::time::Instant::now();
+    let (status, _, body) = send(&mut service, abuse()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body.contains("(deadline)"), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!(send(&mut service, get("/")).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn header_maps_stay_within_their_bound_whatever_a_filter_adds() {
+    let metrics = PluginMetrics::new();
+    let (mut service, seen) = abusive("h", &metrics).await;
+    let (status, _, body) = send(&mut service, abuse()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (parts, _) = seen.lock().unwrap().requests.remove(0);
+    let added = parts.headers.get_all("x-many").iter().count();
+    assert!(
+        added > 0 && added + parts.headers.len() - added <= super::abi::MAX_PAIRS,
+        "{added}"
+    );
+}
+
+#[tokio::test]
+async fn a_module_with_two_memories_is_refused() {
+    let two = module_file(
+        "two",
+        "(module (memory (export \"memory\") 1) (memory 1) (func (export \"proxy_abi_version_0_2_1\")) (func (export \"proxy_on_context_create\") (param i32 i32)))",
+    );
+    let err = build(config(&two, serde_json::Value::Null), &PluginMetrics::new())
+        .await
+        .unwrap_err();
+    assert!(err.contains("memor"), "{err}");
+}
+
+#[tokio::test]
+async fn trailers_survive_a_filter_with_body_callbacks() {
+    let binary = module_file("bodies", BODIES);
+    let mut config = config(&binary, serde_json::Value::Null);
+    config.vm_id = Some(format!("trailers-{}", fastrand::u64(..)));
+    let plugin = build(config, &PluginMetrics::new()).await.unwrap();
+    let inner = HttpService::new(tower::service_fn(|_req: Request| async {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        let frames = [
+            http_body::Frame::data(Bytes::from_static(b"payload")),
+            http_body::Frame::trailers(trailers),
+        ]
+        .map(Ok::<_, std::convert::Infallible>);
+        let body = crate::stage::box_body(http_body_util::StreamBody::new(
+            futures_util::stream::iter(frames),
+        ));
+        Ok::<_, std::convert::Infallible>(http::Response::new(body))
+    }));
+    let mut service = plugin.wrap(inner);
+    let res: Response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(
+            http::Request::get("/")
+                .body(crate::stage::empty_body())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let collected = res.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+    assert_eq!(&collected.to_bytes()[..], b"rewritten");
+}

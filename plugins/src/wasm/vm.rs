@@ -37,14 +37,33 @@ impl Failure {
     }
 }
 
+/// How often the engine's epoch advances: the grain of callback deadlines.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(5);
+
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let mut config = wasmtime::Config::new();
         config.consume_fuel(true);
+        // Fuel counts instructions, not their cost (a `memory.copy` of
+        // megabytes is one): a deadline in time bounds a callback too.
+        config.epoch_interruption(true);
+        // One memory per module: the cap is per VM, not per memory.
+        config.wasm_multi_memory(false);
         // A filter's stack is part of the worker thread's: 256 KiB of it at most.
         config.max_wasm_stack(256 * 1024);
-        Engine::new(&config).expect("the wasmtime configuration is valid")
+        let engine = Engine::new(&config).expect("the wasmtime configuration is valid");
+        let ticking = engine.clone();
+        std::thread::Builder::new()
+            .name("switchyard-wasm-epoch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .expect("the epoch thread starts");
+        engine
     })
 }
 
@@ -88,6 +107,8 @@ pub fn compile(bytes: &[u8]) -> Result<Module, String> {
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
     pub fuel: u64,
+    /// Epoch ticks a callback may run ([`EPOCH_TICK`] each).
+    pub ticks: u64,
     pub max_memory: usize,
 }
 
@@ -238,6 +259,7 @@ impl Pool {
         let mut store = Store::new(engine(), host);
         store.limiter(|host| &mut host.limits);
         let _ = store.set_fuel(self.budget.fuel);
+        store.set_epoch_deadline(self.budget.ticks);
         let mut linker = linker.clone();
         linker
             .define_unknown_imports_as_traps(&self.module)
@@ -247,13 +269,13 @@ impl Pool {
             .map_err(|e| classify(&store, e, "instantiate"))?;
         let exports = Exports::of(&instance, &mut store).map_err(instantiate)?;
         if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
-            run(&mut store, self.budget.fuel, |s| init.call(s, ()))?;
+            run(&mut store, self.budget, |s| init.call(s, ()))?;
         }
         let root = 1;
-        run(&mut store, self.budget.fuel, |s| {
+        run(&mut store, self.budget, |s| {
             exports.context_create.call(s, (root, 0))
         })?;
-        let fuel = self.budget.fuel;
+        let fuel = self.budget;
         if let Ok(vm_start) =
             instance.get_typed_func::<(i32, i32), i32>(&mut store, "proxy_on_vm_start")
             && run(&mut store, fuel, |s| vm_start.call(s, (root, 0)))? == 0
@@ -306,7 +328,7 @@ impl Pool {
                     }
                     let context = vm.new_context();
                     let (create, root) = (vm.exports.context_create.clone(), vm.root);
-                    run(&mut vm.store, self.budget.fuel, |s| {
+                    run(&mut vm.store, self.budget, |s| {
                         create.call(s, (context, root))
                     })?;
                     *ticket = Some(Ticket {
@@ -318,7 +340,7 @@ impl Pool {
                 }
             };
             std::mem::swap(&mut vm.store.data_mut().stream, stream);
-            let result = vm.callback(context, callback, self.budget.fuel);
+            let result = vm.callback(context, callback, self.budget);
             std::mem::swap(&mut vm.store.data_mut().stream, stream);
             result
         })();
@@ -351,7 +373,7 @@ impl Vm {
         context
     }
 
-    fn callback(&mut self, context: i32, callback: Callback, fuel: u64) -> Result<i32, Failure> {
+    fn callback(&mut self, context: i32, callback: Callback, fuel: Budget) -> Result<i32, Failure> {
         let e = &self.exports;
         let store = &mut self.store;
         let stream_call = |f: &Option<TypedFunc<(i32, i32, i32), i32>>, n: usize, end: bool| {
@@ -432,10 +454,11 @@ impl Exports {
 /// Runs `f` with a full fuel budget; a failure says what went wrong.
 fn run<T>(
     store: &mut Store<Host>,
-    fuel: u64,
+    budget: Budget,
     f: impl FnOnce(&mut Store<Host>) -> wasmtime::Result<T>,
 ) -> Result<T, Failure> {
-    let _ = store.set_fuel(fuel);
+    let _ = store.set_fuel(budget.fuel);
+    store.set_epoch_deadline(budget.ticks);
     store.data_mut().limits.denied = false;
     f(store).map_err(|e| classify(store, e, "trap"))
 }
@@ -443,11 +466,13 @@ fn run<T>(
 fn classify(store: &Store<Host>, error: wasmtime::Error, default: &'static str) -> Failure {
     let kind = match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => "fuel",
+        Some(Trap::Interrupt) => "deadline",
         _ if store.data().limits.denied => "memory",
         _ => default,
     };
     let message = match kind {
         "fuel" => "the filter ran out of fuel (its `fuel` budget per callback)".to_owned(),
+        "deadline" => "the filter ran past its `deadline` per callback".to_owned(),
         "memory" => format!(
             "the filter went past its memory cap ({} bytes): {error:#}",
             store.data().limits.max_memory

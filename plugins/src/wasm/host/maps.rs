@@ -49,10 +49,17 @@ pub(super) fn header_maps(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             let Some(pairs) = read(&mut c, ptr, len).and_then(|b| abi::deserialize_map(&b)) else {
                 return status(Status::BadArgument);
             };
-            let pairs = pairs
+            let pairs: stream::Pairs = pairs
                 .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect();
+            if !stream::has_room(
+                &Vec::new(),
+                pairs.len(),
+                pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            ) {
+                return status(Status::BadArgument);
+            }
             match c.data_mut().stream.map_mut(map) {
                 Some(slot) => *slot = pairs,
                 None => return status(Status::BadArgument),
@@ -85,6 +92,9 @@ pub(super) fn header_maps(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             let Some(pairs) = c.data_mut().stream.map_mut(map) else {
                 return status(Status::BadArgument);
             };
+            if !stream::has_room(pairs, 1, key.len() + value.len()) {
+                return status(Status::BadArgument);
+            }
             pairs.push((key.to_ascii_lowercase(), value));
             status(Status::Ok)
         },
@@ -101,6 +111,9 @@ pub(super) fn header_maps(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             let Some(pairs) = c.data_mut().stream.map_mut(map) else {
                 return status(Status::BadArgument);
             };
+            if !stream::has_room(pairs, 1, key.len() + value.len()) {
+                return status(Status::BadArgument);
+            }
             let key = key.to_ascii_lowercase();
             match pairs.iter().position(|(k, _)| *k == key) {
                 Some(first) => {

@@ -50,6 +50,18 @@ impl wasmtime::ResourceLimiter for Limits {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
 }
 
 pub(super) type C<'a> = Caller<'a, Host>;

@@ -128,10 +128,12 @@ pub(super) fn properties(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                 return status(Status::BadArgument);
             };
             let custom = &mut c.data_mut().stream.properties.custom;
-            if custom.len() >= 64 && !custom.iter().any(|(k, _)| *k == path) {
+            custom.retain(|(k, _)| *k != path);
+            // At most 64 properties and 64 KiB of them per stream.
+            let held: usize = custom.iter().map(|(k, v)| k.len() + v.len()).sum();
+            if custom.len() >= 64 || held + path.len() + value.len() > 64 * 1024 {
                 return status(Status::BadArgument);
             }
-            custom.retain(|(k, _)| *k != path);
             custom.push((path, value));
             status(Status::Ok)
         },
@@ -166,9 +168,10 @@ fn property(host: &Host, path: &[u8]) -> Option<Vec<u8>> {
         [b"request", b"headers", name] => {
             stream::get(&stream.request_headers, name).map(<[u8]>::to_vec)
         }
-        [b"response", b"code"] => {
-            stream::get(&stream.response_headers, b":status").map(<[u8]>::to_vec)
-        }
+        // An integer, as Envoy gives it: 8 bytes, little-endian.
+        [b"response", b"code"] => stream::get(&stream.response_headers, b":status")
+            .and_then(|s| std::str::from_utf8(s).ok()?.parse::<i64>().ok())
+            .map(|code| code.to_le_bytes().to_vec()),
         [b"source", b"address"] => stream
             .properties
             .source_address
@@ -221,7 +224,10 @@ pub(super) fn callouts(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
                 return status(Status::BadArgument);
             }
             stream.callouts_made += 1;
-            let token = stream.callouts_made;
+            // Unique across the plugin's VMs and streams: SDKs key their
+            // pending calls by token alone.
+            let token = c.data().shared.next_token();
+            let stream = &mut c.data_mut().stream;
             let cluster = String::from_utf8_lossy(&cluster);
             let headers = headers
                 .into_iter()

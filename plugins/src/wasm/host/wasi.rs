@@ -107,14 +107,26 @@ pub(super) fn wasi(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             if fd != 1 && fd != 2 {
                 return Ok(EBADF);
             }
-            let Some(list) = read(&mut c, iovs, count.saturating_mul(8)) else {
+            // At most 1024 pieces and 64 KiB of text per call reach the
+            // log; the rest is counted as written and dropped.
+            const MAX_TEXT: usize = 64 * 1024;
+            if !(0..=1024).contains(&count) {
+                return Ok(EINVAL);
+            }
+            let Some(list) = read(&mut c, iovs, count * 8) else {
                 return Ok(EINVAL);
             };
             let mut text = Vec::new();
+            let mut written: u32 = 0;
             for iov in list.chunks_exact(8) {
                 let ptr = i32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
                 let len = i32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
-                let Some(bytes) = read(&mut c, ptr, len.min(64 * 1024)) else {
+                written = written.saturating_add(len as u32);
+                let room = MAX_TEXT - text.len();
+                if room == 0 {
+                    continue;
+                }
+                let Some(bytes) = read(&mut c, ptr, len.min(room as i32)) else {
                     return Ok(EINVAL);
                 };
                 text.extend_from_slice(&bytes);
@@ -126,7 +138,7 @@ pub(super) fn wasi(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             };
             let message = String::from_utf8_lossy(&text);
             log(&c.data().shared, level, message.trim_end());
-            Ok(if write(&mut c, ret, &(text.len() as u32).to_le_bytes()) {
+            Ok(if write(&mut c, ret, &written.to_le_bytes()) {
                 0
             } else {
                 EINVAL
@@ -151,14 +163,22 @@ pub(super) fn wasi(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         },
     )?;
     linker.func_wrap(W, "random_get", |mut c: C<'_>, ptr: i32, len: i32| -> Ret {
-        let len = len.clamp(0, 1 << 16) as usize;
-        let mut bytes = vec![0u8; len];
-        fastrand::fill(&mut bytes);
-        Ok(if write(&mut c, ptr, &bytes) {
-            0
-        } else {
-            EINVAL
-        })
+        // Filled in place, in the guest's memory (bounded by it).
+        let Some(memory) = c
+            .get_export("memory")
+            .and_then(wasmtime::Extern::into_memory)
+        else {
+            return Ok(EINVAL);
+        };
+        let start = ptr as u32 as usize;
+        let Some(slot) = start
+            .checked_add(len as u32 as usize)
+            .and_then(|end| memory.data_mut(&mut c).get_mut(start..end))
+        else {
+            return Ok(EINVAL);
+        };
+        fastrand::fill(slot);
+        Ok(0)
     })?;
     for name in ["environ_sizes_get", "args_sizes_get"] {
         linker.func_wrap(W, name, |mut c: C<'_>, count: i32, size: i32| -> Ret {
