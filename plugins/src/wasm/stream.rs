@@ -118,8 +118,12 @@ impl StreamState {
 /// Whether `pairs` may take `extra` more pairs of `bytes` bytes and stay
 /// within [`super::abi::MAX_PAIRS`] and [`super::abi::MAX_MAP_BYTES`].
 pub fn has_room(pairs: &Pairs, extra: usize, bytes: usize) -> bool {
+    // The count first: a full map refuses at once, without a sum.
+    if pairs.len() + extra > super::abi::MAX_PAIRS || bytes > super::abi::MAX_MAP_BYTES {
+        return false;
+    }
     let held: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
-    pairs.len() + extra <= super::abi::MAX_PAIRS && held + bytes <= super::abi::MAX_MAP_BYTES
+    held + bytes <= super::abi::MAX_MAP_BYTES
 }
 
 /// The first value of `name` (lower case) in `pairs`.
