@@ -484,3 +484,26 @@ async fn a_filter_asks_an_allowed_upstream_over_http_and_answers_by_what_it_said
     assert_eq!(upstream.recorded("GetUser").len(), 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_filter_staged_before_auth_can_prepare_the_credentials_auth_reads() {
+    // The filter maps nothing to `x-api-key: demo-key-123` (a legacy
+    // client's credential translated, in a real filter): before `auth`, the
+    // key it adds lets the request in; after (the default), `auth` has
+    // already refused it.
+    let module = built_example("add-header");
+    let sha = "a52782e3a2d4dd2f95f640b9abfb3b2a6b8e722c65f55be830f6e5f619f7f873";
+    for (stage, expected) in [
+        ("before_auth", StatusCode::OK),
+        ("after_rate_limit", StatusCode::UNAUTHORIZED),
+    ] {
+        let plugins = format!(
+            r#", plugins: [ {{ auth: {{ methods: [ {{ api_key: {{ header: x-api-key, keys: [ {{ consumer: demo-partner, sha256: {sha} }} ] }} }} ] }} }}, {{ wasm: {{ module: "{}", config: "header=x-api-key\nvalue=demo-key-123", stage: {stage} }} }} ]"#,
+            module.display()
+        );
+        let gw = TestGateway::demo_with(&plugins, "").await;
+        let res = gw.get("/v1/users/1").await;
+        assert_eq!(res.status, expected, "{stage}: {}", res.text());
+        gw.stop().await;
+    }
+}

@@ -59,6 +59,13 @@ pub trait Plugin: Sized + Send + Sync + 'static {
 
     /// Wraps the next stage of the pipeline.
     fn wrap(&self, inner: HttpService) -> HttpService;
+
+    /// Where the plugin sits in the stack: its registered phase, unless
+    /// its config says otherwise (`wasm`'s `stage`).
+    fn phase(config: &Self::Config, registered: Phase) -> Phase {
+        let _ = config;
+        registered
+    }
 }
 
 /// A plugin could not be built from its config.
@@ -88,7 +95,7 @@ macro_rules! plugins {
 
             /// Where the plugin sits in every stack.
             pub fn phase(&self) -> Phase {
-                match self { $(PluginConfig::$variant(_) => Phase::$phase,)* }
+                match self { $(PluginConfig::$variant(config) => <$ty as Plugin>::phase(config, Phase::$phase),)* }
             }
 
             /// Builds the plugin and wraps `inner` with it.
@@ -146,6 +153,10 @@ pub enum Phase {
     /// authentication; the CORS headers on a 401 or 429 let the browser
     /// show the error to the page.
     Cors,
+    /// `wasm` with `stage: before_auth`: a user filter that prepares the
+    /// request for authentication (token translation, a header mapped to
+    /// another), after CORS preflights are answered.
+    Prepare,
     /// `auth`: nothing past this point runs for an unauthenticated caller.
     Authenticate,
     /// `rate_limit`: after authentication, so limits can key on the consumer
@@ -250,6 +261,8 @@ mod tests {
                     "cors" => serde_json::json!({"allow_origins": ["*"]}),
                     "auth" => serde_json::json!({"methods": [{"mtls": {}}]}),
                     "rate_limit" => serde_json::json!({"rate": "10/s"}),
+                    "wasm" => serde_json::json!({"module": "filter.wasm"}),
+                    "idempotency" => serde_json::json!({"store": {"local": {}}}),
                     _ => serde_json::json!({}),
                 };
                 serde_json::from_value(serde_json::json!({ *name: config })).unwrap()
@@ -267,6 +280,29 @@ mod tests {
         assert_eq!(
             names,
             ["request_id", "headers", "cors", "auth", "rate_limit"]
+        );
+    }
+
+    #[test]
+    fn a_wasm_filter_runs_after_rate_limits_or_before_auth_by_its_stage() {
+        let mut listed = named(&["wasm", "rate_limit", "auth", "cors", "idempotency"]);
+        let names = |listed: &[PluginConfig]| -> Vec<&'static str> {
+            in_phase_order(listed)
+                .into_iter()
+                .map(PluginConfig::name)
+                .collect()
+        };
+        assert_eq!(
+            names(&listed),
+            ["cors", "auth", "rate_limit", "wasm", "idempotency"]
+        );
+        listed[0] = serde_json::from_value(
+            serde_json::json!({"wasm": {"module": "filter.wasm", "stage": "before_auth"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            names(&listed),
+            ["cors", "wasm", "auth", "rate_limit", "idempotency"]
         );
     }
 

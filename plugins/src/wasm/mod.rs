@@ -96,9 +96,26 @@ pub struct WasmConfig {
     /// Default `5s`.
     #[serde(default = "default_callout_timeout")]
     pub callout_timeout: String,
+    /// Where the filter runs: `after_rate_limit` (the default: it sees
+    /// only authenticated, admitted requests and can read the consumer) or
+    /// `before_auth` (after CORS, before `auth`: a filter that prepares
+    /// credentials, e.g. maps a legacy token to the header `auth` reads).
+    #[serde(default)]
+    pub stage: WasmStage,
     /// The status answered when the filter fails on a request (default 500).
     #[serde(default = "default_on_error")]
     pub on_error: u16,
+}
+
+/// Where a `wasm` plugin runs in the route's stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WasmStage {
+    /// After `auth` and `rate_limit`, before `idempotency`.
+    #[default]
+    AfterRateLimit,
+    /// After `request_id`, `headers` and `cors`, before `auth`.
+    BeforeAuth,
 }
 
 fn default_fuel() -> u64 {
@@ -258,6 +275,13 @@ impl Plugin for Wasm {
 
     fn wrap(&self, inner: HttpService) -> HttpService {
         service::wrap(self.inner.clone(), inner)
+    }
+
+    fn phase(config: &WasmConfig, registered: crate::registry::Phase) -> crate::registry::Phase {
+        match config.stage {
+            WasmStage::AfterRateLimit => registered,
+            WasmStage::BeforeAuth => crate::registry::Phase::Prepare,
+        }
     }
 }
 
