@@ -87,12 +87,30 @@ start_gateway() { # start_gateway CONFIG LOG: $BIN/switchyard on $GW_PORT/$ADMIN
     die "switchyard did not get ready: $(tail -5 "$2")"
 }
 start_demo() { # start_demo LOG: switchyard-demo on $USERS_PORT/$ORDERS_PORT/$INV_PORT under ${SRV_PIN[@]}; sets DEMO_PID
-    say "starting switchyard-demo (${SRV_PIN[*]:-unpinned})"
-    "${SRV_PIN[@]}" "$BIN/switchyard-demo" --users 127.0.0.1:$USERS_PORT --orders 127.0.0.1:$ORDERS_PORT \
-        --inventory 127.0.0.1:$INV_PORT >"$1" 2>&1 &
-    DEMO_PID=$!; STARTED+=("$DEMO_PID")
-    for _ in $(seq 100); do (($(grep -c 'listening on' "$1") >= 3)) && break; sleep 0.1; done
-    (($(grep -c 'listening on' "$1") >= 3)) || die "switchyard-demo not listening: $(cat "$1")"
+    # 50051-50053 lie in Linux's ephemeral range: another process's outgoing
+    # connection can hold one for a while (bind fails though nothing
+    # listens). Then the demo moves to free ports below that range.
+    local attempt
+    for attempt in 1 2 3; do
+        say "starting switchyard-demo (${SRV_PIN[*]:-unpinned})"
+        "${SRV_PIN[@]}" "$BIN/switchyard-demo" --users 127.0.0.1:$USERS_PORT --orders 127.0.0.1:$ORDERS_PORT \
+            --inventory 127.0.0.1:$INV_PORT >"$1" 2>&1 &
+        DEMO_PID=$!; STARTED+=("$DEMO_PID")
+        for _ in $(seq 100); do
+            (($(grep -c 'listening on' "$1") >= 3)) && return
+            kill -0 "$DEMO_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        grep -q 'Address already in use' "$1" && ((attempt < 3)) || break
+        say "switchyard-demo: $(grep -m1 'Address already in use' "$1"); moving to other ports"
+        local p
+        for var in USERS_PORT ORDERS_PORT INV_PORT; do
+            p=$((20000 + RANDOM % 12000))
+            while port_busy "$p"; do p=$((20000 + RANDOM % 12000)); done
+            BUSY+="$p "; printf -v "$var" '%s' "$p"
+        done
+    done
+    die "switchyard-demo not listening: $(cat "$1")"
 }
 # oha paces requests evenly (open loop, with latency correction) for the
 # fixed-rate rows; wrk and h2load cannot (h2load's --rps fires in bursts).
