@@ -142,21 +142,13 @@ impl Callouts {
             let response = self.client.request(pending.request).await.ok()?;
             let (parts, body) = response.into_parts();
             let collected = Limited::new(body, self.max_body).collect().await.ok()?;
-            let trailers = collected.trailers().cloned().unwrap_or_default();
-            let mut headers = vec![(
-                b":status".to_vec(),
-                parts.status.as_str().as_bytes().to_vec(),
-            )];
-            for (name, value) in &parts.headers {
-                headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
-            }
-            let trailers = trailers
-                .iter()
-                .map(|(n, v)| (n.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))
-                .collect();
+            let trailers = collected
+                .trailers()
+                .map(stream::pairs_of)
+                .unwrap_or_default();
             Some(Answered {
                 token,
-                headers,
+                headers: stream::response_pairs(parts.status, &parts.headers),
                 body: collected.to_bytes(),
                 trailers,
             })

@@ -5,10 +5,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use wasmtime::{Caller, Linker};
+use wasmtime::Linker;
 
 use super::abi::Status;
-use super::host::Host;
+use super::host::{C, Host, read, write};
 use crate::metrics::WasmCounters;
 
 /// The most metrics one plugin may define.
@@ -54,45 +54,28 @@ impl GuestMetrics {
     }
 }
 
-type C<'a> = Caller<'a, Host>;
-
 pub fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-    let put = |c: &mut C<'_>, ptr: i32, bytes: &[u8]| -> i32 {
-        let Some(memory) = c
-            .get_export("memory")
-            .and_then(wasmtime::Extern::into_memory)
-        else {
-            return Status::BadArgument as i32;
-        };
-        let start = ptr as u32 as usize;
-        match memory.data_mut(&mut *c).get_mut(start..start + bytes.len()) {
-            Some(slot) => {
-                slot.copy_from_slice(bytes);
-                Status::Ok as i32
-            }
-            None => Status::BadArgument as i32,
-        }
+    let done = |written: bool| {
+        Ok(if written {
+            Status::Ok
+        } else {
+            Status::BadArgument
+        } as i32)
     };
     linker.func_wrap(
         "env",
         "proxy_define_metric",
         move |mut c: C<'_>, _kind: i32, np: i32, nl: i32, ret: i32| -> wasmtime::Result<i32> {
-            let Some(memory) = c
-                .get_export("memory")
-                .and_then(wasmtime::Extern::into_memory)
-            else {
+            let Some(name) = read(&mut c, np, nl) else {
                 return Ok(Status::BadArgument as i32);
             };
-            let start = np as u32 as usize;
-            let Some(name) = memory
-                .data(&c)
-                .get(start..start + nl as u32 as usize)
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-            else {
-                return Ok(Status::BadArgument as i32);
-            };
-            match c.data().shared.metrics.define(&name) {
-                Some(id) => Ok(put(&mut c, ret, &id.to_le_bytes())),
+            match c
+                .data()
+                .shared
+                .metrics
+                .define(&String::from_utf8_lossy(&name))
+            {
+                Some(id) => done(write(&mut c, ret, &id.to_le_bytes())),
                 None => Ok(Status::BadArgument as i32),
             }
         },
@@ -130,7 +113,7 @@ pub fn link(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             let Some(gauge) = c.data().shared.metrics.gauge(id as u32) else {
                 return Ok(Status::NotFound as i32);
             };
-            Ok(put(&mut c, ret, &(gauge.get() as u64).to_le_bytes()))
+            done(write(&mut c, ret, &(gauge.get() as u64).to_le_bytes()))
         },
     )?;
     Ok(())

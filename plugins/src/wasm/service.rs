@@ -224,7 +224,7 @@ impl Run<'_> {
             return Ok(response);
         }
         let (mut parts, body) = response.into_parts();
-        self.stream.response_headers = stream::response_pairs(&parts);
+        self.stream.response_headers = stream::response_pairs(parts.status, &parts.headers);
         // The body is read whole only for a filter with body callbacks.
         let mut held = if exported.response_body {
             let collected = collect_limited(body, self.filter.max_body)
@@ -272,7 +272,8 @@ impl Run<'_> {
     /// the answer stands).
     fn log(&mut self, response: Response) -> Response {
         if self.ticket.is_some() && self.filter.exported.log {
-            self.stream.response_headers = stream::response_pairs_of(&response);
+            self.stream.response_headers =
+                stream::response_pairs(response.status(), response.headers());
             if let Err(failure) = self.call(Callback::Log) {
                 self.filter.counters.failure(failure.kind);
                 tracing::warn!(plugin = %self.filter.name, "wasm filter failed in proxy_on_log: {}", failure.message);

@@ -168,24 +168,18 @@ pub fn request_pairs(parts: &http::request::Parts) -> Pairs {
 }
 
 /// The response's map: `:status`, then the headers.
-pub fn response_pairs(parts: &http::response::Parts) -> Pairs {
-    let mut pairs = Vec::with_capacity(parts.headers.len() + 1);
-    pairs.push((
-        b":status".to_vec(),
-        parts.status.as_str().as_bytes().to_vec(),
-    ));
-    push_headers(&mut pairs, &parts.headers);
+/// A response's (or a callout answer's) status and headers.
+pub fn response_pairs(status: http::StatusCode, headers: &HeaderMap) -> Pairs {
+    let mut pairs = Vec::with_capacity(headers.len() + 1);
+    pairs.push((b":status".to_vec(), status.as_str().as_bytes().to_vec()));
+    push_headers(&mut pairs, headers);
     pairs
 }
 
-/// The map of a response as answered (for `proxy_on_log`).
-pub fn response_pairs_of(response: &crate::stage::Response) -> Pairs {
-    let mut pairs = Vec::with_capacity(response.headers().len() + 1);
-    pairs.push((
-        b":status".to_vec(),
-        response.status().as_str().as_bytes().to_vec(),
-    ));
-    push_headers(&mut pairs, response.headers());
+/// `headers` as a map (trailers).
+pub fn pairs_of(headers: &HeaderMap) -> Pairs {
+    let mut pairs = Vec::with_capacity(headers.len());
+    push_headers(&mut pairs, headers);
     pairs
 }
 

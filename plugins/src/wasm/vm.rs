@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
-use wasmtime::{Engine, Instance, Linker, Module, Store, Trap, TypedFunc};
+use wasmtime::{Engine, Instance, InstancePre, Linker, Module, Store, Trap, TypedFunc};
 
 use super::abi;
 use super::host::{Host, Limits};
@@ -151,7 +151,9 @@ pub struct Ticket {
 
 /// A plugin's VMs.
 pub struct Pool {
-    module: Module,
+    /// The module with its imports resolved, once: each VM (and each
+    /// replacement) is instantiated from it.
+    pre: InstancePre<Host>,
     shared: Arc<Shared>,
     budget: Budget,
     slots: Box<[Mutex<Slot>]>,
@@ -204,8 +206,15 @@ impl Pool {
         budget: Budget,
         size: usize,
     ) -> Result<Pool, String> {
+        let mut linker = linker()?.clone();
+        linker
+            .define_unknown_imports_as_traps(&module)
+            .map_err(|e| format!("{e:#}"))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| format!("{e:#}"))?;
         let pool = Pool {
-            module,
+            pre,
             shared,
             budget,
             slots: (0..size.max(1))
@@ -231,7 +240,7 @@ impl Pool {
     }
 
     pub fn exported(&self) -> Exported {
-        let has = |name: &str| self.module.get_export(name).is_some();
+        let has = |name: &str| self.pre.module().get_export(name).is_some();
         Exported {
             request_body: has("proxy_on_request_body"),
             response_headers: has("proxy_on_response_headers"),
@@ -247,7 +256,6 @@ impl Pool {
             kind: "instantiate",
             message,
         };
-        let linker = linker().map_err(instantiate)?;
         let host = Host {
             stream: StreamState::default(),
             shared: self.shared.clone(),
@@ -260,12 +268,9 @@ impl Pool {
         store.limiter(|host| &mut host.limits);
         let _ = store.set_fuel(self.budget.fuel);
         store.set_epoch_deadline(self.budget.ticks);
-        let mut linker = linker.clone();
-        linker
-            .define_unknown_imports_as_traps(&self.module)
-            .map_err(|e| instantiate(format!("{e:#}")))?;
-        let instance = linker
-            .instantiate(&mut store, &self.module)
+        let instance = self
+            .pre
+            .instantiate(&mut store)
             .map_err(|e| classify(&store, e, "instantiate"))?;
         let exports = Exports::of(&instance, &mut store).map_err(instantiate)?;
         if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {

@@ -11,6 +11,12 @@ fn map_type(n: i32) -> Option<MapType> {
     MapType::from_i32(n)
 }
 
+/// The map, when it can be written and take one more pair of `bytes`.
+fn room_for_one<'a>(c: &'a mut C<'_>, map: MapType, bytes: usize) -> Option<&'a mut stream::Pairs> {
+    let pairs = c.data_mut().stream.map_mut(map)?;
+    stream::has_room(pairs, 1, bytes).then_some(pairs)
+}
+
 pub(super) fn header_maps(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "env",
@@ -89,12 +95,9 @@ pub(super) fn header_maps(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             else {
                 return status(Status::BadArgument);
             };
-            let Some(pairs) = c.data_mut().stream.map_mut(map) else {
+            let Some(pairs) = room_for_one(&mut c, map, key.len() + value.len()) else {
                 return status(Status::BadArgument);
             };
-            if !stream::has_room(pairs, 1, key.len() + value.len()) {
-                return status(Status::BadArgument);
-            }
             pairs.push((key.to_ascii_lowercase(), value));
             status(Status::Ok)
         },
@@ -108,12 +111,9 @@ pub(super) fn header_maps(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             else {
                 return status(Status::BadArgument);
             };
-            let Some(pairs) = c.data_mut().stream.map_mut(map) else {
+            let Some(pairs) = room_for_one(&mut c, map, key.len() + value.len()) else {
                 return status(Status::BadArgument);
             };
-            if !stream::has_room(pairs, 1, key.len() + value.len()) {
-                return status(Status::BadArgument);
-            }
             let key = key.to_ascii_lowercase();
             match pairs.iter().position(|(k, _)| *k == key) {
                 Some(first) => {

@@ -164,17 +164,10 @@ pub(super) fn wasi(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     )?;
     linker.func_wrap(W, "random_get", |mut c: C<'_>, ptr: i32, len: i32| -> Ret {
         // Filled in place, in the guest's memory (bounded by it).
-        let Some(memory) = c
-            .get_export("memory")
-            .and_then(wasmtime::Extern::into_memory)
-        else {
+        let (Some(memory), Some(range)) = (super::memory(&mut c), super::range(ptr, len)) else {
             return Ok(EINVAL);
         };
-        let start = ptr as u32 as usize;
-        let Some(slot) = start
-            .checked_add(len as u32 as usize)
-            .and_then(|end| memory.data_mut(&mut c).get_mut(start..end))
-        else {
+        let Some(slot) = memory.data_mut(&mut c).get_mut(range) else {
             return Ok(EINVAL);
         };
         fastrand::fill(slot);
