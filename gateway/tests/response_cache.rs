@@ -35,11 +35,7 @@ async fn get(gw: &TestGateway, path: &str, headers: &[(&str, &str)]) -> common::
 }
 
 fn status(reply: &common::Reply) -> &str {
-    reply
-        .headers
-        .get("cache-status")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("(none)")
+    reply.cache_status()
 }
 
 #[tokio::test]

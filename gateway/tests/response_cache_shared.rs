@@ -24,12 +24,7 @@ async fn instance(redis: &str) -> TestGateway {
 }
 
 fn status(reply: &common::Reply) -> String {
-    reply
-        .headers
-        .get("cache-status")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("(none)")
-        .to_owned()
+    reply.cache_status().to_owned()
 }
 
 async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {

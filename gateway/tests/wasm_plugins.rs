@@ -50,8 +50,9 @@ async fn users_upstream() -> scripted::Scripted {
 }
 
 /// The users route (to `users`) with `plugins`, and the demo's orders route.
-async fn gateway(users: &str, plugins: &str) -> TestGateway {
+async fn gateway(users: &scripted::Scripted, plugins: &str) -> TestGateway {
     let demo = common::spawn_demo().await;
+    let users = format!("http://{}", users.addr);
     let yaml = format!(
         r#"
 listeners: [{{ address: "127.0.0.1:0" }}]
@@ -86,11 +87,7 @@ async fn the_add_header_example_edits_the_request_the_upstream_gets_and_the_resp
     let upstream = users_upstream().await;
     let module = built_example("add-header");
     let config = "header=x-edge\nvalue=switchyard\nfrom=/v1/users/me\nto=/v1/users/42";
-    let gw = gateway(
-        &format!("http://{}", upstream.addr),
-        &wasm(&module, config, ""),
-    )
-    .await;
+    let gw = gateway(&upstream, &wasm(&module, config, "")).await;
     let res = gw.get("/v1/users/me").await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert_eq!(
@@ -118,11 +115,7 @@ async fn a_path_rewritten_out_of_the_route_is_404_and_never_reaches_the_other_ro
     // /v1/users/1/orders is the orders route's: the filter cannot send a
     // request there past that route's plugins.
     let config = "header=x-edge\nvalue=1\nfrom=/v1/users/other\nto=/v1/users/1/orders";
-    let gw = gateway(
-        &format!("http://{}", upstream.addr),
-        &wasm(&module, config, ""),
-    )
-    .await;
+    let gw = gateway(&upstream, &wasm(&module, config, "")).await;
     let before = gw.upstream_calls();
     let res = gw.get("/v1/users/other").await;
     assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.text());
@@ -140,11 +133,7 @@ async fn a_path_rewritten_out_of_the_route_is_404_and_never_reaches_the_other_ro
 async fn the_require_header_example_answers_403_without_calling_the_upstream() {
     let upstream = users_upstream().await;
     let module = built_example("require-header");
-    let gw = gateway(
-        &format!("http://{}", upstream.addr),
-        &wasm(&module, "x-tenant", ""),
-    )
-    .await;
+    let gw = gateway(&upstream, &wasm(&module, "x-tenant", "")).await;
     let res = gw.get("/v1/users/1").await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     assert_eq!(res.headers["content-type"], "application/json");
@@ -171,7 +160,7 @@ async fn the_require_header_example_answers_403_without_calling_the_upstream() {
 async fn a_filter_that_loops_forever_fails_its_request_only_and_the_gateway_serves_on() {
     let upstream = users_upstream().await;
     let gw = gateway(
-        &format!("http://{}", upstream.addr),
+        &upstream,
         &wasm(&test_module("loop"), "", ", on_error: 503"),
     )
     .await;
@@ -219,11 +208,7 @@ async fn a_filter_that_loops_forever_fails_its_request_only_and_the_gateway_serv
 #[tokio::test]
 async fn a_trapping_filter_answers_500_and_the_next_requests_are_served() {
     let upstream = users_upstream().await;
-    let gw = gateway(
-        &format!("http://{}", upstream.addr),
-        &wasm(&test_module("trap"), "", ""),
-    )
-    .await;
+    let gw = gateway(&upstream, &wasm(&test_module("trap"), "", "")).await;
     for _ in 0..3 {
         let res = gw
             .send(Method::GET, "/v1/users/1", &[("x-trap", "1")], Bytes::new())
@@ -343,7 +328,7 @@ async fn a_filter_built_with_the_assemblyscript_sdk_runs_unchanged() {
     let upstream = users_upstream().await;
     let module = built_assemblyscript_filter();
     let gw = gateway(
-        &format!("http://{}", upstream.addr),
+        &upstream,
         &wasm(&module, "from switchyard", ", root_id: add_header"),
     )
     .await;
@@ -405,33 +390,26 @@ async fn authz_service() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<Stri
     (addr, asked)
 }
 
+/// `GET /v1/users/1` as `user` (the `x-user` header).
+async fn get_as(gw: &TestGateway, user: &str) -> common::Reply {
+    gw.send(
+        Method::GET,
+        "/v1/users/1",
+        &[("x-user", user)],
+        Bytes::new(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_filter_asks_an_allowed_upstream_over_http_and_answers_by_what_it_said() {
     let upstream = users_upstream().await;
     let (authz, asked) = authz_service().await;
     let callouts = format!(r#", http_callouts: {{ authz: "http://{authz}" }}"#);
-    let gw = gateway(
-        &format!("http://{}", upstream.addr),
-        &wasm(&test_module("authz"), "", &callouts),
-    )
-    .await;
-    let alice = gw
-        .send(
-            Method::GET,
-            "/v1/users/1",
-            &[("x-user", "alice")],
-            Bytes::new(),
-        )
-        .await;
+    let gw = gateway(&upstream, &wasm(&test_module("authz"), "", &callouts)).await;
+    let alice = get_as(&gw, "alice").await;
     assert_eq!(alice.status, StatusCode::OK, "{}", alice.text());
-    let bob = gw
-        .send(
-            Method::GET,
-            "/v1/users/1",
-            &[("x-user", "bob")],
-            Bytes::new(),
-        )
-        .await;
+    let bob = get_as(&gw, "bob").await;
     assert_eq!(
         (bob.status, bob.text().as_str()),
         (StatusCode::FORBIDDEN, "denied")
@@ -447,36 +425,14 @@ async fn a_filter_asks_an_allowed_upstream_over_http_and_answers_by_what_it_said
     // The authorization service gone: the callout fails, the filter denies.
     let closed = common::nats::free_port();
     let callouts = format!(r#", http_callouts: {{ authz: "http://127.0.0.1:{closed}" }}"#);
-    let gw = gateway(
-        &format!("http://{}", upstream.addr),
-        &wasm(&test_module("authz"), "", &callouts),
-    )
-    .await;
-    let res = gw
-        .send(
-            Method::GET,
-            "/v1/users/1",
-            &[("x-user", "alice")],
-            Bytes::new(),
-        )
-        .await;
+    let gw = gateway(&upstream, &wasm(&test_module("authz"), "", &callouts)).await;
+    let res = get_as(&gw, "alice").await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     gw.stop().await;
 
     // No `http_callouts`: the filter is refused the call (and answers 502).
-    let gw = gateway(
-        &format!("http://{}", upstream.addr),
-        &wasm(&test_module("authz"), "", ""),
-    )
-    .await;
-    let res = gw
-        .send(
-            Method::GET,
-            "/v1/users/1",
-            &[("x-user", "alice")],
-            Bytes::new(),
-        )
-        .await;
+    let gw = gateway(&upstream, &wasm(&test_module("authz"), "", "")).await;
+    let res = get_as(&gw, "alice").await;
     assert_eq!(
         (res.status, res.text().as_str()),
         (StatusCode::BAD_GATEWAY, "callout refused")

@@ -448,6 +448,30 @@ pub struct RouteCache {
 }
 
 impl RouteCache {
+    /// An answer of `route` to keep, stored now: fresh and stale for what
+    /// the upstream said (`says`), or else the route's `ttl` and
+    /// `stale_while_revalidate`.
+    pub fn entry(
+        &self,
+        route: &str,
+        path: &str,
+        body: Bytes,
+        headers: HeaderMap,
+        says: &control::ResponseDirectives,
+    ) -> Entry {
+        Entry {
+            route: route.into(),
+            path: path.to_owned(),
+            body,
+            headers,
+            stored: Instant::now(),
+            fresh: says.max_age.unwrap_or(self.ttl),
+            stale: says
+                .stale_while_revalidate
+                .unwrap_or(self.stale_while_revalidate),
+        }
+    }
+
     /// Counts a lookup of `route` in `switchyard_cache_requests_total`.
     pub fn count(&self, route: &str, status: &str) {
         self.store

@@ -104,13 +104,11 @@ impl SharedTier {
 
     fn entry_key(&self, key: &str) -> String {
         let digest = Sha256::digest(key.as_bytes());
-        let mut out = String::with_capacity(self.prefix.len() + 2 + 64);
-        out.push_str(&self.prefix);
-        out.push_str("e:");
-        for b in digest {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        format!(
+            "{}e:{}",
+            self.prefix,
+            switchyard_plugins::hex::encode(&digest)
+        )
     }
 
     fn index_key(&self) -> String {

@@ -9,7 +9,6 @@
 //! cached.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::uri::PathAndQuery;
 use prost::Message as _;
@@ -108,20 +107,15 @@ fn store(cache: &RouteCache, route: &RouteCtx, path: &PathAndQuery, key: Arc<str
     if says.uncacheable {
         return;
     }
-    cache.store.put(
-        key,
-        Entry {
-            route: route.name.as_str().into(),
-            path: path.as_str().to_owned(),
-            body: reply.message.encode_to_vec().into(),
-            headers: reply.metadata.clone(),
-            stored: Instant::now(),
-            fresh: says.max_age.unwrap_or(cache.ttl),
-            stale: says
-                .stale_while_revalidate
-                .unwrap_or(cache.stale_while_revalidate),
-        },
+    let body = reply.message.encode_to_vec().into();
+    let entry = cache.entry(
+        &route.name,
+        path.as_str(),
+        body,
+        reply.metadata.clone(),
+        &says,
     );
+    cache.store.put(key, entry);
 }
 
 /// The background refresh of a stale field: the same call, owned.

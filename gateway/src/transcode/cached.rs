@@ -6,7 +6,6 @@
 //! in `Cache-Status` (RFC 9211), hits their `Age`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, header};
@@ -130,17 +129,8 @@ async fn fetch_and_store(
     if says.uncacheable {
         return Ok((response, false));
     }
-    let entry = Entry {
-        route: binding.route.name.as_str().into(),
-        path: parts.uri.path().to_owned(),
-        body,
-        headers: response.headers().clone(),
-        stored: Instant::now(),
-        fresh: says.max_age.unwrap_or(cache.ttl),
-        stale: says
-            .stale_while_revalidate
-            .unwrap_or(cache.stale_while_revalidate),
-    };
+    let headers = response.headers().clone();
+    let entry = cache.entry(&binding.route.name, parts.uri.path(), body, headers, &says);
     let stored = cache.store.put(key.clone(), entry);
     Ok((response, stored))
 }

@@ -374,6 +374,14 @@ impl TestGateway {
 // === impl Reply ===
 
 impl Reply {
+    /// The `Cache-Status` header (the response cache's), or `(none)`.
+    pub fn cache_status(&self) -> &str {
+        self.headers
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("(none)")
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
