@@ -11,6 +11,7 @@ pub mod load;
 pub mod model;
 pub mod reference;
 pub mod reload;
+pub mod shedding;
 pub mod span;
 pub mod tls;
 pub mod tracing;
@@ -22,6 +23,7 @@ pub use balancing::{Balance, HealthCheck, Outlier};
 pub use edge::{EdgeRule, Split};
 pub use load::{ConfigError, ConfigSource, LoadedConfig, load, parse};
 pub use model::*;
+pub use shedding::LoadShedding;
 pub use span::KeyPath;
 pub use tls::{ClientAuth, ListenerTls, TlsCertificate, UnknownServerName, UpstreamTls};
 

@@ -223,6 +223,10 @@ pub struct Limits {
     /// A comment line on idle SSE streams this often, so proxies keep them open.
     #[serde(default = "default_stream_heartbeat")]
     pub stream_heartbeat: HumanDuration,
+    /// Admission control: requests shed with 503 while the workers' queueing
+    /// delay stays above a target.
+    #[serde(default)]
+    pub load_shedding: super::shedding::LoadShedding,
 }
 
 /// Where `.proto` descriptions come from.
@@ -616,6 +620,7 @@ impl Default for Limits {
             worker_backlog: default_worker_backlog(),
             max_streams: default_max_streams(),
             stream_heartbeat: default_stream_heartbeat(),
+            load_shedding: Default::default(),
         }
     }
 }

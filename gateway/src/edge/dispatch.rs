@@ -83,6 +83,12 @@ impl Gateway {
     /// request is served, then counted (and logged).
     async fn serve(&self, mut req: Request) -> Response {
         let clock = Instant::now();
+        // Admission control first: a shed request costs next to nothing.
+        if let Some(shed) = super::shedding::refuse(self, &req) {
+            self.metrics
+                .observe_http("-", req.method().as_str(), 503, clock.elapsed());
+            return shed;
+        }
         let runtime = self.runtime();
         let method = req.method().clone();
         // A span of its own when spans are exported (its context becomes

@@ -6,6 +6,7 @@ pub mod head;
 pub mod pages;
 pub mod rules;
 pub mod server;
+pub mod shedding;
 pub mod tls;
 pub mod websocket;
 pub mod workers;

@@ -58,6 +58,8 @@ impl WorkerPool {
                 .name(format!("switchyard-worker-{index}"))
                 .spawn(move || {
                     set_worker(index);
+                    // Admission control's probe: this loop's own delay.
+                    runtime.spawn(super::shedding::probe(gateway.clone(), index));
                     runtime.block_on(serve_worker(incoming, gateway, settings, shutdown));
                     // Dropping the runtime cancels whatever the drain left.
                     drop(runtime);

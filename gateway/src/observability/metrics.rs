@@ -105,6 +105,8 @@ pub struct Metrics {
     tls_reloads: IntCounterVec,
     /// Edge rules, splits, mirrors and the response cache.
     pub traffic: super::traffic::TrafficMetrics,
+    /// Admission control: requests shed, the workers' delay and share.
+    pub load: super::load::LoadMetrics,
 }
 
 // === impl Metrics ===
@@ -341,39 +343,45 @@ impl Metrics {
         )
         .expect("static metric definition");
         let traffic = super::traffic::TrafficMetrics::new();
+        let load = super::load::LoadMetrics::new();
         let mut names: Vec<String> = Vec::new();
-        for collector in traffic.collectors().into_iter().chain([
-            Box::new(rate_limit_redis_errors.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(rate_limit_redis_fallbacks.clone()),
-            Box::new(http_requests.clone()),
-            Box::new(http_duration.clone()),
-            Box::new(upstream_requests.clone()),
-            Box::new(upstream_duration.clone()),
-            Box::new(upstream_retries.clone()),
-            Box::new(upstream_shed.clone()),
-            Box::new(upstream_in_flight.clone()),
-            Box::new(endpoint_healthy.clone()),
-            Box::new(endpoint_ejections.clone()),
-            Box::new(config_version.clone()),
-            Box::new(config_reloads.clone()),
-            Box::new(config_loaded_at.clone()),
-            Box::new(access_log_dropped.clone()),
-            Box::new(connections_open.clone()),
-            Box::new(connections.clone()),
-            Box::new(tls_handshakes.clone()),
-            Box::new(subscriptions.open.clone()),
-            Box::new(subscriptions.events.clone()),
-            Box::new(subscriptions.refused.clone()),
-            Box::new(events.events.clone()),
-            Box::new(events.depth.clone()),
-            Box::new(events.oldest_age.clone()),
-            Box::new(events.delivery.clone()),
-            Box::new(events.webhook.clone()),
-            Box::new(webhooks_received.clone()),
-            Box::new(tls_reloads.clone()),
-            Box::new(grpc.calls.clone()),
-            Box::new(grpc.open_streams.clone()),
-        ]) {
+        for collector in traffic
+            .collectors()
+            .into_iter()
+            .chain(load.collectors())
+            .chain([
+                Box::new(rate_limit_redis_errors.clone()) as Box<dyn prometheus::core::Collector>,
+                Box::new(rate_limit_redis_fallbacks.clone()),
+                Box::new(http_requests.clone()),
+                Box::new(http_duration.clone()),
+                Box::new(upstream_requests.clone()),
+                Box::new(upstream_duration.clone()),
+                Box::new(upstream_retries.clone()),
+                Box::new(upstream_shed.clone()),
+                Box::new(upstream_in_flight.clone()),
+                Box::new(endpoint_healthy.clone()),
+                Box::new(endpoint_ejections.clone()),
+                Box::new(config_version.clone()),
+                Box::new(config_reloads.clone()),
+                Box::new(config_loaded_at.clone()),
+                Box::new(access_log_dropped.clone()),
+                Box::new(connections_open.clone()),
+                Box::new(connections.clone()),
+                Box::new(tls_handshakes.clone()),
+                Box::new(subscriptions.open.clone()),
+                Box::new(subscriptions.events.clone()),
+                Box::new(subscriptions.refused.clone()),
+                Box::new(events.events.clone()),
+                Box::new(events.depth.clone()),
+                Box::new(events.oldest_age.clone()),
+                Box::new(events.delivery.clone()),
+                Box::new(events.webhook.clone()),
+                Box::new(webhooks_received.clone()),
+                Box::new(tls_reloads.clone()),
+                Box::new(grpc.calls.clone()),
+                Box::new(grpc.open_streams.clone()),
+            ])
+        {
             names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
             registry
                 .register(collector)
@@ -422,6 +430,7 @@ impl Metrics {
             rate_limit_redis_fallbacks,
             tls_reloads,
             traffic,
+            load,
             mirror: std::sync::Mutex::new(()),
         }
     }

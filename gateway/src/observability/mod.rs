@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod graphql;
+pub mod load;
 pub mod metrics;
 pub mod otel;
 pub mod trace;

@@ -29,7 +29,8 @@ mod traffic;
 mod upstreams;
 use graphql::graphql_endpoint;
 use parts::{
-    check_admin_token, check_route_names, check_tracing, load_protos, open_access_log, start_events,
+    check_admin_token, check_load_shedding, check_route_names, check_tracing, load_protos,
+    open_access_log, start_events,
 };
 use upstreams::build_upstreams;
 
@@ -111,6 +112,7 @@ impl Runtime {
         check_route_names(&loaded)?;
         check_admin_token(&loaded)?;
         check_tracing(&loaded)?;
+        check_load_shedding(&loaded)?;
         // The listeners' certificates and keys, so `validate` and a reload
         // refuse files that would not serve (the edge builds its own).
         crate::edge::tls::listeners(&loaded)?;

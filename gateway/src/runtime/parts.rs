@@ -11,6 +11,42 @@ use crate::observability::Metrics;
 use crate::protos::{self, ProtoSources};
 
 /// `tracing:` checked (the exporter itself starts with the process).
+/// `limits.load_shedding`: a target and an interval the probe can keep,
+/// a share that leaves something to serve.
+pub(super) fn check_load_shedding(loaded: &LoadedConfig) -> Result<(), ConfigError> {
+    let shedding = &loaded.config.limits.load_shedding;
+    let key = KeyPath::root().key("limits").key("load_shedding");
+    let fail = |field: &str, message: String| Err(loaded.source.error_at(&key.key(field), message));
+    if shedding.max_share.is_nan() || shedding.max_share <= 0.0 || shedding.max_share > 1.0 {
+        return fail(
+            "max_share",
+            format!(
+                "max_share is {}; use a share above 0 and at most 1 (or enabled: false)",
+                shedding.max_share
+            ),
+        );
+    }
+    let interval = shedding.interval.0;
+    if interval < std::time::Duration::from_millis(1)
+        || interval > std::time::Duration::from_secs(1)
+    {
+        return fail(
+            "interval",
+            format!("interval is {interval:?}; use 1ms to 1s (the default is 15ms)"),
+        );
+    }
+    if shedding.target.0 < interval {
+        return fail(
+            "target",
+            format!(
+                "target is {:?}, under the interval ({interval:?}) at which the delay is measured; use a target of at least one interval",
+                shedding.target.0
+            ),
+        );
+    }
+    Ok(())
+}
+
 pub(super) fn check_tracing(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     let Some(config) = &loaded.config.tracing else {
         return Ok(());
