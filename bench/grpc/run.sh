@@ -44,32 +44,10 @@ say "starting switchyard with bench/grpc/gateway.yaml"
   exec "${SRV_PIN[@]}" "$BIN/switchyard" --log warn run --config bench/grpc/gateway.yaml >"$RAW/gateway.log" 2>&1 ) &
 GW=$!; STARTED+=("$GW")
 
-mkdir -p "$RAW/nginx/logs"
-cat >"$RAW/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-error_log $RAW/nginx/logs/error.log warn;
-pid $RAW/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    upstream users { server 127.0.0.1:$USERS_PORT; keepalive 256; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT http2;
-        location / { grpc_pass grpc://users; }
-    }
-}
-CONF
-say "starting nginx $(nginx -v 2>&1 | sed 's/.*\///') (1 worker, grpc_pass)"
-"${SRV_PIN[@]}" nginx -p "$RAW/nginx" -c "$RAW/nginx/nginx.conf" >"$RAW/nginx/stdout.log" 2>&1 &
-NGINX_MASTER=$!; STARTED+=("$NGINX_MASTER")
+start_nginx_grpc "$RAW/nginx" "$NGINX_PORT" "$USERS_PORT"
 
 for _ in $(seq 300); do curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz" 2>/dev/null && break
     kill -0 $GW 2>/dev/null || die "switchyard exited: $(cat "$RAW/gateway.log")"; sleep 0.1; done
-NGINX_WORKER=
-for _ in $(seq 100); do NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1 || true); [[ -n $NGINX_WORKER ]] && break; sleep 0.1; done
-[[ -n $NGINX_WORKER ]] || die "nginx did not start: $(cat "$RAW/nginx/logs/error.log" "$RAW/nginx/stdout.log")"
 
 BODY=$RAW/body.bin
 printf '\x00\x00\x00\x00\x03\x0a\x01\x31' >"$BODY" # GetUserRequest{id:"1"}

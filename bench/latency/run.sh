@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Latency against offered load, plotted: GetUser{id: "1"} as REST/JSON
-# through the gateway (GET /v1/users/1, HTTP/1.1) and as gRPC straight to
-# the upstream (h2c), each at the same fixed rates, open loop with latency
-# correction (oha -q), 64 connections. The rates are fractions of the
+# through the gateway (GET /v1/users/1, HTTP/1.1), as gRPC straight to the
+# upstream (h2c), and as gRPC through a proxy: Switchyard's passthrough
+# (bench/grpc/gateway.yaml, 1 worker) and its peer nginx grpc_pass (1
+# worker), each at the same fixed rates, open loop with latency correction
+# (oha -q), 64 connections. The rates are fractions of the
 # gateway's saturation, measured first (oha -c64, closed loop). Writes
 # bench/out/latency.csv and bench/out/latency.png (gnuplot) and prints the
 # table; bench/latency.png is the committed copy of a run.
@@ -16,7 +18,7 @@ die() { printf 'latency/run.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 say() { printf 'latency/run.sh: %s\n' "$*" >&2; }
 source "$ROOT/bench/lib.sh"
 [[ $DURATION =~ ^[0-9]+$ ]] && ((DURATION > 0 && DURATION <= 60)) || die "BENCH_DURATION must be 1..60 s"
-need curl curl; need gnuplot gnuplot-nox; need taskset util-linux
+need curl curl; need gnuplot gnuplot-nox; need taskset util-linux; need nginx nginx
 need_oha
 if [[ ${BENCH_BUILD:-1} != 0 ]]; then build_binaries release; else build_binaries none; fi
 
@@ -28,6 +30,11 @@ pick_demo_ports
 mkdir -p "$RAW"; rm -f "$RAW"/*
 start_demo "$RAW/demo.log"
 start_gateway bench/gateway.yaml "$RAW/gateway.log"
+# The gRPC proxies: a second Switchyard passing gRPC through, and nginx.
+REST_GW=$GW; pick_port PASS_PORT 8082; pick_port PASS_ADMIN 9092; pick_port NGINX_PORT 8081
+GW_PORT=$PASS_PORT ADMIN_PORT=$PASS_ADMIN start_gateway bench/grpc/gateway.yaml "$RAW/gateway-grpc.log"
+GW=$REST_GW
+start_nginx_grpc "$RAW/nginx" "$NGINX_PORT" "$USERS_PORT"
 
 REST=http://127.0.0.1:$GW_PORT/v1/users/1
 GRPC=http://127.0.0.1:$USERS_PORT/demo.users.v1.UserService/GetUser
@@ -38,7 +45,12 @@ curl -fsS --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: tr
 grep -aq 'Ada Lovelace' "$RAW/grpc.body" || die "the direct gRPC call does not answer user 1"
 REST_LOAD=(oha --no-tui --output-format json -c 64 "$REST")
 GRPC_LOAD=(oha --no-tui --output-format json -c 64 --http2 -m POST -H 'content-type: application/grpc'
-           -H 'te: trailers' -D "$RAW/get-user.bin" "$GRPC")
+           -H 'te: trailers' -D "$RAW/get-user.bin")
+for port in "$PASS_PORT" "$NGINX_PORT"; do
+    curl -fsS --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' \
+        --data-binary @"$RAW/get-user.bin" -o "$RAW/grpc-$port.body" "http://127.0.0.1:$port/${GRPC#http://*/}"
+    grep -aq 'Ada Lovelace' "$RAW/grpc-$port.body" || die "the gRPC call through port $port does not answer user 1"
+done
 
 say "saturation of the gateway (closed loop, 5 s)"
 "${LOAD_PIN[@]}" "${REST_LOAD[@]}" -z 5s >"$RAW/saturation.json"
@@ -47,7 +59,12 @@ SAT=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["summa
 
 point() { # point NAME RATE: one fixed-rate run, a CSV line
     local name=$1 rate=$2 out=$RAW/$1-$2.json load
-    if [[ $name == gateway ]]; then load=("${REST_LOAD[@]}"); else load=("${GRPC_LOAD[@]}"); fi
+    case $name in
+        gateway) load=("${REST_LOAD[@]}") ;;
+        direct) load=("${GRPC_LOAD[@]}" "$GRPC") ;;
+        switchyard-grpc) load=("${GRPC_LOAD[@]}" "http://127.0.0.1:$PASS_PORT/${GRPC#http://*/}") ;;
+        nginx-grpc) load=("${GRPC_LOAD[@]}" "http://127.0.0.1:$NGINX_PORT/${GRPC#http://*/}") ;;
+    esac
     "${LOAD_PIN[@]}" "${load[@]}" -q "$rate" --latency-correction -z "${DURATION}s" >"$out" || die "$name at $rate/s: oha failed"
     python3 -c '
 import json, sys
@@ -64,7 +81,7 @@ CSV=$OUT/latency.csv
 echo "target,offered,achieved,p50_ms,p90_ms,p99_ms,errors" >"$CSV"
 for f in $FRACTIONS; do
     rate=$(awk -v s="$SAT" -v f="$f" 'BEGIN {printf "%d", s * f}')
-    for name in gateway direct; do
+    for name in gateway direct switchyard-grpc nginx-grpc; do
         line=$(point "$name" "$rate"); echo "$line" >>"$CSV"; say "$line"
     done
 done
@@ -82,7 +99,9 @@ set grid
 plot "< grep '^gateway' $CSV" using 2:6 with linespoints lw 2 title "Switchyard REST->gRPC p99", \
      "< grep '^gateway' $CSV" using 2:4 with linespoints lw 2 dt 2 title "Switchyard REST->gRPC p50", \
      "< grep '^direct' $CSV" using 2:6 with linespoints lw 2 title "direct gRPC p99", \
-     "< grep '^direct' $CSV" using 2:4 with linespoints lw 2 dt 2 title "direct gRPC p50"
+     "< grep '^direct' $CSV" using 2:4 with linespoints lw 2 dt 2 title "direct gRPC p50", \
+     "< grep '^switchyard-grpc' $CSV" using 2:6 with linespoints lw 2 title "Switchyard gRPC passthrough p99", \
+     "< grep '^nginx-grpc' $CSV" using 2:6 with linespoints lw 2 title "nginx grpc_pass p99"
 EOF
 {
     echo "Latency against offered load, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs"

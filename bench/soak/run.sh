@@ -2,7 +2,7 @@
 # Soak at twice saturation: GET /v1/users/1 through the gateway in front of
 # the demo services, bounded in time. First a closed-loop burst (oha -c64)
 # finds the rate the machine carries; then oha offers twice that, open loop,
-# on up to 512 connections, for SOAK_SECONDS, while the gateway's RSS and
+# on up to SOAK_CONNECTIONS connections, for SOAK_SECONDS, while the gateway's RSS and
 # open file descriptors are sampled every 5 s. Passes when:
 #   - every answer is 200 or 503 (load shed), no connection error and no
 #     other status;
@@ -12,17 +12,21 @@
 #   - no descriptor leak: 5 s after the load, the gateway holds at most 16
 #     more descriptors than before it;
 #   - the gateway still serves (200 right after) and is ready.
-# Knobs: SOAK_SECONDS=600 SOAK_BUILD=release|debug|none (none: use the
+# Knobs: SOAK_SECONDS=600 SOAK_CONNECTIONS=512 SOAK_SHEDDING=true (false:
+#        limits.load_shedding off) SOAK_BUILD=release|debug|none (none: use the
 #        binaries already in target/release, or target/debug with
 #        SOAK_PROFILE=debug) BENCH_OUT=bench/out
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd); cd "$ROOT"
-DURATION=${SOAK_SECONDS:-600} PROFILE=${SOAK_PROFILE:-release}
+DURATION=${SOAK_SECONDS:-600} PROFILE=${SOAK_PROFILE:-release} CONNS=${SOAK_CONNECTIONS:-512}
+export SOAK_SHEDDING=${SOAK_SHEDDING:-true} # read by bench/soak/gateway.yaml
 BIN=$ROOT/target/$PROFILE OUT=${BENCH_OUT:-$ROOT/bench/out}; RAW=$OUT/raw-soak
 die() { printf 'soak/run.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 say() { printf 'soak/run.sh: %s\n' "$*" >&2; }
 source "$ROOT/bench/lib.sh"
 [[ $DURATION =~ ^[0-9]+$ ]] && ((DURATION >= 15 && DURATION <= 3600)) || die "SOAK_SECONDS must be 15..3600"
+[[ $CONNS =~ ^[0-9]+$ ]] && ((CONNS >= 1 && CONNS <= 8192)) || die "SOAK_CONNECTIONS must be 1..8192"
+[[ $SOAK_SHEDDING == true || $SOAK_SHEDDING == false ]] || die "SOAK_SHEDDING must be true or false"
 need curl curl
 need_oha
 
@@ -49,8 +53,8 @@ SAT=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["summa
 RATE=$((SAT * 2))
 sleep 2
 FD0=$(fds); RSS0=$(rss_kib $GW)
-say "saturation $SAT req/s; offering $RATE req/s for ${DURATION}s (oha -c512, open loop); fds $FD0, RSS ${RSS0} KiB"
-LOAD=(oha --no-tui --output-format json -c 512 -q "$RATE" -z "${DURATION}s" "$URL")
+say "saturation $SAT req/s; offering $RATE req/s for ${DURATION}s (oha -c$CONNS, open loop; load shedding $SOAK_SHEDDING); fds $FD0, RSS ${RSS0} KiB"
+LOAD=(oha --no-tui --output-format json -c "$CONNS" -q "$RATE" -z "${DURATION}s" "$URL")
 "${LOAD[@]}" >"$RAW/soak.json" &
 LOAD_PID=$!; STARTED+=("$LOAD_PID")
 : >"$RAW/samples.txt"
@@ -85,7 +89,7 @@ FD_MAX=$(awk '$3 > m {m = $3} END {print m + 0}' "$RAW/samples.txt")
 
 {
     echo "Soak at 2x saturation, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs, $PROFILE build"
-    echo "saturation (oha -c64, closed loop):  $SAT req/s;  offered: $RATE req/s for ${DURATION}s on 512 connections"
+    echo "saturation (oha -c64, closed loop):  $SAT req/s;  offered: $RATE req/s for ${DURATION}s on $CONNS connections, load shedding $SOAK_SHEDDING"
     echo "answered:   $SERVED x 200, $SHED x 503 (shed), $OTHER other, $ERRORS connection errors;  $RPS req/s"
     echo "goodput:    $((SERVED / DURATION)) x 200 per second, $(awk -v g=$((SERVED / DURATION)) -v s="$SAT" 'BEGIN {printf "%.2f", g / s}') of saturation"
     echo "latency:    p50 $P50 ms, p99 $P99 ms, p99.9 $P999 ms"
@@ -93,7 +97,7 @@ FD_MAX=$(awk '$3 > m {m = $3} END {print m + 0}' "$RAW/samples.txt")
     echo "open fds:   before $FD0, max under load $FD_MAX, 5 s after $FD1"
     echo "after:      GET $code, /readyz $ready"
     echo "samples (s, RSS KiB, fds): $RAW/samples.txt"
-    echo "Reproduce: SOAK_SECONDS=$DURATION SOAK_PROFILE=$PROFILE bench/soak/run.sh"
+    echo "Reproduce: SOAK_SECONDS=$DURATION SOAK_CONNECTIONS=$CONNS SOAK_SHEDDING=$SOAK_SHEDDING SOAK_PROFILE=$PROFILE bench/soak/run.sh"
 } | tee "$OUT/soak.txt"
 
 ((OTHER == 0 && ERRORS == 0)) || die "answers other than 200/503, or connection errors (see $RAW/soak.json)"

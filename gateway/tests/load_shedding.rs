@@ -178,7 +178,7 @@ async fn bad_shedding_settings_are_refused_at_their_key() {
                 "use a share above 0 and at most 1",
             ),
             ("{ interval: 5s }", "interval", "use 1ms to 1s"),
-            ("{ target: 5ms }", "target", "under the interval (15ms)"),
+            ("{ target: 1ms }", "target", "use 2ms or more"),
             ("{ targets: 5ms }", "", "unknown field `targets`"),
         ],
     )

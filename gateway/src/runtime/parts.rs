@@ -10,8 +10,7 @@ use crate::config::{ConfigError, KeyPath, LoadedConfig};
 use crate::observability::Metrics;
 use crate::protos::{self, ProtoSources};
 
-/// `tracing:` checked (the exporter itself starts with the process).
-/// `limits.load_shedding`: a target and an interval the probe can keep,
+/// `limits.load_shedding`: a target and an interval the probe can measure,
 /// a share that leaves something to serve.
 pub(super) fn check_load_shedding(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     let shedding = &loaded.config.limits.load_shedding;
@@ -35,11 +34,11 @@ pub(super) fn check_load_shedding(loaded: &LoadedConfig) -> Result<(), ConfigErr
             format!("interval is {interval:?}; use 1ms to 1s (the default is 15ms)"),
         );
     }
-    if shedding.target.0 < interval {
+    if shedding.target.0 < std::time::Duration::from_millis(2) {
         return fail(
             "target",
             format!(
-                "target is {:?}, under the interval ({interval:?}) at which the delay is measured; use a target of at least one interval",
+                "target is {:?}; use 2ms or more (the probe's timer resolves a millisecond; the default is 20ms)",
                 shedding.target.0
             ),
         );
@@ -47,6 +46,7 @@ pub(super) fn check_load_shedding(loaded: &LoadedConfig) -> Result<(), ConfigErr
     Ok(())
 }
 
+/// `tracing:` checked (the exporter itself starts with the process).
 pub(super) fn check_tracing(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     let Some(config) = &loaded.config.tracing else {
         return Ok(());
