@@ -87,7 +87,7 @@ for f in $FRACTIONS; do
 done
 
 gnuplot <<EOF
-set terminal pngcairo size 900,560 font "sans,10"
+set terminal pngcairo size 900,560 font "sans,10" noenhanced
 set output "$OUT/latency.png"
 set datafile separator ","
 set title "GetUser: latency against offered load (open loop, 64 connections, $(nproc) CPUs)"
@@ -101,7 +101,9 @@ plot "< grep '^gateway' $CSV" using 2:6 with linespoints lw 2 title "Switchyard 
      "< grep '^direct' $CSV" using 2:6 with linespoints lw 2 title "direct gRPC p99", \
      "< grep '^direct' $CSV" using 2:4 with linespoints lw 2 dt 2 title "direct gRPC p50", \
      "< grep '^switchyard-grpc' $CSV" using 2:6 with linespoints lw 2 title "Switchyard gRPC passthrough p99", \
-     "< grep '^nginx-grpc' $CSV" using 2:6 with linespoints lw 2 title "nginx grpc_pass p99"
+     "< grep '^switchyard-grpc' $CSV" using 2:4 with linespoints lw 2 dt 2 title "Switchyard gRPC passthrough p50", \
+     "< grep '^nginx-grpc' $CSV" using 2:6 with linespoints lw 2 title "nginx grpc_pass p99", \
+     "< grep '^nginx-grpc' $CSV" using 2:4 with linespoints lw 2 dt 2 title "nginx grpc_pass p50"
 EOF
 {
     echo "Latency against offered load, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs"
