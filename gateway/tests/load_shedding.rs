@@ -139,13 +139,21 @@ async fn with_shedding_off_the_same_load_is_queued_and_never_shed() {
     let stop = Arc::new(AtomicBool::new(false));
     let clients = hold_the_worker(&gw, 24, &stop);
     let until = Instant::now() + Duration::from_secs(3);
-    let mut served = 0;
+    let mut answered = 0;
     while Instant::now() < until {
+        // Queued behind the held worker: 200, or 504 once the queue outlasts
+        // the upstream's 2 s deadline (what shedding is there to prevent),
+        // but never shed.
         let res = gw.get("/v1/users/1").await;
-        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-        served += 1;
+        assert!(
+            matches!(res.status, StatusCode::OK | StatusCode::GATEWAY_TIMEOUT),
+            "{} {}",
+            res.status,
+            res.text()
+        );
+        answered += 1;
     }
-    assert!(served >= 1);
+    assert!(answered >= 1);
     release(&stop, clients).await;
     assert_eq!(
         gw.metric("switchyard_shed_requests_total").await,
