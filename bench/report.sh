@@ -31,7 +31,7 @@ source "$ROOT/bench/lib.sh"
 SCENARIOS=(
     "rest|bench/run.sh|latest.txt|REST/JSON → gRPC through Switchyard vs gRPC straight to the upstream"
     "grpc|bench/grpc/run.sh|grpc.txt|gRPC passthrough: Switchyard vs nginx grpc_pass"
-    "graphql|bench/graphql/run.sh|graphql.txt|GraphQL aggregation: Switchyard vs Hive Gateway"
+    "graphql|bench/graphql/run.sh|graphql.txt|GraphQL aggregation: Switchyard vs Hive Gateway (with the latency sweep: graphql-latency.png)"
     "plugins|bench/plugins.sh|plugins.txt|Plugin cost: JWT + rate limit vs no plugins"
     "wasm|bench/wasm/run.sh|wasm.txt|WebAssembly filters vs no filter"
     "cache|bench/cache/run.sh|cache.txt|Response cache: hit vs uncached vs an edge-rule answer"
@@ -96,6 +96,7 @@ say "report: $REPORT"
 if [[ ${REPORT_PUBLISH:-0} == 1 ]]; then
     cp "$REPORT" "$ROOT/bench/REPORT.md"
     [[ -f $OUT/latency.png ]] && cp "$OUT/latency.png" "$ROOT/bench/latency.png"
+    [[ -f $OUT/graphql-latency.png ]] && cp "$OUT/graphql-latency.png" "$ROOT/bench/graphql-latency.png"
     say "published to bench/REPORT.md"
 fi
 ((${#FAILED[@]} == 0)) || die "failed: ${FAILED[*]}"

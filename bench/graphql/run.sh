@@ -28,6 +28,9 @@ Environment knobs (defaults in brackets):
                              load:  load tool on CPU 0, servers unpinned
                              none:  no pinning
   BENCH_SWITCHYARD=1         0 = Hive rows only
+  BENCH_SWEEP="0.25 0.5 0.75 1.0 1.25"  the aggregated query at these fractions of Hive's rate, both
+                             gateways, open loop (bench/graphql/sweep.sh); empty = skip
+  BENCH_SWEEP_DURATION=8     seconds per sweep point
   BENCH_BUILD=1              0 = do not run cargo build (use existing binaries)
   BENCH_BIN_DIR=target/release
   BENCH_SWITCHYARD_CONFIG=bench/graphql/switchyard.yaml
@@ -364,6 +367,8 @@ IDLE_BUSY=$(awk -v a="$m0" -v b="$m1" 'BEGIN {split(a, x, " "); split(b, y, " ")
 
 measure hive-single "Hive     single (1 call)" "$HIVE_PID" "$RAW/hive.log" "$B_HIVE_SINGLE" "$HIVE_URL"
 measure hive-agg "Hive     aggregated (4 calls)" "$HIVE_PID" "$RAW/hive.log" "$B_HIVE_AGG" "$HIVE_URL"
+source "$HERE/sweep.sh"
+sweep hive "$HIVE_URL" "$B_HIVE_AGG"
 stop_pid "$HIVE_PID" # frees its core and memory for the Switchyard rows
 
 # ------------------------------------------------------------- Switchyard ---
@@ -422,6 +427,7 @@ if [[ $WITH_SY != 0 ]]; then
                     say "check: Switchyard, $q query -> $(cat "$RAW/sy-$q.answer.json")"
                     if [[ $q == single ]]; then lbl="Switchyard single (1 call)"; else lbl="Switchyard aggregated"; fi
                     measure "sy-$q" "$lbl" "$SY_PID" "$RAW/switchyard.log" "${!b}" "$SY_URL"
+                    [[ $q == agg ]] && sweep switchyard "$SY_URL" "${!b}"
                 else
                     sy_unavailable "switchyard: the $q query is not answered yet (HTTP $code${why:+, $why}: $(head -c 300 "$RAW/sy-$q.answer.json"))"
                 fi
@@ -483,11 +489,17 @@ REPORT=$WORK/report.txt
     echo "Answers checked before measuring (Hive): $(cat "$RAW/hive-single.answer.json")"
     echo "                                          $(cat "$RAW/hive-agg.answer.json")"
     echo
+    if [[ -f $SWEEP_CSV ]] && grep -q '^switchyard' "$SWEEP_CSV"; then
+        echo "Aggregated query against offered load (oha -q, latency-corrected, ${SWEEP_DURATION}s per point; plot ${OUT#"$ROOT"/}/graphql-latency.png):"
+        column -t -s, "$SWEEP_CSV"
+        echo
+    fi
     echo "Reproduce: BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNECTIONS=$CONNS BENCH_TOOL=$TOOL BENCH_PIN=$PIN bench/graphql/run.sh"
     echo "Load commands (body files: {\"query\": <the query above>}; servers${SERVER_PIN[*]:+ under '${SERVER_PIN[*]}'}):"
     for id in "${ORDER[@]}"; do echo "  $id: ${CMD[$id]//"$WORK"\//}"; done
 } >"$REPORT"
 cp "$REPORT" "$OUT/graphql.txt"
+sweep_plot
 echo
 cat "$REPORT"
 echo
