@@ -100,11 +100,13 @@ async fn an_overloaded_worker_sheds_new_requests_with_503_and_recovers_when_the_
         .await
         .unwrap_or(0.0);
     assert!(counted >= 1.0, "shed requests are counted: {counted}");
-    let share = gw
-        .metric(r#"switchyard_shed_share{worker="0"}"#)
-        .await
-        .unwrap_or(0.0);
-    assert!(share > 0.0, "the worker's share is published: {share}");
+    // The share is published per worker (its value moves with the load:
+    // shedding the holders' requests too lets the delay fall and rise).
+    let share = gw.metric(r#"switchyard_shed_share{worker="0"}"#).await;
+    assert!(
+        share.is_some_and(|s| (0.0..=0.9).contains(&s)),
+        "the worker's share is published, within max_share: {share:?}"
+    );
     assert!(
         gw.admin_get("/metrics")
             .await
