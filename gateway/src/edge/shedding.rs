@@ -130,7 +130,7 @@ impl Pie {
     /// Whether to shed the next request, `uniform` drawing from [0, 1)
     /// (RFC 8033 §4.1, without its de-randomisation: requests come from
     /// many clients, and the share shed is then the share set).
-    pub fn shed(&mut self, uniform: impl FnOnce() -> f64) -> bool {
+    pub fn shed(&self, uniform: impl FnOnce() -> f64) -> bool {
         let share = self.share();
         let target = self.settings.target.0.as_secs_f64();
         // Work-conserving: a delay back under half the target sheds nothing
@@ -148,7 +148,6 @@ impl Pie {
 /// for as long as the worker's event loop runs.
 pub(super) async fn probe(gateway: Arc<Gateway>, worker: usize) {
     let settings = || gateway.runtime().loaded.config.limits.load_shedding.clone();
-    CONTROLLER.with(|c| *c.borrow_mut() = Some(Pie::new(settings())));
     let metrics = &gateway.metrics.load;
     let share = metrics.share.with_label_values(&[&worker.to_string()]);
     let mut last = Instant::now();
@@ -175,9 +174,10 @@ pub(super) async fn probe(gateway: Arc<Gateway>, worker: usize) {
 
 /// The 503 (gRPC: `UNAVAILABLE`) for `req` when this worker sheds it now.
 pub(super) fn refuse(gateway: &Gateway, req: &Request) -> Option<Response> {
+    // No controller before the probe's first update: nothing is shed.
     let shed = CONTROLLER.with(|c| {
-        c.borrow_mut()
-            .as_mut()
+        c.borrow()
+            .as_ref()
             .is_some_and(|pie| pie.shed(fastrand::f64))
     });
     if !shed {

@@ -19,14 +19,11 @@ pub struct LoadMetrics {
 impl LoadMetrics {
     pub fn new() -> LoadMetrics {
         LoadMetrics {
-            shed: IntCounterVec::new(
-                Opts::new(
-                    "shed_requests_total",
-                    "Requests answered at once with 503 (gRPC: UNAVAILABLE) because their worker's queueing delay stayed above limits.load_shedding.target, by protocol (http, grpc, grpc-web…).",
-                ),
+            shed: super::traffic::counter(
+                "shed_requests_total",
+                "Requests answered at once with 503 (gRPC: UNAVAILABLE) because their worker's queueing delay stayed above limits.load_shedding.target, by protocol (http, grpc, grpc-web…).",
                 &["protocol"],
-            )
-            .expect("static metric definition"),
+            ),
             share: GaugeVec::new(
                 Opts::new(
                     "shed_share",

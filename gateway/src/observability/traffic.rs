@@ -17,7 +17,8 @@ pub struct TrafficMetrics {
     pub cache: crate::cache::CacheMetrics,
 }
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+/// A labelled counter family (its definition is static, so it cannot fail).
+pub(super) fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
 }
 
