@@ -143,6 +143,18 @@ p = d["latencyPercentiles"]
 print(ok + bad, d["summary"]["requestsPerSec"], "%.3f" % (p["p50"] * 1000), "%.3f" % (p["p99"] * 1000), bad)
 ' "$1"
 }
+oha_csv_line() { # oha_csv_line FILE NAME RATE: "NAME,RATE,achieved,p50_ms,p90_ms,p99_ms,errors" of a fixed-rate oha run
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+codes = d.get("statusCodeDistribution", {})
+errors = {e: n for e, n in d.get("errorDistribution", {}).items() if e != "aborted due to deadline"}
+bad = sum(n for c, n in codes.items() if not c.startswith("2")) + sum(errors.values())
+p = d["latencyPercentiles"]
+print("%s,%s,%.0f,%.3f,%.3f,%.3f,%d" % (sys.argv[2], sys.argv[3], d["summary"]["requestsPerSec"],
+      p["p50"] * 1000, p["p90"] * 1000, p["p99"] * 1000, bad))
+' "$1" "$2" "$3"
+}
 start_nginx_grpc() { # start_nginx_grpc DIR PORT UPSTREAM-PORT: Debian's nginx, 1 worker, grpc_pass to the upstream, access log off, under ${SRV_PIN[@]}; sets NGINX_MASTER, NGINX_WORKER
     local dir=$1
     mkdir -p "$dir/logs"

@@ -18,16 +18,7 @@ sweep() { # sweep NAME URL BODY: one fixed-rate row per fraction (needs RPS[hive
         "${LOAD_PIN[@]}" oha --no-tui --output-format json -c "$CONNS" -q "$rate" --latency-correction \
             -z "${SWEEP_DURATION}s" -m POST -H 'content-type: application/json' -D "$3" "$2" >"$out" ||
             die "sweep $1 at $rate/s: oha failed"
-        python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-codes = d.get("statusCodeDistribution", {})
-errors = {e: n for e, n in d.get("errorDistribution", {}).items() if e != "aborted due to deadline"}
-bad = sum(n for c, n in codes.items() if not c.startswith("2")) + sum(errors.values())
-p = d["latencyPercentiles"]
-print("%s,%s,%.0f,%.3f,%.3f,%.3f,%d" % (sys.argv[2], sys.argv[3], d["summary"]["requestsPerSec"],
-      p["p50"] * 1000, p["p90"] * 1000, p["p99"] * 1000, bad))
-' "$out" "$1" "$rate" | tee -a "$SWEEP_CSV" >&2
+        oha_csv_line "$out" "$1" "$rate" | tee -a "$SWEEP_CSV" >&2
     done
 }
 

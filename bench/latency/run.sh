@@ -37,7 +37,8 @@ GW=$REST_GW
 start_nginx_grpc "$RAW/nginx" "$NGINX_PORT" "$USERS_PORT"
 
 REST=http://127.0.0.1:$GW_PORT/v1/users/1
-GRPC=http://127.0.0.1:$USERS_PORT/demo.users.v1.UserService/GetUser
+GRPC_PATH=/demo.users.v1.UserService/GetUser
+GRPC=http://127.0.0.1:$USERS_PORT$GRPC_PATH
 printf '\x00\x00\x00\x00\x03\x0a\x011' >"$RAW/get-user.bin" # GetUserRequest{id: "1"}, one gRPC frame
 curl -fsS "$REST" | grep -q '"id":"1"' || die "GET /v1/users/1 does not answer user 1"
 curl -fsS --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' \
@@ -48,7 +49,7 @@ GRPC_LOAD=(oha --no-tui --output-format json -c 64 --http2 -m POST -H 'content-t
            -H 'te: trailers' -D "$RAW/get-user.bin")
 for port in "$PASS_PORT" "$NGINX_PORT"; do
     curl -fsS --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' \
-        --data-binary @"$RAW/get-user.bin" -o "$RAW/grpc-$port.body" "http://127.0.0.1:$port/${GRPC#http://*/}"
+        --data-binary @"$RAW/get-user.bin" -o "$RAW/grpc-$port.body" "http://127.0.0.1:$port$GRPC_PATH"
     grep -aq 'Ada Lovelace' "$RAW/grpc-$port.body" || die "the gRPC call through port $port does not answer user 1"
 done
 
@@ -62,20 +63,11 @@ point() { # point NAME RATE: one fixed-rate run, a CSV line
     case $name in
         gateway) load=("${REST_LOAD[@]}") ;;
         direct) load=("${GRPC_LOAD[@]}" "$GRPC") ;;
-        switchyard-grpc) load=("${GRPC_LOAD[@]}" "http://127.0.0.1:$PASS_PORT/${GRPC#http://*/}") ;;
-        nginx-grpc) load=("${GRPC_LOAD[@]}" "http://127.0.0.1:$NGINX_PORT/${GRPC#http://*/}") ;;
+        switchyard-grpc) load=("${GRPC_LOAD[@]}" "http://127.0.0.1:$PASS_PORT$GRPC_PATH") ;;
+        nginx-grpc) load=("${GRPC_LOAD[@]}" "http://127.0.0.1:$NGINX_PORT$GRPC_PATH") ;;
     esac
     "${LOAD_PIN[@]}" "${load[@]}" -q "$rate" --latency-correction -z "${DURATION}s" >"$out" || die "$name at $rate/s: oha failed"
-    python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-codes = d.get("statusCodeDistribution", {})
-errors = {e: n for e, n in d.get("errorDistribution", {}).items() if e != "aborted due to deadline"}
-bad = sum(n for c, n in codes.items() if not c.startswith("2")) + sum(errors.values())
-p = d["latencyPercentiles"]
-print("%s,%s,%.0f,%.3f,%.3f,%.3f,%d" % (sys.argv[2], sys.argv[3], d["summary"]["requestsPerSec"],
-      p["p50"] * 1000, p["p90"] * 1000, p["p99"] * 1000, bad))
-' "$out" "$name" "$rate"
+    oha_csv_line "$out" "$name" "$rate"
 }
 CSV=$OUT/latency.csv
 echo "target,offered,achieved,p50_ms,p90_ms,p99_ms,errors" >"$CSV"
