@@ -27,7 +27,7 @@ trap 'rc=$?; trap - EXIT; stop "${STARTED[@]}"; exit $rc' EXIT
 trap 'exit 130' INT; trap 'exit 143' TERM HUP
 if (($(getconf _NPROCESSORS_ONLN) >= 2)); then LOAD_PIN=(taskset -c 0) SRV_PIN=(taskset -c 1); else LOAD_PIN=() SRV_PIN=(); fi
 pick_demo_ports
-mkdir -p "$RAW"; rm -f "$RAW"/*
+mkdir -p "$RAW"; rm -rf "${RAW:?}"/*
 start_demo "$RAW/demo.log"
 start_gateway bench/gateway.yaml "$RAW/gateway.log"
 # The gRPC proxies: a second Switchyard passing gRPC through, and nginx.
