@@ -19,6 +19,7 @@ pub mod observability;
 pub mod openapi;
 pub mod pem;
 pub mod protos;
+pub mod proxy;
 pub mod reload;
 pub mod routing;
 pub mod runtime;

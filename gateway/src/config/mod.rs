@@ -9,6 +9,7 @@ pub mod events;
 pub mod graphql;
 pub mod load;
 pub mod model;
+pub mod proxy;
 pub mod reference;
 pub mod reload;
 pub mod shedding;

@@ -82,6 +82,15 @@ pub struct Config {
     /// (docs/caching.md).
     #[serde(default)]
     pub cache: super::cache::CacheStoreConfig,
+    /// HTTP services (not gRPC) by name, referenced by `proxies`
+    /// (docs/proxying.md).
+    #[serde(default)]
+    pub http_upstreams: super::proxy::HttpUpstreams,
+    /// Reverse-proxy routes to `http_upstreams`, by path prefix: a request
+    /// no route, webhook, GraphQL endpoint or gRPC method takes goes to the
+    /// proxy with the longest matching prefix (docs/proxying.md).
+    #[serde(default)]
+    pub proxies: Vec<super::proxy::ProxyRoute>,
 }
 
 /// Where the OpenAPI document is served.

@@ -284,6 +284,19 @@ impl Gateway {
                     ServedBy::Route(binding.route.clone(), Via::Rest(binding)),
                 )
             }
+            // No route binds the path (or not for this method): a proxy
+            // whose prefix covers it takes the request.
+            Err(error)
+                if matches!(
+                    error.http_status,
+                    http::StatusCode::NOT_FOUND | http::StatusCode::METHOD_NOT_ALLOWED
+                ) && let Some(proxy) = runtime.proxies.find(&req) =>
+            {
+                let mut stack = proxy.stack();
+                let Ok(stack) = stack.ready().await;
+                let Ok(response) = stack.call(req).await;
+                (response, ServedBy::Proxy(proxy.proxy().clone()))
+            }
             Err(error) => (error.into_response(), ServedBy::Fixed("-")),
         }
     }
@@ -299,6 +312,8 @@ enum ServedBy {
     /// An edge rule that answered, by name.
     Edge(Arc<str>),
     Route(Arc<RouteCtx>, Via),
+    /// A reverse proxy (`proxies:`).
+    Proxy(Arc<crate::proxy::Proxy>),
 }
 
 /// How a route was reached.
@@ -315,6 +330,7 @@ impl ServedBy {
             ServedBy::Webhook(name) => name,
             ServedBy::Edge(name) => name,
             ServedBy::Route(route, _) => &route.name,
+            ServedBy::Proxy(proxy) => &proxy.name,
         }
     }
 
@@ -323,6 +339,7 @@ impl ServedBy {
         match self {
             ServedBy::Route(_, Via::Rest(binding)) => binding.template.to_string(),
             ServedBy::Route(_, Via::Grpc(target, _)) => target.path.to_string(),
+            ServedBy::Proxy(proxy) => proxy.prefix.clone(),
             _ => "-".to_owned(),
         }
     }
@@ -331,7 +348,7 @@ impl ServedBy {
     /// what served it (`graphql`, `openapi`, a webhook endpoint).
     fn span_name(&self) -> String {
         match self {
-            ServedBy::Route(..) => self.path(),
+            ServedBy::Route(..) | ServedBy::Proxy(_) => self.path(),
             other => other.label().to_owned(),
         }
     }
@@ -347,6 +364,12 @@ impl ServedBy {
             ServedBy::Fixed(label) => fixed(label, "http"),
             ServedBy::Webhook(name) => fixed(&name, "webhook"),
             ServedBy::Edge(name) => fixed(&name, "edge"),
+            ServedBy::Proxy(proxy) => access_log::Served {
+                route: proxy.name.clone(),
+                path: proxy.prefix.clone(),
+                protocol: "proxy",
+                upstream: Some(proxy.upstream.name.clone()),
+            },
             ServedBy::Route(ref route, ref via) => {
                 let path = self.path();
                 let protocol = match via {

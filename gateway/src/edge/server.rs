@@ -227,6 +227,7 @@ fn serve_connection_watched<I>(
     } else {
         "tcp"
     };
+    let tls = transport == "tls";
     let metrics = &gateway.metrics;
     metrics.connections.with_label_values(&[transport]).inc();
     let open = Open::new(metrics.connections_open.with_label_values(&[transport]));
@@ -241,6 +242,9 @@ fn serve_connection_watched<I>(
             req.map(|body| box_body(DeadlineBody::new(body, body_timeout)))
         };
         req.extensions_mut().insert(ClientAddr(peer));
+        if tls {
+            req.extensions_mut().insert(crate::proxy::Encrypted);
+        }
         if let Some(client) = &client {
             req.extensions_mut().insert(client.clone());
         }

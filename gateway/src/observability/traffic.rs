@@ -15,6 +15,8 @@ pub struct TrafficMetrics {
     pub mirror_requests: IntCounterVec,
     /// The response cache's lookups, evictions and size.
     pub cache: crate::cache::CacheMetrics,
+    /// Proxied requests that failed upstream, by proxy and kind.
+    pub proxy_errors: IntCounterVec,
 }
 
 /// A labelled counter family (its definition is static, so it cannot fail).
@@ -39,6 +41,11 @@ impl TrafficMetrics {
                 "mirror_requests_total",
                 "Copies of calls sent to routes' shadow upstreams (`mirror`), by route and outcome: ok, error (the upstream metrics tell which), skipped (max_concurrent copies in flight).",
                 &["route", "outcome"],
+            ),
+            proxy_errors: counter(
+                "proxy_upstream_errors_total",
+                "Requests of `proxies` that failed upstream, by proxy and kind: connect (refused or timed out: 502), timeout (no response head within the timeout: 504), broken (the connection failed mid-exchange: 502), saturated (max_concurrent: 503).",
+                &["proxy", "kind"],
             ),
             cache: crate::cache::CacheMetrics {
                 requests: counter(
@@ -72,6 +79,7 @@ impl TrafficMetrics {
             Box::new(self.cache.evictions.clone()),
             Box::new(self.cache.bytes.clone()),
             Box::new(self.cache.shared.clone()),
+            Box::new(self.proxy_errors.clone()),
         ]
     }
 }

@@ -54,6 +54,8 @@ pub struct Runtime {
     pub events: Option<Arc<crate::events::Events>>,
     /// Inbound webhook endpoints (`webhooks:`), matched before the routes.
     pub webhooks: crate::webhooks::Endpoints,
+    /// Reverse-proxy routes (`proxies:`), tried when no route matches.
+    pub proxies: crate::proxy::Proxies,
     /// The upstreams by name (a reload keeps the unchanged ones).
     pub upstreams: BTreeMap<String, Upstream>,
     /// The access log (`access_log:`), when serving.
@@ -217,7 +219,9 @@ impl Runtime {
             &metrics,
         )
         .await?;
+        let proxies = crate::proxy::Proxies::build(&loaded, &metrics).await?;
         let mut runtime = Runtime {
+            proxies,
             graphql,
             pool,
             table,

@@ -72,6 +72,11 @@ pub fn set_worker(index: usize) {
     WORKER.with(|w| w.set(index));
 }
 
+/// The calling thread's edge worker (0 off the workers).
+pub fn current_worker() -> usize {
+    WORKER.with(|w| w.get())
+}
+
 /// How connections to an endpoint are opened and kept.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnSettings {

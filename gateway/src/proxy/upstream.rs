@@ -1,0 +1,231 @@
+//! One HTTP upstream (`http_upstreams:`): its endpoints, round robin, and a
+//! keep-alive connection pool per edge worker, so a request is sent and its
+//! answer read on the event loop that serves the client (as the gRPC
+//! upstreams do, `upstream::endpoint`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::uri::{Authority, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use switchyard_plugins::stage::Body;
+
+use crate::config::proxy::HttpUpstream;
+
+/// A worker's client: its pool of HTTP/1.1 connections to every endpoint.
+pub type WorkerClient = Client<HttpConnector, Body>;
+
+/// An HTTP upstream, compiled.
+pub struct HttpPool {
+    pub name: String,
+    endpoints: Box<[HttpEndpoint]>,
+    /// One client (and pool) per edge worker.
+    clients: Box<[WorkerClient]>,
+    next: AtomicUsize,
+    in_flight: AtomicUsize,
+    pub max_concurrent: usize,
+    pub timeout: Duration,
+    connect_timeout: Duration,
+    /// Reference for the endpoints' `down_until` (ms since it).
+    epoch: Instant,
+}
+
+/// One endpoint: where it is, and until when it is passed over.
+pub struct HttpEndpoint {
+    pub authority: Authority,
+    /// Milliseconds since the pool's epoch before which the endpoint is
+    /// passed over (it refused a connection); 0: in service.
+    down_until: AtomicU64,
+}
+
+/// A request counted in flight on its upstream until dropped.
+pub struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl HttpPool {
+    /// Compiles `config`, one client per worker; an endpoint that is not
+    /// `http://host:port` is named in the error.
+    pub fn new(name: &str, config: &HttpUpstream, workers: usize) -> Result<HttpPool, String> {
+        if config.endpoints.is_empty() {
+            return Err("no `endpoints`: give at least one, e.g. http://127.0.0.1:8000".into());
+        }
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|raw| endpoint(raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        if config.max_concurrent == 0 {
+            return Err("`max_concurrent` must be at least 1".into());
+        }
+        let connect_timeout = config.connect_timeout.0;
+        let clients = (0..workers.max(1))
+            .map(|_| client(config, connect_timeout))
+            .collect();
+        Ok(HttpPool {
+            name: name.to_owned(),
+            endpoints: endpoints.into_boxed_slice(),
+            clients,
+            next: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_concurrent: config.max_concurrent,
+            timeout: config.timeout.0,
+            connect_timeout,
+            epoch: Instant::now(),
+        })
+    }
+
+    /// The calling worker's client.
+    pub fn client(&self) -> &WorkerClient {
+        let worker = crate::upstream::endpoint::current_worker();
+        &self.clients[worker % self.clients.len()]
+    }
+
+    /// Counts a request in flight, or `None` at `max_concurrent`.
+    pub fn admit(&self) -> Option<InFlight<'_>> {
+        let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let admitted = InFlight(&self.in_flight);
+        (before < self.max_concurrent).then_some(admitted)
+    }
+
+    /// How many endpoints there are (the most attempts a request makes).
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// The next endpoint round robin, passing over those down (all down:
+    /// the next one anyway: better a try than a certain refusal).
+    pub fn pick(&self) -> &HttpEndpoint {
+        let now = self.now_ms();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.endpoints.len();
+        (0..count)
+            .map(|i| &self.endpoints[(start + i) % count])
+            .find(|e| e.down_until.load(Ordering::Relaxed) <= now)
+            .unwrap_or(&self.endpoints[start % count])
+    }
+
+    /// `endpoint` refused a connection: pass it over for `connect_timeout`
+    /// (at least a second).
+    pub fn mark_down(&self, endpoint: &HttpEndpoint) {
+        let pause = self.connect_timeout.max(Duration::from_secs(1));
+        let until = self.now_ms() + pause.as_millis() as u64;
+        endpoint.down_until.store(until, Ordering::Relaxed);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+}
+
+impl HttpEndpoint {
+    /// The URI of `path_and_query` on this endpoint.
+    pub fn uri(&self, path_and_query: http::uri::PathAndQuery) -> Result<Uri, http::Error> {
+        Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+}
+
+fn endpoint(raw: &str) -> Result<HttpEndpoint, String> {
+    let bad = |why: &str| format!("{raw:?} is not an endpoint: {why}; write http://host:port");
+    let uri: Uri = raw.parse().map_err(|_| bad("not a URI"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "{raw:?}: https endpoints are not supported by proxies yet; put a TLS-terminating sidecar beside the service or use http://"
+            ));
+        }
+        _ => return Err(bad("the scheme must be http://")),
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err(bad("no path: set `rewrite_prefix` on the proxy instead"));
+    }
+    let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("no user information"));
+    }
+    Ok(HttpEndpoint {
+        authority,
+        down_until: AtomicU64::new(0),
+    })
+}
+
+fn client(config: &HttpUpstream, connect_timeout: Duration) -> WorkerClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(config.idle_timeout.0)
+        .pool_max_idle_per_host(config.max_idle_per_endpoint)
+        .build(connector)
+}
+
+/// Shared by the proxies naming it.
+pub type SharedPool = Arc<HttpPool>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(endpoints: &[&str]) -> HttpUpstream {
+        serde_json::from_value(serde_json::json!({ "endpoints": endpoints })).expect("config")
+    }
+
+    #[test]
+    fn endpoints_must_be_plain_http_origins() {
+        for (raw, expected) in [
+            ("https://a:1", "https endpoints are not supported"),
+            ("ftp://a:1", "the scheme must be http://"),
+            ("http://a:1/base", "no path"),
+            ("http://u@a:1", "no user information"),
+            ("a:1", "the scheme must be http://"),
+        ] {
+            let err = HttpPool::new("u", &config(&[raw]), 1)
+                .err()
+                .unwrap_or_else(|| panic!("{raw} accepted"));
+            assert!(err.contains(expected), "{raw}: {err}");
+        }
+        assert!(HttpPool::new("u", &config(&[]), 1).is_err());
+        assert!(HttpPool::new("u", &config(&["http://127.0.0.1:8000/"]), 1).is_ok());
+    }
+
+    #[test]
+    fn round_robin_passes_over_an_endpoint_marked_down() {
+        let pool = HttpPool::new("u", &config(&["http://a:1", "http://b:2"]), 2).expect("pool");
+        let picks: Vec<String> = (0..4).map(|_| pool.pick().authority.to_string()).collect();
+        assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2"]);
+        pool.mark_down(&pool.endpoints[0]);
+        for _ in 0..4 {
+            assert_eq!(pool.pick().authority.as_str(), "b:2");
+        }
+        // Every endpoint down: still one to try.
+        pool.mark_down(&pool.endpoints[1]);
+        let _ = pool.pick();
+    }
+
+    #[test]
+    fn admission_stops_at_max_concurrent_and_frees_on_drop() {
+        let mut config = config(&["http://a:1"]);
+        config.max_concurrent = 2;
+        let pool = HttpPool::new("u", &config, 1).expect("pool");
+        let first = pool.admit().expect("first");
+        let second = pool.admit().expect("second");
+        assert!(pool.admit().is_none());
+        drop(first);
+        assert!(pool.admit().is_some());
+        drop(second);
+    }
+}
