@@ -155,7 +155,7 @@ print("%s,%s,%.0f,%.3f,%.3f,%.3f,%d" % (sys.argv[2], sys.argv[3], d["summary"]["
       p["p50"] * 1000, p["p90"] * 1000, p["p99"] * 1000, bad))
 ' "$1" "$2" "$3"
 }
-start_nginx_grpc() { # start_nginx_grpc DIR PORT UPSTREAM-PORT: Debian's nginx, 1 worker, grpc_pass to the upstream, access log off, under ${SRV_PIN[@]}; sets NGINX_MASTER, NGINX_WORKER
+start_nginx() { # start_nginx DIR LABEL HTTP-BLOCK: Debian's nginx, 1 worker, access log off, the given http { } contents, under ${SRV_PIN[@]}; sets NGINX_MASTER, NGINX_WORKER
     local dir=$1
     mkdir -p "$dir/logs"
     cat >"$dir/nginx.conf" <<CONF
@@ -167,17 +167,20 @@ events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 10000000;
-    upstream users { server 127.0.0.1:$3; keepalive 256; }
-    server {
-        listen 127.0.0.1:$2 http2;
-        location / { grpc_pass grpc://users; }
-    }
+$3
 }
 CONF
-    say "starting nginx $(nginx -v 2>&1 | sed 's/.*\///') (1 worker, grpc_pass) on port $2"
+    say "starting nginx $(nginx -v 2>&1 | sed 's/.*\///') (1 worker, $2)"
     "${SRV_PIN[@]}" nginx -p "$dir" -c "$dir/nginx.conf" >"$dir/stdout.log" 2>&1 &
     NGINX_MASTER=$!; STARTED+=("$NGINX_MASTER")
     NGINX_WORKER=
     for _ in $(seq 100); do NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1 || true); [[ -n $NGINX_WORKER ]] && break; sleep 0.1; done
     [[ -n $NGINX_WORKER ]] || die "nginx did not start: $(cat "$dir/logs/error.log" "$dir/stdout.log")"
+}
+start_nginx_grpc() { # start_nginx_grpc DIR PORT UPSTREAM-PORT: nginx with grpc_pass to the upstream on PORT (h2c)
+    start_nginx "$1" "grpc_pass on port $2" "    upstream users { server 127.0.0.1:$3; keepalive 256; }
+    server {
+        listen 127.0.0.1:$2 http2;
+        location / { grpc_pass grpc://users; }
+    }"
 }

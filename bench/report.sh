@@ -12,7 +12,8 @@
 #   REPORT_PUBLISH=1 bench/report.sh # also copy the report to bench/REPORT.md
 #
 # Scenarios (name: script): rest: bench/run.sh (REST→gRPC vs direct gRPC),
-# grpc: bench/grpc/run.sh (passthrough vs nginx grpc_pass), graphql:
+# grpc: bench/grpc/run.sh (passthrough vs nginx grpc_pass), http:
+# bench/http/run.sh (proxies: vs nginx proxy_pass), graphql:
 # bench/graphql/run.sh (vs Hive Gateway), plugins: bench/plugins.sh, wasm:
 # bench/wasm/run.sh, cache: bench/cache/run.sh, events: bench/events/run.sh,
 # tls: bench/tls/run.sh, memory: bench/memory/run.sh, latency:
@@ -31,6 +32,7 @@ source "$ROOT/bench/lib.sh"
 SCENARIOS=(
     "rest|bench/run.sh|latest.txt|REST/JSON → gRPC through Switchyard vs gRPC straight to the upstream"
     "grpc|bench/grpc/run.sh|grpc.txt|gRPC passthrough: Switchyard vs nginx grpc_pass"
+    "http|bench/http/run.sh|http.txt|Plain HTTP proxying: Switchyard vs nginx proxy_pass"
     "graphql|bench/graphql/run.sh|graphql.txt|GraphQL aggregation: Switchyard vs Hive Gateway (with the latency sweep: graphql-latency.png)"
     "plugins|bench/plugins.sh|plugins.txt|Plugin cost: JWT + rate limit vs no plugins"
     "wasm|bench/wasm/run.sh|wasm.txt|WebAssembly filters vs no filter"

@@ -146,7 +146,13 @@ impl Proxy {
             let sent = body
                 .take()
                 .unwrap_or_else(switchyard_plugins::stage::empty_body);
-            let request = self.upstream_request(&parts, endpoint, sent)?;
+            // The head is copied only when another attempt may need it.
+            let headers = if attempt < attempts {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
+            let request = self.upstream_request(&parts, headers, endpoint, sent)?;
             let result = tokio::time::timeout(self.timeout, pool.client().request(request)).await;
             match result {
                 Ok(Ok(response)) => return Ok(self.downstream(response)),
@@ -226,6 +232,7 @@ impl Proxy {
     fn upstream_request(
         &self,
         parts: &http::request::Parts,
+        headers: http::HeaderMap,
         endpoint: &HttpEndpoint,
         body: switchyard_plugins::stage::Body,
     ) -> Result<Request, ErrorResponse> {
@@ -241,7 +248,7 @@ impl Proxy {
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = parts.headers.clone();
+        *request.headers_mut() = headers;
         Ok(request)
     }
 
