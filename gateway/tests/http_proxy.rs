@@ -27,6 +27,31 @@ struct Echo {
 
 impl Echo {
     async fn start() -> Echo {
+        Echo::start_with(None).await
+    }
+
+    /// Over TLS, serving `pki`'s `<file>.pem` (issued for `name`).
+    async fn start_tls(pki: &common::pki::Pki, file: &str, name: &str) -> Echo {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        pki.reissue_server(file, name);
+        let chain = CertificateDer::pem_file_iter(pki.dir.join(format!("{file}.pem")))
+            .expect("pem")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("pem");
+        let key =
+            PrivateKeyDer::from_pem_file(pki.dir.join(format!("{file}-key.pem"))).expect("key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        Echo::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Echo {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -35,15 +60,24 @@ impl Echo {
         let counted = requests.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let counted = counted.clone();
+                let (counted, tls) = (counted.clone(), tls.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         counted.fetch_add(1, Ordering::SeqCst);
                         async move { Ok::<_, Infallible>(echo(req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -293,7 +327,11 @@ async fn a_refusing_endpoint_is_passed_over_and_none_left_is_502() {
     assert_eq!(reply.status, 502, "{}", reply.text());
     let (code, message) = reply.error();
     assert_eq!(code, 14);
-    assert!(message.contains("refused the connection"), "{message}");
+    assert!(
+        message.contains("cannot connect to upstream gone"),
+        "{message}"
+    );
+    assert!(message.contains("refused"), "{message}");
     assert_eq!(
         gw.metric("switchyard_proxy_upstream_errors_total{kind=\"connect\",proxy=\"gone\"}")
             .await,
@@ -369,7 +407,7 @@ async fn bad_proxy_configs_are_refused_at_their_key() {
             &demo,
             "",
             &format!(
-                "http_upstreams:\n  web: {{ endpoints: [\"http://127.0.0.1:9\"] }}\n  tls: {{ endpoints: [\"https://127.0.0.1:9\"] }}\nproxies:\n  - {{ name: a, prefix: /a, upstream: web }}\n{fragment}"
+                "http_upstreams:\n  web: {{ endpoints: [\"http://127.0.0.1:9\"] }}\n  plain: {{ endpoints: [\"http://127.0.0.1:9\"], tls: {{ server_name: x.test }} }}\nproxies:\n  - {{ name: a, prefix: /a, upstream: web }}\n{fragment}"
             ),
         )
     };
@@ -405,16 +443,12 @@ async fn bad_proxy_configs_are_refused_at_their_key() {
             "normal form",
         ),
     ];
-    // The https upstream is refused first, whatever the proxies say.
+    // TLS settings on an upstream without https:// endpoints are refused
+    // first, whatever the proxies say.
     let error = common::config_error(&yaml("")).await;
-    assert!(error.contains("http_upstreams.tls"), "{error}");
-    assert!(
-        error.contains("https endpoints are not supported"),
-        "{error}"
-    );
-    let yaml = |fragment: &str| {
-        yaml(fragment).replace("  tls: { endpoints: [\"https://127.0.0.1:9\"] }\n", "")
-    };
+    assert!(error.contains("http_upstreams.plain.tls"), "{error}");
+    assert!(error.contains("applies to https:// endpoints"), "{error}");
+    let yaml = |fragment: &str| yaml(fragment).replace(", tls: { server_name: x.test }", "");
     assert_refused(yaml, "proxies", &cases).await;
 }
 
@@ -438,5 +472,35 @@ async fn a_body_slower_than_the_body_read_timeout_is_408() {
         .expect("read");
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_https_service_is_reached_over_tls_verified_against_the_configured_ca() {
+    let pki = common::pki::Pki::new();
+    let echo = Echo::start_tls(&pki, "web", "web.internal.test").await;
+    let top = |ca: &str| {
+        format!(
+            "http_upstreams:\n  web: {{ endpoints: [\"https://{}\"], tls: {{ ca: \"{}\", server_name: web.internal.test }} }}\nproxies:\n  - {{ name: web, prefix: /, upstream: web }}\n",
+            echo.addr,
+            pki.path(ca)
+        )
+    };
+    let gw = TestGateway::demo_with("", &top("ca.pem")).await;
+    let reply = gw.get("/secure/page").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["uri"], "/secure/page");
+    gw.stop().await;
+    // A certificate from a CA the upstream's `tls.ca` does not hold: no
+    // connection, 502, and the service never sees the request.
+    let gw = TestGateway::demo_with("", &top("other-ca.pem")).await;
+    let reply = gw.get("/secure/page").await;
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert!(
+        reply.error().1.contains("cannot connect"),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(echo.requests(), 1);
     gw.stop().await;
 }

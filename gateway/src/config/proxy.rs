@@ -16,10 +16,16 @@ use super::units::{ByteSize, HumanDuration};
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpUpstream {
-    /// Endpoints as `http://host:port`; requests go round robin across
-    /// them, passing over one that refused a connection in the last
-    /// `connect_timeout` (tried again after it). HTTP/1.1, keep-alive.
+    /// Endpoints as `http://host:port`, or `https://host:port` (TLS, see
+    /// `tls`); requests go round robin across them, passing over one that
+    /// refused a connection in the last `connect_timeout` (tried again
+    /// after it). HTTP/1.1, keep-alive.
     pub endpoints: Vec<String>,
+    /// TLS settings of the `https://` endpoints: the CAs to verify them
+    /// against, a client certificate, the name to verify. Absent: the
+    /// public web roots and each endpoint's host.
+    #[serde(default)]
+    pub tls: Option<super::UpstreamTls>,
     /// Time allowed to open a connection; 502 past it.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,

@@ -80,7 +80,7 @@ pub enum UnknownServerName {
 }
 
 /// TLS to an upstream's `https://` endpoints: rustls, TLS 1.2 and 1.3,
-/// HTTP/2 by ALPN.
+/// HTTP/2 by ALPN (HTTP/1.1 for `http_upstreams`).
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTls {

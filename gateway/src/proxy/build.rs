@@ -8,9 +8,9 @@ use std::sync::Arc;
 use switchyard_plugins::registry::{BuildContext, build_stack, with_defaults};
 use switchyard_plugins::stage::{HttpService, Request};
 
-use super::upstream::{HttpPool, SharedPool};
+use super::upstream::{ClientTls, HttpPool, SharedPool};
 use super::{Failures, Proxies, Proxy, Served};
-use crate::config::proxy::ProxyRoute;
+use crate::config::proxy::{HttpUpstream, ProxyRoute};
 use crate::config::{ConfigError, KeyPath, LoadedConfig};
 use crate::observability::Metrics;
 
@@ -22,7 +22,9 @@ impl Proxies {
         let mut pools: BTreeMap<&str, SharedPool> = BTreeMap::new();
         for (name, upstream) in &config.http_upstreams {
             let key = KeyPath::root().key("http_upstreams").key(name);
-            let pool = HttpPool::new(name, upstream, config.worker_count())
+            let tls = client_tls(loaded, upstream)
+                .map_err(|e| loaded.source.error_at(&key.key("tls"), e))?;
+            let pool = HttpPool::new(name, upstream, tls, config.worker_count())
                 .map_err(|e| loaded.source.error_at(&key, e))?;
             pools.insert(name, Arc::new(pool));
         }
@@ -90,6 +92,20 @@ impl Proxies {
         }
         Ok(Proxies { served })
     }
+}
+
+/// The TLS settings of an upstream's `https://` endpoints: its `tls`, or
+/// the public web roots; `tls` on an upstream without one is an error.
+fn client_tls(loaded: &LoadedConfig, upstream: &HttpUpstream) -> Result<ClientTls, String> {
+    let https = upstream.endpoints.iter().any(|e| e.starts_with("https://"));
+    if upstream.tls.is_some() && !https {
+        return Err("`tls` applies to https:// endpoints, and these are all http://".to_owned());
+    }
+    let tls = upstream.tls.clone().unwrap_or_default();
+    Ok(ClientTls {
+        config: crate::upstream::tls::client_config(&tls, |p| loaded.source.resolve(p))?,
+        server_name: crate::upstream::tls::server_name(&tls)?,
+    })
 }
 
 fn failures(metrics: &Metrics, proxy: &str) -> Failures {

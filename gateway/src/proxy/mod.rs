@@ -138,7 +138,11 @@ impl Proxy {
         self.prepare(&mut parts)?;
         let overflow = Overflow::default();
         let mut body = Some(Capped::new(body, self.max_body, overflow.clone()).boxed_unsync());
-        let attempts = if bodyless { pool.endpoint_count().min(3) } else { 1 };
+        let attempts = if bodyless {
+            pool.endpoint_count().min(3)
+        } else {
+            1
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -166,8 +170,10 @@ impl Proxy {
                         StatusCode::BAD_GATEWAY,
                         Code::Unavailable,
                         format!(
-                            "upstream {} ({}) refused the connection",
-                            pool.name, endpoint.authority
+                            "cannot connect to upstream {} ({}): {}",
+                            pool.name,
+                            endpoint.authority,
+                            root_cause(&e)
                         ),
                     ));
                 }

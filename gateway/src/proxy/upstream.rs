@@ -8,15 +8,25 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::ServerName;
 use switchyard_plugins::stage::Body;
 
 use crate::config::proxy::HttpUpstream;
 
-/// A worker's client: its pool of HTTP/1.1 connections to every endpoint.
-pub type WorkerClient = Client<HttpConnector, Body>;
+/// A worker's client: its pool of HTTP/1.1 connections to every endpoint
+/// (TLS for the `https://` ones).
+pub type WorkerClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// How the `https://` endpoints are reached: the TLS client settings and
+/// the name to verify instead of each endpoint's host.
+pub struct ClientTls {
+    pub config: rustls::ClientConfig,
+    pub server_name: Option<ServerName<'static>>,
+}
 
 /// An HTTP upstream, compiled.
 pub struct HttpPool {
@@ -35,6 +45,7 @@ pub struct HttpPool {
 
 /// One endpoint: where it is, and until when it is passed over.
 pub struct HttpEndpoint {
+    scheme: http::uri::Scheme,
     pub authority: Authority,
     /// Milliseconds since the pool's epoch before which the endpoint is
     /// passed over (it refused a connection); 0: in service.
@@ -51,9 +62,15 @@ impl Drop for InFlight<'_> {
 }
 
 impl HttpPool {
-    /// Compiles `config`, one client per worker; an endpoint that is not
-    /// `http://host:port` is named in the error.
-    pub fn new(name: &str, config: &HttpUpstream, workers: usize) -> Result<HttpPool, String> {
+    /// Compiles `config`, one client per worker, `tls` for its `https://`
+    /// endpoints; an endpoint that is not `http(s)://host:port` is named
+    /// in the error.
+    pub fn new(
+        name: &str,
+        config: &HttpUpstream,
+        tls: ClientTls,
+        workers: usize,
+    ) -> Result<HttpPool, String> {
         if config.endpoints.is_empty() {
             return Err("no `endpoints`: give at least one, e.g. http://127.0.0.1:8000".into());
         }
@@ -67,7 +84,7 @@ impl HttpPool {
         }
         let connect_timeout = config.connect_timeout.0;
         let clients = (0..workers.max(1))
-            .map(|_| client(config, connect_timeout))
+            .map(|_| client(config, &tls, connect_timeout))
             .collect();
         Ok(HttpPool {
             name: name.to_owned(),
@@ -129,7 +146,7 @@ impl HttpEndpoint {
     /// The URI of `path_and_query` on this endpoint.
     pub fn uri(&self, path_and_query: http::uri::PathAndQuery) -> Result<Uri, http::Error> {
         Uri::builder()
-            .scheme(http::uri::Scheme::HTTP)
+            .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()
@@ -139,15 +156,11 @@ impl HttpEndpoint {
 fn endpoint(raw: &str) -> Result<HttpEndpoint, String> {
     let bad = |why: &str| format!("{raw:?} is not an endpoint: {why}; write http://host:port");
     let uri: Uri = raw.parse().map_err(|_| bad("not a URI"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "{raw:?}: https endpoints are not supported by proxies yet; put a TLS-terminating sidecar beside the service or use http://"
-            ));
-        }
-        _ => return Err(bad("the scheme must be http://")),
-    }
+    let scheme = match uri.scheme_str() {
+        Some("http") => http::uri::Scheme::HTTP,
+        Some("https") => http::uri::Scheme::HTTPS,
+        _ => return Err(bad("the scheme must be http:// or https://")),
+    };
     if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
         return Err(bad("no path: set `rewrite_prefix` on the proxy instead"));
     }
@@ -156,16 +169,27 @@ fn endpoint(raw: &str) -> Result<HttpEndpoint, String> {
         return Err(bad("no user information"));
     }
     Ok(HttpEndpoint {
+        scheme,
         authority,
         down_until: AtomicU64::new(0),
     })
 }
 
-fn client(config: &HttpUpstream, connect_timeout: Duration) -> WorkerClient {
+fn client(config: &HttpUpstream, tls: &ClientTls, connect_timeout: Duration) -> WorkerClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);
-    connector.enforce_http(true);
+    // `https://` URIs pass through to it, for the TLS layer to wrap.
+    connector.enforce_http(false);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.config.clone())
+        .https_or_http();
+    let builder = match &tls.server_name {
+        Some(name) => builder
+            .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name.clone())),
+        None => builder,
+    };
+    let connector = builder.enable_http1().wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(config.idle_timeout.0)
@@ -180,6 +204,14 @@ pub type SharedPool = Arc<HttpPool>;
 mod tests {
     use super::*;
 
+    fn tls() -> ClientTls {
+        ClientTls {
+            config: crate::upstream::tls::client_config(&Default::default(), |p| p.into())
+                .expect("default TLS settings"),
+            server_name: None,
+        }
+    }
+
     fn config(endpoints: &[&str]) -> HttpUpstream {
         serde_json::from_value(serde_json::json!({ "endpoints": endpoints })).expect("config")
     }
@@ -187,24 +219,25 @@ mod tests {
     #[test]
     fn endpoints_must_be_plain_http_origins() {
         for (raw, expected) in [
-            ("https://a:1", "https endpoints are not supported"),
             ("ftp://a:1", "the scheme must be http://"),
             ("http://a:1/base", "no path"),
             ("http://u@a:1", "no user information"),
             ("a:1", "the scheme must be http://"),
         ] {
-            let err = HttpPool::new("u", &config(&[raw]), 1)
+            let err = HttpPool::new("u", &config(&[raw]), tls(), 1)
                 .err()
                 .unwrap_or_else(|| panic!("{raw} accepted"));
             assert!(err.contains(expected), "{raw}: {err}");
         }
-        assert!(HttpPool::new("u", &config(&[]), 1).is_err());
-        assert!(HttpPool::new("u", &config(&["http://127.0.0.1:8000/"]), 1).is_ok());
+        assert!(HttpPool::new("u", &config(&[]), tls(), 1).is_err());
+        assert!(HttpPool::new("u", &config(&["http://127.0.0.1:8000/"]), tls(), 1).is_ok());
+        assert!(HttpPool::new("u", &config(&["https://a.example:443"]), tls(), 1).is_ok());
     }
 
     #[test]
     fn round_robin_passes_over_an_endpoint_marked_down() {
-        let pool = HttpPool::new("u", &config(&["http://a:1", "http://b:2"]), 2).expect("pool");
+        let pool =
+            HttpPool::new("u", &config(&["http://a:1", "http://b:2"]), tls(), 2).expect("pool");
         let picks: Vec<String> = (0..4).map(|_| pool.pick().authority.to_string()).collect();
         assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2"]);
         pool.mark_down(&pool.endpoints[0]);
@@ -220,7 +253,7 @@ mod tests {
     fn admission_stops_at_max_concurrent_and_frees_on_drop() {
         let mut config = config(&["http://a:1"]);
         config.max_concurrent = 2;
-        let pool = HttpPool::new("u", &config, 1).expect("pool");
+        let pool = HttpPool::new("u", &config, tls(), 1).expect("pool");
         let first = pool.admit().expect("first");
         let second = pool.admit().expect("second");
         assert!(pool.admit().is_none());

@@ -35,41 +35,11 @@ impl TlsSettings {
         tls: &UpstreamTls,
         resolve: impl Fn(&str) -> std::path::PathBuf,
     ) -> Result<TlsSettings, String> {
-        let roots = match &tls.ca {
-            Some(ca) => pem::roots(&resolve(ca)).map_err(|e| format!("ca: {e}"))?,
-            None => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                roots
-            }
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("cannot set up TLS: {e}"))?
-            .with_root_certificates(roots);
-        let mut config = match (&tls.cert, &tls.key) {
-            (None, None) => builder.with_no_client_auth(),
-            (Some(cert), Some(key)) => {
-                let chain = pem::certificates(&resolve(cert)).map_err(|e| format!("cert: {e}"))?;
-                let key = pem::private_key(&resolve(key)).map_err(|e| format!("key: {e}"))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("cert and key: {e}"))?
-            }
-            _ => return Err("`cert` and `key` go together: give both or neither".to_owned()),
-        };
+        let mut config = client_config(tls, resolve)?;
         config.alpn_protocols = vec![b"h2".to_vec()];
-        let server_name = match &tls.server_name {
-            Some(name) => Some(
-                ServerName::try_from(name.clone())
-                    .map_err(|e| format!("server_name {name:?}: {e}"))?,
-            ),
-            None => None,
-        };
         Ok(TlsSettings {
             connector: TlsConnector::from(Arc::new(config)),
-            server_name,
+            server_name: server_name(tls)?,
         })
     }
 
@@ -84,6 +54,50 @@ impl TlsSettings {
             format!("{host:?} cannot be a TLS server name ({e}); set `tls.server_name`")
         })
     }
+}
+
+/// The TLS client settings of `tls` (no ALPN): rustls on ring, TLS 1.2 and
+/// 1.3, its CAs or the public web roots, its client certificate; `resolve`
+/// turns a path of the config into a file path.
+pub fn client_config(
+    tls: &UpstreamTls,
+    resolve: impl Fn(&str) -> std::path::PathBuf,
+) -> Result<rustls::ClientConfig, String> {
+    let roots = match &tls.ca {
+        Some(ca) => pem::roots(&resolve(ca)).map_err(|e| format!("ca: {e}"))?,
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            roots
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .with_root_certificates(roots);
+    let config = match (&tls.cert, &tls.key) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let chain = pem::certificates(&resolve(cert)).map_err(|e| format!("cert: {e}"))?;
+            let key = pem::private_key(&resolve(key)).map_err(|e| format!("key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("cert and key: {e}"))?
+        }
+        _ => return Err("`cert` and `key` go together: give both or neither".to_owned()),
+    };
+    Ok(config)
+}
+
+/// `tls.server_name`, checked.
+pub fn server_name(tls: &UpstreamTls) -> Result<Option<ServerName<'static>>, String> {
+    tls.server_name
+        .as_ref()
+        .map(|name| {
+            ServerName::try_from(name.clone()).map_err(|e| format!("server_name {name:?}: {e}"))
+        })
+        .transpose()
 }
 
 /// What one `https://` endpoint connects with.
