@@ -249,10 +249,15 @@ async fn validate(path: &Path) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let routes = loaded.config.routes.len();
+    let proxies = loaded.config.proxies.len();
     match Runtime::check(loaded).await {
         Ok(runtime) => {
+            let proxies = match proxies {
+                0 => String::new(),
+                n => format!(", {n} proxies"),
+            };
             println!(
-                "{}: ok ({} routes, {} HTTP bindings)",
+                "{}: ok ({} routes, {} HTTP bindings{proxies})",
                 path.display(),
                 routes,
                 runtime.table.len()

@@ -504,3 +504,82 @@ async fn an_https_service_is_reached_over_tls_verified_against_the_configured_ca
     assert_eq!(echo.requests(), 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_proxied_request_is_logged_as_such_and_carries_the_trace_context() {
+    let echo = Echo::start().await;
+    let log = common::scratch_dir("proxy-access").join("access.jsonl");
+    let top = format!(
+        "access_log: {{ output: \"{}\" }}\nhttp_upstreams:\n  web: {{ endpoints: [\"{}\"] }}\nproxies:\n  - {{ name: legacy, prefix: /legacy, upstream: web }}\n",
+        log.display(),
+        echo.url()
+    );
+    let gw = TestGateway::demo_with("", &top).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let reply = gw
+        .send(
+            Method::GET,
+            "/legacy/a/secret-id",
+            &[("traceparent", traceparent)],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(reply.json()["headers"]["traceparent"], traceparent);
+    // Without one, the gateway starts a trace and the service gets it.
+    let started = gw.get("/legacy/b").await.json()["headers"]["traceparent"].clone();
+    assert_eq!(started.as_str().map(str::len), Some(55), "{started}");
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("a line")).expect("JSON");
+    assert_eq!(line["route"], "legacy");
+    assert_eq!(line["protocol"], "proxy");
+    assert_eq!(line["path"], "/legacy", "the prefix, not the raw path");
+    assert_eq!(line["upstream"], "web");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert!(!text.contains("secret-id"), "{text}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_moves_a_proxy_to_another_upstream_and_a_bad_one_keeps_the_old() {
+    let (old, new) = (Echo::start().await, Echo::start().await);
+    let demo = common::spawn_demo().await;
+    let file = common::scratch_dir("proxy-reload").join("gateway.yaml");
+    // The demo routes, then this test's top-level keys.
+    let base = demo_config(&demo, "", "");
+    let write = |echo: &Echo, prefix: &str| {
+        let yaml = format!(
+            "{base}reload: {{ watch_interval: 0s }}\nhttp_upstreams:\n  web: {{ endpoints: [\"{}\"] }}\nproxies:\n  - {{ name: site, prefix: {prefix}, upstream: web }}\n",
+            echo.url()
+        );
+        std::fs::write(&file, yaml).expect("write the config");
+    };
+    write(&old, "/");
+    let gw = TestGateway::start_file(demo, &file, Default::default()).await;
+    assert_eq!(gw.get("/page").await.status, 200);
+    write(&new, "/");
+    let reloaded = gw.admin_send(Method::POST, "/admin/reload", &[]).await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    assert_eq!(gw.get("/page").await.status, 200);
+    assert_eq!((old.requests(), new.requests()), (1, 1));
+    // A prefix that is not a path: refused, the running version serves on.
+    write(&old, "page");
+    let refused = gw.admin_send(Method::POST, "/admin/reload", &[]).await;
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    assert!(
+        refused.text().contains("proxies[0].prefix"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(gw.get("/page").await.status, 200);
+    assert_eq!((old.requests(), new.requests()), (1, 2));
+    gw.stop().await;
+}
