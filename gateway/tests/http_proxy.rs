@@ -337,6 +337,22 @@ async fn a_refusing_endpoint_is_passed_over_and_none_left_is_502() {
             .await,
         Some(1.0)
     );
+    // The admin API shows the proxies and which endpoints are passed over.
+    let upstreams = gw.admin_get("/admin/upstreams").await.json();
+    let gone = upstreams["http_upstreams"]
+        .as_array()
+        .and_then(|all| all.iter().find(|u| u["name"] == "gone"))
+        .unwrap_or_else(|| panic!("no `gone` in {upstreams}"));
+    assert_eq!(gone["endpoints"][0]["endpoint"], format!("http://{dead}"));
+    assert_eq!(gone["endpoints"][0]["passed_over"], true, "{gone}");
+    assert_eq!(gone["in_flight"], 0);
+    let routes = gw.admin_get("/admin/routes").await.json();
+    let names: Vec<&str> = routes["proxies"]
+        .as_array()
+        .map(|all| all.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["web", "gone"], "{routes}");
+    assert_eq!(routes["proxies"][0]["prefix"], "/web");
     gw.stop().await;
 }
 

@@ -72,9 +72,17 @@ pub(super) fn routes(reloader: &Reloader) -> Response {
             })
         })
         .collect();
+    let proxies = runtime.proxies.describe(|name| {
+        let own = config.proxies.iter().find(|p| p.name == name);
+        with_defaults(&config.plugins, own.map_or(&[][..], |p| &p.plugins[..]))
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect()
+    });
     let body = json!({
         "routes": routes,
         "bindings": exposures(&runtime),
+        "proxies": proxies,
     });
     json(StatusCode::OK, body.to_string())
 }

@@ -57,8 +57,9 @@ pub(super) fn upstreams(gateway: &Gateway) -> Response {
         .iter()
         .map(|(name, up)| up.status(config.get(name).is_some_and(|c| c.critical)))
         .collect();
+    let http = runtime.proxies.upstreams();
     json(
         StatusCode::OK,
-        json!({ "upstreams": upstreams }).to_string(),
+        json!({ "upstreams": upstreams, "http_upstreams": http }).to_string(),
     )
 }

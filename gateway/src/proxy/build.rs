@@ -90,7 +90,10 @@ impl Proxies {
                 .map_err(|e| at("plugins", e))?;
             served.push(Served { proxy, stack });
         }
-        Ok(Proxies { served })
+        Ok(Proxies {
+            served,
+            pools: pools.into_values().collect(),
+        })
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Encrypted;
 #[derive(Default)]
 pub struct Proxies {
     served: Vec<Served>,
+    /// `http_upstreams:`, by name (the admin API's view).
+    pools: Vec<SharedPool>,
 }
 
 /// A proxy behind its plugins.
@@ -70,6 +72,29 @@ struct Failures {
 impl Proxies {
     pub fn is_empty(&self) -> bool {
         self.served.is_empty()
+    }
+
+    /// What `/admin/routes` shows of each proxy.
+    pub fn describe(&self, plugins: impl Fn(&str) -> Vec<String>) -> Vec<serde_json::Value> {
+        self.served
+            .iter()
+            .map(|s| {
+                let p = &s.proxy;
+                serde_json::json!({
+                    "name": p.name,
+                    "prefix": p.prefix,
+                    "hosts": p.hosts,
+                    "upstream": p.upstream.name,
+                    "rewrite_prefix": p.rewrite_prefix,
+                    "plugins": plugins(&p.name),
+                })
+            })
+            .collect()
+    }
+
+    /// What `/admin/upstreams` shows of each HTTP upstream.
+    pub fn upstreams(&self) -> Vec<serde_json::Value> {
+        self.pools.iter().map(|p| p.status()).collect()
     }
 
     /// The proxy for a request's (normalised) path and host: the longest

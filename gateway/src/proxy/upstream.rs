@@ -137,6 +137,28 @@ impl HttpPool {
         endpoint.down_until.store(until, Ordering::Relaxed);
     }
 
+    /// The admin API's view: endpoints (and whether each is passed over
+    /// now), requests in flight.
+    pub fn status(&self) -> serde_json::Value {
+        let now = self.now_ms();
+        let endpoints: Vec<serde_json::Value> = self
+            .endpoints
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "endpoint": format!("{}://{}", e.scheme, e.authority),
+                    "passed_over": e.down_until.load(Ordering::Relaxed) > now,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "name": self.name,
+            "in_flight": self.in_flight.load(Ordering::Relaxed),
+            "max_concurrent": self.max_concurrent,
+            "endpoints": endpoints,
+        })
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
