@@ -599,3 +599,21 @@ async fn a_reload_moves_a_proxy_to_another_upstream_and_a_bad_one_keeps_the_old(
     assert_eq!((old.requests(), new.requests()), (1, 2));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn escaped_slashes_pass_only_where_a_proxy_allows_them() {
+    let echo = Echo::start().await;
+    let gw = gateway(
+        &echo,
+        "  - { name: strict, prefix: /strict, upstream: web }\n  - { name: ids, prefix: /ids, upstream: web, reject_ambiguous_paths: false }\n",
+    )
+    .await;
+    let refused = gw.get("/strict/group%2Fproject").await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(refused.error().1.contains("reject_ambiguous_paths"));
+    let passed = gw.get("/ids/group%2Fproject;v=2").await;
+    assert_eq!(passed.status, 200, "{}", passed.text());
+    assert_eq!(passed.json()["uri"], "/ids/group%2Fproject;v=2");
+    assert_eq!(echo.requests(), 1);
+    gw.stop().await;
+}

@@ -88,6 +88,14 @@ pub struct ProxyRoute {
     /// chunked body that grows over it is cut and answered 413.
     #[serde(default)]
     pub max_request_body: Option<ByteSize>,
+    /// Refuse with 400 a path holding `;`, `\`, or an escaped `/`, `\`
+    /// or `;` (`%2F`, `%5C`, `%3B`): the gateway reads each as part of its
+    /// segment, but many services read them as a separator or a path
+    /// parameter (`/admin;x=1/users` as `/admin/users`), which would reach
+    /// a path another proxy's plugins (auth) guard. On by default; turn it
+    /// off for a service whose identifiers need them (e.g. `%2F`).
+    #[serde(default = "yes")]
+    pub reject_ambiguous_paths: bool,
     /// Plugins, after the top-level `plugins`; the first listed sees the
     /// request first.
     #[serde(default)]
@@ -109,6 +117,10 @@ pub enum ForwardedFor {
 
 /// `http_upstreams:` by name.
 pub type HttpUpstreams = BTreeMap<String, HttpUpstream>;
+
+fn yes() -> bool {
+    true
+}
 
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration::from_secs(2)

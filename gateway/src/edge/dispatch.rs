@@ -292,10 +292,14 @@ impl Gateway {
                     http::StatusCode::NOT_FOUND | http::StatusCode::METHOD_NOT_ALLOWED
                 ) && let Some(proxy) = runtime.proxies.find(&req) =>
             {
+                let served = ServedBy::Proxy(proxy.proxy().clone());
+                if let Some(refused) = proxy.proxy().refuse_path(req.uri().path()) {
+                    return (refused.into_response(), served);
+                }
                 let mut stack = proxy.stack();
                 let Ok(stack) = stack.ready().await;
                 let Ok(response) = stack.call(req).await;
-                (response, ServedBy::Proxy(proxy.proxy().clone()))
+                (response, served)
             }
             Err(error) => (error.into_response(), ServedBy::Fixed("-")),
         }

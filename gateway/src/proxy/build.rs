@@ -78,6 +78,7 @@ impl Proxies {
                 rewrite_prefix: route.rewrite_prefix.clone(),
                 preserve_host: route.preserve_host,
                 forwarded_for: route.x_forwarded_for,
+                reject_ambiguous_paths: route.reject_ambiguous_paths,
                 max_body: route
                     .max_request_body
                     .unwrap_or(edge_limit)

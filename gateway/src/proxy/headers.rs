@@ -125,6 +125,23 @@ pub fn rewrite(path: &str, prefix: &str, with: &str, query: Option<&str>) -> Str
     out
 }
 
+/// Whether `path` holds a character some services read as a separator or
+/// a parameter where the gateway reads part of a segment: `;`, `\`, or
+/// `%2F`, `%5C`, `%3B` in either case.
+pub fn ambiguous(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().any(|(i, b)| match b {
+        b';' | b'\\' => true,
+        b'%' => matches!(
+            bytes
+                .get(i + 1..i + 3)
+                .map(|h| [h[0].to_ascii_uppercase(), h[1].to_ascii_uppercase()]),
+            Some([b'2', b'F'] | [b'5', b'C'] | [b'3', b'B'])
+        ),
+        _ => false,
+    })
+}
+
 /// Whether `path` is `prefix` or below it, by whole segments.
 pub fn under(path: &str, prefix: &str) -> bool {
     let base = prefix.trim_end_matches('/');
@@ -208,6 +225,24 @@ mod tests {
         let mut headers = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-host", "h")]);
         set_forwarded(&mut headers, ForwardedFor::Drop, &client("10.0.0.7"));
         assert!(headers.is_empty());
+    }
+
+    #[test]
+    fn separators_in_disguise_are_ambiguous() {
+        for path in [
+            "/a;b",
+            "/a%2Fb",
+            "/a%2fb",
+            "/a%5cb",
+            "/a\\b",
+            "/a%3Bb",
+            "/admin;x=1/users",
+        ] {
+            assert!(ambiguous(path), "{path}");
+        }
+        for path in ["/a/b", "/a%20b", "/a%2", "/a%", "/caf%C3%A9", "/a%25"] {
+            assert!(!ambiguous(path), "{path}");
+        }
     }
 
     #[test]

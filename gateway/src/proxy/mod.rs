@@ -55,6 +55,7 @@ pub struct Proxy {
     forwarded_for: ForwardedFor,
     timeout: std::time::Duration,
     max_body: usize,
+    reject_ambiguous_paths: bool,
     failures: Failures,
 }
 
@@ -131,6 +132,18 @@ impl Served {
 // === impl Proxy ===
 
 impl Proxy {
+    /// The 400 for a path the service may split differently from the
+    /// gateway (`reject_ambiguous_paths`), if `path` is one.
+    pub fn refuse_path(&self, path: &str) -> Option<ErrorResponse> {
+        if !self.reject_ambiguous_paths || !headers::ambiguous(path) {
+            return None;
+        }
+        Some(ErrorResponse::new(
+            Code::InvalidArgument,
+            "the path holds `;`, `\\` or an escaped `/`, `\\` or `;`, which the service behind this proxy may read as a separator: refused (reject_ambiguous_paths)",
+        ))
+    }
+
     /// Forwards one request (never fails: errors are JSON responses).
     pub async fn call(&self, req: Request) -> Response {
         match self.forward(req).await {

@@ -16,6 +16,7 @@ mod http2;
 mod json;
 mod limits;
 mod paths;
+mod proxy;
 mod raw;
 
 use std::time::Duration;
