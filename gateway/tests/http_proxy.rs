@@ -617,3 +617,39 @@ async fn escaped_slashes_pass_only_where_a_proxy_allows_them() {
     assert_eq!(echo.requests(), 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_http2_client_is_proxied_to_an_http1_service() {
+    let echo = Echo::start().await;
+    let gw = gateway(
+        &echo,
+        "  - { name: site, prefix: /, upstream: web, preserve_host: true }\n",
+    )
+    .await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let req = http::Request::post(format!("http://{}/h2/path?q=1", gw.addr))
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from("over h2c")))
+        .expect("request");
+    let res = client
+        .request(req)
+        .await
+        .expect("the gateway answers over h2c");
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-upstream"], "echo");
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    let seen: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["uri"], "/h2/path?q=1");
+    assert_eq!(seen["body"], "over h2c");
+    assert_eq!(
+        seen["headers"]["host"],
+        gw.addr.to_string(),
+        ":authority kept"
+    );
+    assert!(seen["headers"].get("te").is_none(), "TE is hop-by-hop");
+    gw.stop().await;
+}
