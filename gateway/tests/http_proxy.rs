@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 struct Echo {
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
 }
 
 impl Echo {
@@ -57,9 +58,12 @@ impl Echo {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
         let counted = requests.clone();
+        let accepted = connections.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (counted, tls) = (counted.clone(), tls.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -81,7 +85,11 @@ impl Echo {
                 });
             }
         });
-        Echo { addr, requests }
+        Echo {
+            addr,
+            requests,
+            connections,
+        }
     }
 
     fn url(&self) -> String {
@@ -90,6 +98,10 @@ impl Echo {
 
     fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -114,10 +126,16 @@ async fn echo(req: hyper::Request<hyper::body::Incoming>) -> http::Response<Full
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
     });
+    // `/close…`: the service ends the connection after this answer.
+    let connection = if parts.uri.path().starts_with("/close") {
+        "close"
+    } else {
+        "keep-alive, x-hop"
+    };
     http::Response::builder()
         .header("content-type", "application/json")
         .header("x-upstream", "echo")
-        .header("connection", "keep-alive, x-hop")
+        .header("connection", connection)
         .header("x-hop", "connection-scoped")
         .body(Full::new(Bytes::from(json.to_string())))
         .expect("response")
@@ -651,5 +669,33 @@ async fn an_http2_client_is_proxied_to_an_http1_service() {
         ":authority kept"
     );
     assert!(seen["headers"].get("te").is_none(), "TE is hop-by-hop");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn connections_are_kept_alive_and_one_the_service_closes_is_not_reused() {
+    let echo = Echo::start().await;
+    let gw = gateway(&echo, "  - { name: site, prefix: /, upstream: web }\n").await;
+    // The gateway has one worker per CPU; requests from one client
+    // connection stay on one worker, so they share its idle connection.
+    for _ in 0..5 {
+        assert_eq!(gw.get("/page").await.status, 200);
+    }
+    assert_eq!(echo.connections(), 1, "one keep-alive connection");
+    let head = gw.send(Method::HEAD, "/page", &[], Bytes::new()).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(gw.get("/page").await.status, 200);
+    assert_eq!(
+        echo.connections(),
+        1,
+        "a bodiless answer frees its connection too"
+    );
+    // An answer with `Connection: close`: the next request gets a new one.
+    assert_eq!(gw.get("/close/now").await.status, 200);
+    for _ in 0..3 {
+        assert_eq!(gw.get("/page").await.status, 200);
+    }
+    assert_eq!(echo.connections(), 2);
+    assert_eq!(echo.requests(), 11);
     gw.stop().await;
 }

@@ -9,6 +9,7 @@
 
 mod body;
 mod build;
+mod conn;
 pub mod headers;
 pub mod upstream;
 
@@ -19,11 +20,12 @@ use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use prometheus::IntCounter;
 use switchyard_plugins::error::{Code, ErrorResponse};
-use switchyard_plugins::stage::{BoxError, ClientAddr, HttpService, Request, Response};
+use switchyard_plugins::stage::{ClientAddr, HttpService, Request, Response};
 
 use crate::config::proxy::ForwardedFor;
 use crate::routing::hosts::{host_rank, request_host};
 use body::{Capped, Overflow};
+use conn::SendError;
 use upstream::{HttpEndpoint, SharedPool};
 
 /// Marks a request that came over a TLS listener (`X-Forwarded-Proto`).
@@ -195,10 +197,10 @@ impl Proxy {
                 std::mem::take(&mut parts.headers)
             };
             let request = self.upstream_request(&parts, headers, endpoint, sent)?;
-            let result = tokio::time::timeout(self.timeout, pool.client().request(request)).await;
+            let result = tokio::time::timeout(self.timeout, pool.send(endpoint, request)).await;
             match result {
                 Ok(Ok(response)) => return Ok(self.downstream(response)),
-                Ok(Err(e)) if e.is_connect() => {
+                Ok(Err(SendError::Connect(e))) => {
                     pool.mark_down(endpoint);
                     if attempt < attempts {
                         continue;
@@ -211,11 +213,11 @@ impl Proxy {
                             "cannot connect to upstream {} ({}): {}",
                             pool.name,
                             endpoint.authority,
-                            root_cause(&e)
+                            root_cause(&*e)
                         ),
                     ));
                 }
-                Ok(Err(e)) => return Err(self.failed(&e, &overflow, endpoint)),
+                Ok(Err(SendError::Broken(e))) => return Err(self.failed(&*e, &overflow, endpoint)),
                 Err(_elapsed) => {
                     self.failures.timeout.inc();
                     return Err(ErrorResponse::with_status(
@@ -280,34 +282,32 @@ impl Proxy {
         endpoint: &HttpEndpoint,
         body: switchyard_plugins::stage::Body,
     ) -> Result<Request, ErrorResponse> {
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let uri = endpoint
-            .uri(path)
-            .map_err(|_| ErrorResponse::new(Code::InvalidArgument, "invalid request path"))?;
         let mut request = http::Request::new(body);
         *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = uri;
+        // Origin form (`/path?query`); the connection is the endpoint's.
+        *request.uri_mut() = parts.uri.clone();
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = headers;
+        if !request.headers().contains_key(http::header::HOST) {
+            request
+                .headers_mut()
+                .insert(http::header::HOST, endpoint.host.clone());
+        }
         Ok(request)
     }
 
     /// The upstream's answer as the client gets it.
-    fn downstream(&self, response: http::Response<hyper::body::Incoming>) -> Response {
+    fn downstream(&self, response: Response) -> Response {
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;
-        http::Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+        http::Response::from_parts(parts, body)
     }
 
     /// A request that failed after the connection was made.
     fn failed(
         &self,
-        error: &hyper_util::client::legacy::Error,
+        error: &(dyn std::error::Error + Send + Sync + 'static),
         overflow: &Overflow,
         endpoint: &HttpEndpoint,
     ) -> ErrorResponse {

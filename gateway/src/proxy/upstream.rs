@@ -1,25 +1,19 @@
-//! One HTTP upstream (`http_upstreams:`): its endpoints, round robin, and a
-//! keep-alive connection pool per edge worker, so a request is sent and its
-//! answer read on the event loop that serves the client (as the gRPC
-//! upstreams do, `upstream::endpoint`).
+//! One HTTP upstream (`http_upstreams:`): its endpoints, round robin, and
+//! each endpoint's idle keep-alive connections per edge worker (`conn.rs`),
+//! so a request is sent and its answer read on the event loop that serves
+//! the client (as the gRPC upstreams do, `upstream::endpoint`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::ServerName;
-use switchyard_plugins::stage::Body;
+use switchyard_plugins::stage::{Body, Request};
 
+use super::conn::{Connector, IdleConns, SendError};
 use crate::config::proxy::HttpUpstream;
-
-/// A worker's client: its pool of HTTP/1.1 connections to every endpoint
-/// (TLS for the `https://` ones).
-pub type WorkerClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// How the `https://` endpoints are reached: the TLS client settings and
 /// the name to verify instead of each endpoint's host.
@@ -32,8 +26,8 @@ pub struct ClientTls {
 pub struct HttpPool {
     pub name: String,
     endpoints: Box<[HttpEndpoint]>,
-    /// One client (and pool) per edge worker.
-    clients: Box<[WorkerClient]>,
+    /// Opens connections (TCP, and TLS to `https://` endpoints).
+    connector: Connector,
     next: AtomicUsize,
     in_flight: AtomicUsize,
     pub max_concurrent: usize,
@@ -47,6 +41,11 @@ pub struct HttpPool {
 pub struct HttpEndpoint {
     scheme: http::uri::Scheme,
     pub authority: Authority,
+    /// `scheme://authority/`: what the connector connects to.
+    origin: Uri,
+    /// `authority`, as the `Host` header sent (without `preserve_host`).
+    pub host: http::HeaderValue,
+    idle: Arc<IdleConns>,
     /// Milliseconds since the pool's epoch before which the endpoint is
     /// passed over (it refused a connection); 0: in service.
     down_until: AtomicU64,
@@ -74,22 +73,26 @@ impl HttpPool {
         if config.endpoints.is_empty() {
             return Err("no `endpoints`: give at least one, e.g. http://127.0.0.1:8000".into());
         }
+        let idle = || {
+            Arc::new(IdleConns::new(
+                workers,
+                config.max_idle_per_endpoint,
+                config.idle_timeout.0,
+            ))
+        };
         let endpoints = config
             .endpoints
             .iter()
-            .map(|raw| endpoint(raw))
+            .map(|raw| endpoint(raw, idle()))
             .collect::<Result<Vec<_>, _>>()?;
         if config.max_concurrent == 0 {
             return Err("`max_concurrent` must be at least 1".into());
         }
         let connect_timeout = config.connect_timeout.0;
-        let clients = (0..workers.max(1))
-            .map(|_| client(config, &tls, connect_timeout))
-            .collect();
         Ok(HttpPool {
             name: name.to_owned(),
             endpoints: endpoints.into_boxed_slice(),
-            clients,
+            connector: connector(&tls),
             next: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             max_concurrent: config.max_concurrent,
@@ -99,10 +102,21 @@ impl HttpPool {
         })
     }
 
-    /// The calling worker's client.
-    pub fn client(&self) -> &WorkerClient {
-        let worker = crate::upstream::endpoint::current_worker();
-        &self.clients[worker % self.clients.len()]
+    /// Sends `req` (its URI on `endpoint`) over one of the endpoint's
+    /// connections.
+    pub async fn send(
+        &self,
+        endpoint: &HttpEndpoint,
+        req: Request,
+    ) -> Result<http::Response<Body>, SendError> {
+        super::conn::send(
+            endpoint.idle.clone(),
+            &self.connector,
+            self.connect_timeout,
+            &endpoint.origin,
+            req,
+        )
+        .await
     }
 
     /// Counts a request in flight, or `None` at `max_concurrent`.
@@ -164,18 +178,7 @@ impl HttpPool {
     }
 }
 
-impl HttpEndpoint {
-    /// The URI of `path_and_query` on this endpoint.
-    pub fn uri(&self, path_and_query: http::uri::PathAndQuery) -> Result<Uri, http::Error> {
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-    }
-}
-
-fn endpoint(raw: &str) -> Result<HttpEndpoint, String> {
+fn endpoint(raw: &str, idle: Arc<IdleConns>) -> Result<HttpEndpoint, String> {
     let bad = |why: &str| format!("{raw:?} is not an endpoint: {why}; write http://host:port");
     let uri: Uri = raw.parse().map_err(|_| bad("not a URI"))?;
     let scheme = match uri.scheme_str() {
@@ -190,16 +193,27 @@ fn endpoint(raw: &str) -> Result<HttpEndpoint, String> {
     if authority.as_str().contains('@') {
         return Err(bad("no user information"));
     }
+    let origin = Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority.clone())
+        .path_and_query("/")
+        .build()
+        .map_err(|_| bad("not a URI"))?;
+    let host = http::HeaderValue::from_str(authority.as_str()).map_err(|_| bad("not a host"))?;
     Ok(HttpEndpoint {
         scheme,
+        origin,
+        host,
         authority,
+        idle,
         down_until: AtomicU64::new(0),
     })
 }
 
-fn client(config: &HttpUpstream, tls: &ClientTls, connect_timeout: Duration) -> WorkerClient {
+/// The connector of every endpoint: TCP with `TCP_NODELAY`, and TLS by
+/// `tls` for the `https://` ones (HTTP/1.1 by ALPN).
+fn connector(tls: &ClientTls) -> Connector {
     let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);
     // `https://` URIs pass through to it, for the TLS layer to wrap.
     connector.enforce_http(false);
@@ -211,12 +225,7 @@ fn client(config: &HttpUpstream, tls: &ClientTls, connect_timeout: Duration) -> 
             .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name.clone())),
         None => builder,
     };
-    let connector = builder.enable_http1().wrap_connector(connector);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(config.idle_timeout.0)
-        .pool_max_idle_per_host(config.max_idle_per_endpoint)
-        .build(connector)
+    builder.enable_http1().wrap_connector(connector)
 }
 
 /// Shared by the proxies naming it.
