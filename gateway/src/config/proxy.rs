@@ -36,7 +36,9 @@ pub struct HttpUpstream {
     /// Idle keep-alive connections kept per endpoint and edge worker.
     #[serde(default = "default_max_idle")]
     pub max_idle_per_endpoint: usize,
-    /// An idle keep-alive connection is closed after this long.
+    /// An idle keep-alive connection is not reused after this long (it is
+    /// closed when next looked at); keep it under the service's own
+    /// keep-alive timeout.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: HumanDuration,
     /// Requests in flight to this upstream (over all its endpoints and
