@@ -58,7 +58,7 @@ impl Proxies {
             })?;
             if let Some(other) = served.iter().find(|s| {
                 s.proxy.prefix.trim_end_matches('/') == route.prefix.trim_end_matches('/')
-                    && overlap(&s.proxy.hosts, &hosts)
+                    && crate::routing::hosts::hosts_overlap(&s.proxy.hosts, &hosts)
             }) {
                 return Err(at(
                     "prefix",
@@ -180,9 +180,4 @@ fn check_path(path: &str) -> Result<(), String> {
             "{path:?} is not an absolute path in normal form, e.g. /legacy"
         )),
     }
-}
-
-/// Whether two `hosts` lists can both match one request.
-fn overlap(a: &[String], b: &[String]) -> bool {
-    (a.is_empty() && b.is_empty()) || a.iter().any(|h| b.contains(h))
 }

@@ -78,6 +78,13 @@ pub fn request_host(req: &switchyard_plugins::stage::Request) -> Option<String> 
     Some(host.trim_end_matches('.').to_ascii_lowercase())
 }
 
+/// Whether two `hosts` lists can both match one request (both "any host",
+/// or a pattern in common): two webhook endpoints on one path, or two
+/// proxies on one prefix, must not.
+pub fn hosts_overlap(a: &[String], b: &[String]) -> bool {
+    (a.is_empty() && b.is_empty()) || a.iter().any(|h| b.contains(h))
+}
+
 /// How well `host` matches `hosts`: `None` not at all, 0 any host (no
 /// `hosts`), else the length of the matching pattern (an exact host beats
 /// any wildcard, a longer wildcard a shorter one).

@@ -68,7 +68,7 @@ impl Endpoints {
             let same_path = endpoints.by_path.entry(config.path.clone()).or_default();
             if let Some(other) = same_path
                 .iter()
-                .find(|e| overlap(&e.endpoint.hosts, &endpoint.hosts))
+                .find(|e| crate::routing::hosts::hosts_overlap(&e.endpoint.hosts, &endpoint.hosts))
             {
                 return Err(at(
                     "path",
@@ -181,12 +181,6 @@ fn hosts(
         out.push(host);
     }
     Ok(out)
-}
-
-/// Whether two `hosts` lists can both match one request (both "any host",
-/// or a pattern in common).
-fn overlap(a: &[String], b: &[String]) -> bool {
-    (a.is_empty() && b.is_empty()) || a.iter().any(|h| b.contains(h))
 }
 
 fn verifier(
